@@ -1,0 +1,153 @@
+//! `xwin-infer`: the stable command-line face of `xwin-model`.
+//! Prints JSON on stdout; errors go to stderr with a non-zero exit.
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use xwin_model::{
+    BatchLayout, GenerationConfig, ModelError, SamplingConfig, Tokenizer, generate, load_causal_lm, parse_device,
+};
+
+#[derive(Parser)]
+#[command(name = "xwin-infer", version, about = "Run a Hugging Face Llama checkpoint with xwin-model")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// HF model directory (config.json + *.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Compute device: cpu, wgpu, cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Full logits of each sequence: {"logits": [[[f32; vocab]; seq]; batch]}.
+    Logits {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Comma-separated token ids; repeat for a batch (sequences may differ in length).
+        #[arg(long = "ids", required = true, value_delimiter = ',', num_args = 1, action = clap::ArgAction::Append)]
+        ids: Vec<String>,
+    },
+    /// Continue token ids: {"ids": [new ids]} (one prompt) or {"ids": [[...] per prompt]}.
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Comma-separated prompt ids; repeat for a batch.
+        #[arg(long = "ids", required = true)]
+        ids: Vec<String>,
+        #[arg(long, default_value_t = 32)]
+        max_new_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// 0 = off.
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop at the model's EOS token(s).
+        #[arg(long)]
+        stop_at_eos: bool,
+    },
+    /// Token ids of a text, without BOS: {"ids": [...]}.
+    Tokenize {
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long)]
+        text: String,
+    },
+}
+
+fn parse_ids(arg: &str) -> Result<Vec<u32>, ModelError> {
+    arg.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|_| ModelError::InvalidInput(format!("`{s}` in --ids is not a token id")))
+        })
+        .collect()
+}
+
+fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
+    match cli.command {
+        Command::Logits { model, ids } => {
+            let device = parse_device(&model.device)?;
+            let llm = load_causal_lm(&model.model, &device)?;
+            let mut out = Vec::new();
+            // One forward per sequence keeps ragged batches exact and the output unpadded.
+            for arg in &ids {
+                let seq = parse_ids(arg)?;
+                let ids = llm.ids_tensor(std::slice::from_ref(&seq), &device)?;
+                let logits = llm.forward(ids, &BatchLayout::contiguous(1, seq.len(), 0), None);
+                let vocab = llm.config().vocab_size;
+                let values = logits.try_into_vec_as::<f32>()?;
+                out.push(values.chunks(vocab).map(<[f32]>::to_vec).collect::<Vec<_>>());
+            }
+            Ok(json!({ "logits": out }))
+        }
+        Command::Generate {
+            model,
+            ids,
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            seed,
+            stop_at_eos,
+        } => {
+            let device = parse_device(&model.device)?;
+            let llm = load_causal_lm(&model.model, &device)?;
+            let prompts = ids.iter().map(|a| parse_ids(a)).collect::<Result<Vec<_>, _>>()?;
+            if !(0.0..=1.0).contains(&top_p) || top_p == 0.0 {
+                return Err(ModelError::InvalidInput(format!("--top-p {top_p} must be in (0, 1]")));
+            }
+            let config = GenerationConfig {
+                sampling: SamplingConfig { temperature, top_p, top_k },
+                max_new_tokens,
+                num_samples: 1,
+                stop_ids: if stop_at_eos { llm.config().eos_token_ids.clone() } else { Vec::new() },
+                seed,
+            };
+            let generations = generate(&llm, &prompts, &config, &device)?;
+            let mut new_ids: Vec<Vec<u32>> = generations.into_iter().map(|mut g| g.remove(0)).collect();
+            Ok(if new_ids.len() == 1 {
+                json!({ "ids": new_ids.remove(0) })
+            } else {
+                json!({ "ids": new_ids })
+            })
+        }
+        Command::Tokenize { tokenizer, text } => {
+            let tok = Tokenizer::from_file(&tokenizer)?;
+            Ok(json!({ "ids": tok.encode(&text, false)? }))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(value) => {
+            println!("{value}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xwin-infer: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Grouped-query causal self-attention with rotary embeddings, padding masks and a KV cache.
+
+use crate::error::Result;
+use crate::params::{HfTensor, HfTensors, ParamSource, linear};
+use crate::rope::{RopeTables, RotaryEmbedding};
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor};
+
+/// Configuration of [`Attention`].
+#[derive(Debug, Clone)]
+pub struct AttentionConfig {
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionConfig {
+    /// Builds the layer from `source`, with HF names under `prefix` (e.g. `model.layers.0.self_attn`).
+    pub fn init(&self, source: &mut dyn ParamSource, prefix: &str) -> Result<Attention> {
+        let q = self.num_heads * self.head_dim;
+        let kv = self.num_kv_heads * self.head_dim;
+        Ok(Attention {
+            q_proj: linear(source, &format!("{prefix}.q_proj.weight"), self.hidden_size, q)?,
+            k_proj: linear(source, &format!("{prefix}.k_proj.weight"), self.hidden_size, kv)?,
+            v_proj: linear(source, &format!("{prefix}.v_proj.weight"), self.hidden_size, kv)?,
+            o_proj: linear(source, &format!("{prefix}.o_proj.weight"), q, self.hidden_size)?,
+            num_heads: self.num_heads,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+        })
+    }
+}
+
+/// Keys and values of one layer for the positions seen so far (rotary already applied).
+///
+/// # Shapes
+/// - keys, values: `[batch, kv_heads, seq_so_far, head_dim]`
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    pub keys: Tensor<4>,
+    pub values: Tensor<4>,
+}
+
+/// Multi-head attention where `num_heads / num_kv_heads` query heads share each key/value head.
+///
+/// # Shapes
+/// - input: `[batch, seq, hidden]`, mask `[batch, heads, seq, seq_past + seq]` (true = hidden)
+/// - output: `[batch, seq, hidden]`
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RotaryEmbedding,
+        tables: &RopeTables,
+        mask: Option<Tensor<4, Bool>>,
+        cache: Option<&mut Option<LayerCache>>,
+    ) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        let split = |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2);
+        let q = rope.apply(split(self.q_proj.forward(x.clone()), self.num_heads), tables);
+        let mut k = rope.apply(split(self.k_proj.forward(x.clone()), self.num_kv_heads), tables);
+        let mut v = split(self.v_proj.forward(x), self.num_kv_heads);
+        if let Some(slot) = cache {
+            if let Some(past) = slot.take() {
+                k = Tensor::cat(vec![past.keys, k], 2);
+                v = Tensor::cat(vec![past.values, v], 2);
+            }
+            *slot = Some(LayerCache {
+                keys: k.clone(),
+                values: v.clone(),
+            });
+        }
+        let k = self.repeat_kv(k);
+        let v = self.repeat_kv(v);
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let out = attention(q, k, v, mask, None, options);
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, s, self.num_heads * self.head_dim]))
+    }
+
+    /// Repeats each key/value head for the query heads that share it.
+    fn repeat_kv(&self, t: Tensor<4>) -> Tensor<4> {
+        let n_rep = self.num_heads / self.num_kv_heads;
+        if n_rep == 1 {
+            return t;
+        }
+        let [b, kvh, s, d] = t.dims();
+        t.unsqueeze_dim::<5>(2)
+            .expand([b, kvh, n_rep, s, d])
+            .reshape([b, kvh * n_rep, s, d])
+    }
+
+    pub(crate) fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {
+        for (name, layer) in [
+            ("q_proj", &self.q_proj),
+            ("k_proj", &self.k_proj),
+            ("v_proj", &self.v_proj),
+            ("o_proj", &self.o_proj),
+        ] {
+            out.push((format!("{prefix}.{name}.weight"), HfTensor::Linear(layer.weight.val())));
+        }
+    }
+}

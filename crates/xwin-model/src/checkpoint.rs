@@ -1,0 +1,356 @@
+//! Hugging Face safetensors checkpoints: reading (single file or sharded, f32/f16/bf16) with
+//! errors that name the tensor, and writing back in HF layout.
+
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::params::{HfTensor, HfTensors, ParamSource};
+use burn::tensor::{Device, Tensor, TensorData};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// An open checkpoint directory. Tensors are read lazily from memory-mapped shards and
+/// converted to f32 on the target device as the model asks for them.
+pub struct Checkpoint {
+    dir: PathBuf,
+    device: Device,
+    shards: Vec<(PathBuf, Mmap)>,
+    /// Tensor name → index into `shards`.
+    index: BTreeMap<String, usize>,
+    used: BTreeSet<String>,
+}
+
+impl Checkpoint {
+    /// Opens `dir`: `model.safetensors.index.json` if present, else `model.safetensors`, else
+    /// every `*.safetensors` file in it.
+    pub fn open(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let files = shard_files(&dir)?;
+        let mut shards = Vec::with_capacity(files.len());
+        let mut index = BTreeMap::new();
+        for (i, path) in files.into_iter().enumerate() {
+            let file = std::fs::File::open(&path).map_err(|e| ModelError::io(&path, e))?;
+            // SAFETY: the mapping is read-only; a checkpoint changed under us while loading
+            // would give wrong numbers, as with any reader.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(&path, e))?;
+            let tensors = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::Safetensors {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            for name in tensors.names() {
+                index.insert(name.to_string(), i);
+            }
+            shards.push((path, mmap));
+        }
+        Ok(Self {
+            dir,
+            device: device.clone(),
+            shards,
+            index,
+            used: BTreeSet::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Names of all tensors in the checkpoint.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Reads tensor `name` as f32 after checking its shape; marks it used.
+    pub fn read_f32(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let missing = || ModelError::MissingTensor {
+            dir: self.dir.clone(),
+            name: name.to_string(),
+            expected: expected.to_vec(),
+        };
+        let shard = *self.index.get(name).ok_or_else(missing)?;
+        let (path, mmap) = &self.shards[shard];
+        let tensors = SafeTensors::deserialize(mmap).map_err(|e| ModelError::Safetensors {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let view = tensors.tensor(name).map_err(|_| missing())?;
+        if view.shape() != expected {
+            return Err(ModelError::ShapeMismatch {
+                dir: self.dir.clone(),
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                found: view.shape().to_vec(),
+            });
+        }
+        let data = to_f32(view.dtype(), view.data()).ok_or_else(|| ModelError::UnsupportedDtype {
+            dir: self.dir.clone(),
+            name: name.to_string(),
+            dtype: format!("{:?}", view.dtype()),
+        })?;
+        self.used.insert(name.to_string());
+        Ok(data)
+    }
+
+    /// Fails if the checkpoint holds tensors nobody asked for (except those HF itself drops,
+    /// such as precomputed rotary buffers).
+    pub fn finish(self) -> Result<()> {
+        let names: Vec<String> = self
+            .index
+            .keys()
+            .filter(|n| !self.used.contains(*n) && !n.ends_with("rotary_emb.inv_freq"))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            Ok(())
+        } else {
+            Err(ModelError::UnexpectedTensors { dir: self.dir, names })
+        }
+    }
+}
+
+impl ParamSource for Checkpoint {
+    fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Tensor<2>> {
+        let hf = self.read_f32(name, &[d_out, d_in])?;
+        let data = transpose(&hf, d_out, d_in);
+        Ok(Tensor::from_data(TensorData::new(data, [d_in, d_out]), &self.device))
+    }
+
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>> {
+        let data = self.read_f32(name, &[rows, cols])?;
+        Ok(Tensor::from_data(TensorData::new(data, [rows, cols]), &self.device))
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor<1>> {
+        let data = self.read_f32(name, &[len])?;
+        Ok(Tensor::from_data(TensorData::new(data, [len]), &self.device))
+    }
+}
+
+fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index_path = dir.join("model.safetensors.index.json");
+    if index_path.exists() {
+        let text = std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: index_path.clone(),
+            source,
+        })?;
+        let map = value
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| ModelError::Config {
+                path: index_path.clone(),
+                field: "weight_map".into(),
+                message: "missing or not an object".into(),
+            })?;
+        let mut files = BTreeSet::new();
+        for (tensor, file) in map {
+            let file = file.as_str().ok_or_else(|| ModelError::Config {
+                path: index_path.clone(),
+                field: format!("weight_map.{tensor}"),
+                message: "expected a file name".into(),
+            })?;
+            files.insert(dir.join(file));
+        }
+        return Ok(files.into_iter().collect());
+    }
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ModelError::io(
+            &single,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no *.safetensors file in the directory"),
+        ));
+    }
+    Ok(files)
+}
+
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let chunks2 = || bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => chunks2().map(|b| half::f16::from_bits(b).to_f32()).collect(),
+        Dtype::BF16 => chunks2().map(|b| half::bf16::from_bits(b).to_f32()).collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Dtype of saved weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveDtype {
+    #[default]
+    F32,
+    F16,
+    BF16,
+}
+
+impl SaveDtype {
+    fn bytes_per_value(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::BF16 => 2,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "float32",
+            Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
+        }
+    }
+
+    fn encode(self, values: &[f32]) -> (Dtype, Vec<u8>) {
+        match self {
+            Self::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            Self::F16 => (
+                Dtype::F16,
+                values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+            ),
+            Self::BF16 => (
+                Dtype::BF16,
+                values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+            ),
+        }
+    }
+}
+
+/// Options for [`save_hf`].
+#[derive(Debug, Clone, Copy)]
+pub struct SaveOptions {
+    pub dtype: SaveDtype,
+    /// Largest shard in bytes; bigger checkpoints are split with an index file, as HF does.
+    pub max_shard_bytes: usize,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        Self {
+            dtype: SaveDtype::F32,
+            max_shard_bytes: 5 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Writes `config.json` and the safetensors weights of `tensors` into `dir`, HF style.
+/// Files are written to temporary names and renamed, so a crash leaves no torn shard.
+pub fn save_hf(config: &LlamaConfig, tensors: &HfTensors, dir: impl AsRef<Path>, options: SaveOptions) -> Result<()> {
+    let dir = dir.as_ref();
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let mut config_json = config.to_json();
+    config_json["torch_dtype"] = serde_json::json!(options.dtype.name());
+    let config_path = dir.join("config.json");
+    write_atomic(
+        &config_path,
+        serde_json::to_string_pretty(&config_json)
+            .map_err(|source| ModelError::Json { path: config_path.clone(), source })?
+            .as_bytes(),
+    )?;
+
+    // Plan shards by size, in the model's parameter order.
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut current = 0usize;
+    for (i, (_, t)) in tensors.iter().enumerate() {
+        let bytes = t.hf_shape().iter().product::<usize>() * options.dtype.bytes_per_value();
+        if current > 0 && current + bytes > options.max_shard_bytes {
+            shards.push(Vec::new());
+            current = 0;
+        }
+        current += bytes;
+        if let Some(last) = shards.last_mut() {
+            last.push(i);
+        }
+    }
+    let n = shards.len();
+    let mut weight_map = BTreeMap::new();
+    let mut total = 0usize;
+    for (s, members) in shards.iter().enumerate() {
+        let file = if n == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{n:05}.safetensors", s + 1)
+        };
+        let mut encoded = Vec::with_capacity(members.len());
+        for &i in members {
+            let (name, tensor) = &tensors[i];
+            let values = host_values(tensor)?;
+            let (dtype, bytes) = options.dtype.encode(&values);
+            total += bytes.len();
+            encoded.push((name.clone(), dtype, tensor.hf_shape(), bytes));
+            weight_map.insert(name.clone(), file.clone());
+        }
+        let views = encoded
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| ModelError::Safetensors {
+                        path: dir.join(&file),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+        let path = dir.join(&file);
+        let tmp = dir.join(format!(".{file}.tmp"));
+        safetensors::serialize_to_file(views, Some(metadata), &tmp).map_err(|e| ModelError::Safetensors {
+            path: tmp.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::rename(&tmp, &path).map_err(|e| ModelError::io(&path, e))?;
+    }
+    if n > 1 {
+        let index = serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
+        let path = dir.join("model.safetensors.index.json");
+        write_atomic(&path, index.to_string().as_bytes())?;
+    }
+    tracing::info!(dir = %dir.display(), shards = n, bytes = total, "saved checkpoint");
+    Ok(())
+}
+
+/// Values of a parameter in HF layout, on the host.
+fn host_values(tensor: &HfTensor) -> Result<Vec<f32>> {
+    Ok(match tensor {
+        HfTensor::Linear(t) => {
+            let [d_in, d_out] = t.dims();
+            transpose(&t.try_to_vec_as::<f32>()?, d_in, d_out)
+        }
+        HfTensor::Matrix(t) => t.try_to_vec_as::<f32>()?,
+        HfTensor::Vector(t) => t.try_to_vec_as::<f32>()?,
+    })
+}
+
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}

@@ -1,0 +1,56 @@
+//! The Llama core of xwin: a burn model that matches Hugging Face `transformers` numerically,
+//! loads and saves HF checkpoints, generates with a KV cache and scores sequences.
+//!
+//! ```no_run
+//! use xwin_model::{load_causal_lm, parse_device, GenerationConfig, generate};
+//! let device = parse_device("cpu")?;
+//! let model = load_causal_lm("path/to/llama", &device)?;
+//! let out = generate(&model, &[vec![1, 15043]], &GenerationConfig::default(), &device)?;
+//! # Ok::<(), xwin_model::ModelError>(())
+//! ```
+
+pub mod attention;
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod layout;
+pub mod logprob;
+pub mod mlp;
+pub mod model;
+pub mod params;
+pub mod rope;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use checkpoint::{Checkpoint, SaveDtype, SaveOptions, save_hf};
+pub use config::{LlamaConfig, RopeScaling};
+pub use device::parse_device;
+pub use error::{ModelError, Result};
+pub use generate::{GenerationConfig, Generations, generate};
+pub use layout::BatchLayout;
+pub use logprob::{SpanLogProbs, masked_logprob_sum, next_token_logprobs, span_logprobs};
+pub use model::{KvCache, LlamaForCausalLM, LlamaModel};
+pub use sampling::SamplingConfig;
+pub use tokenizer::Tokenizer;
+
+use burn::tensor::Device;
+use std::path::Path;
+
+/// Loads a HF `LlamaForCausalLM` directory (`config.json` + safetensors) onto `device`.
+/// Every tensor must be used and shaped as the config says.
+pub fn load_causal_lm(dir: impl AsRef<Path>, device: &Device) -> Result<LlamaForCausalLM> {
+    let dir = dir.as_ref();
+    let config = LlamaConfig::from_file(dir)?;
+    let mut checkpoint = Checkpoint::open(dir, device)?;
+    let model = LlamaForCausalLM::init(&config, &mut checkpoint)?;
+    checkpoint.finish()?;
+    tracing::info!(dir = %dir.display(), params = config.num_parameters(), "loaded model");
+    Ok(model)
+}
+
+/// Saves `model` as a HF checkpoint directory.
+pub fn save_causal_lm(model: &LlamaForCausalLM, dir: impl AsRef<Path>, options: SaveOptions) -> Result<()> {
+    save_hf(model.config(), &model.hf_tensors(), dir, options)
+}

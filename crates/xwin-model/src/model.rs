@@ -1,0 +1,305 @@
+//! The Llama decoder stack and the causal language model on top of it.
+
+use crate::attention::{Attention, AttentionConfig, LayerCache};
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::layout::BatchLayout;
+use crate::mlp::{Mlp, MlpConfig};
+use crate::params::{HfTensor, HfTensors, ParamSource, embedding, linear, rms_norm};
+use crate::rope::{RotaryEmbedding, RotaryEmbeddingConfig};
+use burn::module::Module;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// Configuration of [`DecoderLayer`].
+#[derive(Debug, Clone)]
+pub struct DecoderLayerConfig {
+    pub attention: AttentionConfig,
+    pub mlp: MlpConfig,
+    pub rms_norm_eps: f64,
+}
+
+impl DecoderLayerConfig {
+    pub fn from_llama(c: &LlamaConfig) -> Self {
+        Self {
+            attention: AttentionConfig {
+                hidden_size: c.hidden_size,
+                num_heads: c.num_attention_heads,
+                num_kv_heads: c.num_key_value_heads,
+                head_dim: c.head_dim,
+            },
+            mlp: MlpConfig {
+                hidden_size: c.hidden_size,
+                intermediate_size: c.intermediate_size,
+            },
+            rms_norm_eps: c.rms_norm_eps,
+        }
+    }
+
+    /// Builds layer `prefix` (e.g. `model.layers.3`).
+    pub fn init(&self, source: &mut dyn ParamSource, prefix: &str) -> Result<DecoderLayer> {
+        let h = self.attention.hidden_size;
+        Ok(DecoderLayer {
+            input_layernorm: rms_norm(source, &format!("{prefix}.input_layernorm.weight"), h, self.rms_norm_eps)?,
+            self_attn: self.attention.init(source, &format!("{prefix}.self_attn"))?,
+            post_attention_layernorm: rms_norm(
+                source,
+                &format!("{prefix}.post_attention_layernorm.weight"),
+                h,
+                self.rms_norm_eps,
+            )?,
+            mlp: self.mlp.init(source, &format!("{prefix}.mlp"))?,
+        })
+    }
+}
+
+/// Pre-norm residual block: attention then MLP.
+///
+/// # Shapes
+/// - input `[batch, seq, hidden]` → output `[batch, seq, hidden]`
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// Per-call context shared by every layer.
+struct LayerInputs<'a> {
+    rope: &'a RotaryEmbedding,
+    tables: crate::rope::RopeTables,
+    mask: Option<Tensor<4, burn::tensor::Bool>>,
+}
+
+impl DecoderLayer {
+    fn forward(&self, x: Tensor<3>, ctx: &LayerInputs<'_>, cache: Option<&mut Option<LayerCache>>) -> Tensor<3> {
+        let attn = self.self_attn.forward(
+            self.input_layernorm.forward(x.clone()),
+            ctx.rope,
+            &ctx.tables,
+            ctx.mask.clone(),
+            cache,
+        );
+        let x = x + attn;
+        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()));
+        x + mlp
+    }
+
+    fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {
+        out.push((
+            format!("{prefix}.input_layernorm.weight"),
+            HfTensor::Vector(self.input_layernorm.gamma.val()),
+        ));
+        self.self_attn.hf_tensors(&format!("{prefix}.self_attn"), out);
+        out.push((
+            format!("{prefix}.post_attention_layernorm.weight"),
+            HfTensor::Vector(self.post_attention_layernorm.gamma.val()),
+        ));
+        self.mlp.hf_tensors(&format!("{prefix}.mlp"), out);
+    }
+}
+
+/// Keys and values of every layer, grown by each decode step.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<LayerCache>>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![None; num_layers],
+        }
+    }
+
+    /// Number of positions cached so far.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |l| l.keys.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the given batch rows (drops finished sequences during generation).
+    pub fn select_rows(&mut self, rows: &Tensor<1, Int>) {
+        for layer in self.layers.iter_mut().flatten() {
+            layer.keys = layer.keys.clone().select(0, rows.clone());
+            layer.values = layer.values.clone().select(0, rows.clone());
+        }
+    }
+}
+
+/// The decoder without a head: token ids to final (normed) hidden states.
+///
+/// # Shapes
+/// - input ids `[batch, seq]` → hidden `[batch, seq, hidden]`
+#[derive(Module, Debug)]
+pub struct LlamaModel {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    rope: RotaryEmbedding,
+    num_heads: usize,
+}
+
+impl LlamaModel {
+    /// Builds the decoder with HF names under `model.`.
+    pub fn init(config: &LlamaConfig, source: &mut dyn ParamSource) -> Result<Self> {
+        let layer_config = DecoderLayerConfig::from_llama(config);
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| layer_config.init(source, &format!("model.layers.{i}")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embed_tokens: embedding(source, "model.embed_tokens.weight", config.vocab_size, config.hidden_size)?,
+            layers,
+            norm: rms_norm(source, "model.norm.weight", config.hidden_size, config.rms_norm_eps)?,
+            rope: RotaryEmbeddingConfig::from_llama(config).init(),
+            num_heads: config.num_attention_heads,
+        })
+    }
+
+    /// Final hidden states. With a cache, `ids` are the new tokens and `layout` covers the
+    /// cached keys plus these.
+    pub fn forward(&self, ids: Tensor<2, Int>, layout: &BatchLayout, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let device = ids.device();
+        let ctx = LayerInputs {
+            rope: &self.rope,
+            tables: self.rope.tables(&layout.positions, &device),
+            mask: layout.padding_mask(self.num_heads, &device),
+        };
+        let mut x = self.embed_tokens.forward(ids);
+        match cache {
+            Some(cache) => {
+                if cache.layers.len() != self.layers.len() {
+                    *cache = KvCache::new(self.layers.len());
+                }
+                for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+                    x = layer.forward(x, &ctx, Some(slot));
+                }
+            }
+            None => {
+                for layer in &self.layers {
+                    x = layer.forward(x, &ctx, None);
+                }
+            }
+        }
+        self.norm.forward(x)
+    }
+
+    pub(crate) fn hf_tensors(&self, out: &mut HfTensors) {
+        out.push(("model.embed_tokens.weight".into(), HfTensor::Matrix(self.embed_tokens.weight.val())));
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.hf_tensors(&format!("model.layers.{i}"), out);
+        }
+        out.push(("model.norm.weight".into(), HfTensor::Vector(self.norm.gamma.val())));
+    }
+}
+
+/// `LlamaForCausalLM`: the decoder plus the LM head (tied to the embedding if configured).
+///
+/// # Shapes
+/// - input ids `[batch, seq]` → logits `[batch, seq, vocab]`
+#[derive(Module, Debug)]
+pub struct LlamaForCausalLM {
+    pub model: LlamaModel,
+    /// `None` when the head is tied to `model.embed_tokens`.
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    config: LlamaConfig,
+}
+
+impl LlamaForCausalLM {
+    /// Builds the model from any parameter source (random init or a checkpoint).
+    pub fn init(config: &LlamaConfig, source: &mut dyn ParamSource) -> Result<Self> {
+        let model = LlamaModel::init(config, source)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(linear(source, "lm_head.weight", config.hidden_size, config.vocab_size)?)
+        };
+        Ok(Self {
+            model,
+            lm_head,
+            config: config.clone(),
+        })
+    }
+
+    /// A randomly initialised model (HF's normal(0, 0.02) init).
+    pub fn random(config: &LlamaConfig, device: &Device) -> Self {
+        let mut source = crate::params::RandomInit::new(device);
+        // RandomInit never fails.
+        Self::init(config, &mut source).unwrap_or_else(|e| unreachable!("random init failed: {e}"))
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Final hidden states, for heads other than the LM head (e.g. a reward head).
+    pub fn hidden_states(&self, ids: Tensor<2, Int>, layout: &BatchLayout, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.model.forward(ids, layout, cache)
+    }
+
+    /// Projects hidden states to vocabulary logits.
+    pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let [b, s, h] = hidden.dims();
+                let embed = self.model.embed_tokens.weight.val();
+                hidden.reshape([b * s, h]).matmul(embed.transpose()).reshape([b, s, self.config.vocab_size])
+            }
+        }
+    }
+
+    /// Logits for every position.
+    pub fn forward(&self, ids: Tensor<2, Int>, layout: &BatchLayout, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.lm_logits(self.hidden_states(ids, layout, cache))
+    }
+
+    /// Uploads token ids (`[batch][seq]`, equal lengths) after checking them against the vocabulary.
+    pub fn ids_tensor(&self, ids: &[Vec<u32>], device: &Device) -> Result<Tensor<2, Int>> {
+        ids_tensor(ids, self.config.vocab_size, device)
+    }
+
+    /// Every parameter under its HF name and layout, in a stable order.
+    pub fn hf_tensors(&self) -> HfTensors {
+        let mut out = Vec::new();
+        self.model.hf_tensors(&mut out);
+        if let Some(head) = &self.lm_head {
+            out.push(("lm_head.weight".into(), HfTensor::Linear(head.weight.val())));
+        }
+        out
+    }
+}
+
+/// Uploads a rectangular batch of token ids, rejecting ids outside the vocabulary.
+pub fn ids_tensor(ids: &[Vec<u32>], vocab_size: usize, device: &Device) -> Result<Tensor<2, Int>> {
+    let seq = ids.first().map_or(0, Vec::len);
+    if ids.is_empty() || seq == 0 {
+        return Err(ModelError::InvalidInput("empty batch or empty sequence".into()));
+    }
+    let mut flat = Vec::with_capacity(ids.len() * seq);
+    for (row, seq_ids) in ids.iter().enumerate() {
+        if seq_ids.len() != seq {
+            return Err(ModelError::InvalidInput(format!(
+                "sequence {row} has {} tokens, expected {seq} (pad the batch)",
+                seq_ids.len()
+            )));
+        }
+        for &id in seq_ids {
+            if id as usize >= vocab_size {
+                return Err(ModelError::InvalidInput(format!(
+                    "token id {id} in sequence {row} is outside the vocabulary ({vocab_size})"
+                )));
+            }
+            flat.push(id as i64);
+        }
+    }
+    Ok(Tensor::from_data(TensorData::new(flat, [ids.len(), seq]), device))
+}

@@ -33,7 +33,7 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// Comma-separated token ids; repeat for a batch (sequences may differ in length).
-        #[arg(long = "ids", required = true, value_delimiter = ',', num_args = 1, action = clap::ArgAction::Append)]
+        #[arg(long = "ids", required = true)]
         ids: Vec<String>,
     },
     /// Continue token ids: {"ids": [new ids]} (one prompt) or {"ids": [[...] per prompt]}.

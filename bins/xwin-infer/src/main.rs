@@ -6,11 +6,16 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_model::{
-    BatchLayout, GenerationConfig, ModelError, SamplingConfig, Tokenizer, generate, load_causal_lm, parse_device,
+    BatchLayout, GenerationConfig, ModelError, SamplingConfig, SaveDtype, SaveOptions, Tokenizer,
+    generate, load_causal_lm, parse_device, save_causal_lm,
 };
 
 #[derive(Parser)]
-#[command(name = "xwin-infer", version, about = "Run a Hugging Face Llama checkpoint with xwin-model")]
+#[command(
+    name = "xwin-infer",
+    version,
+    about = "Run a Hugging Face Llama checkpoint with xwin-model"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,6 +64,17 @@ enum Command {
         #[arg(long)]
         stop_at_eos: bool,
     },
+    /// Re-save a checkpoint in HF layout (optionally in another dtype): {"saved": DIR}.
+    Convert {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// f32, f16 or bf16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
     /// Token ids of a text, without BOS: {"ids": [...]}.
     Tokenize {
         #[arg(long)]
@@ -92,7 +108,12 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
                 let logits = llm.forward(ids, &BatchLayout::contiguous(1, seq.len(), 0), None);
                 let vocab = llm.config().vocab_size;
                 let values = logits.try_into_vec_as::<f32>()?;
-                out.push(values.chunks(vocab).map(<[f32]>::to_vec).collect::<Vec<_>>());
+                out.push(
+                    values
+                        .chunks(vocab)
+                        .map(<[f32]>::to_vec)
+                        .collect::<Vec<_>>(),
+                );
             }
             Ok(json!({ "logits": out }))
         }
@@ -108,24 +129,61 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
         } => {
             let device = parse_device(&model.device)?;
             let llm = load_causal_lm(&model.model, &device)?;
-            let prompts = ids.iter().map(|a| parse_ids(a)).collect::<Result<Vec<_>, _>>()?;
+            let prompts = ids
+                .iter()
+                .map(|a| parse_ids(a))
+                .collect::<Result<Vec<_>, _>>()?;
             if !(0.0..=1.0).contains(&top_p) || top_p == 0.0 {
-                return Err(ModelError::InvalidInput(format!("--top-p {top_p} must be in (0, 1]")));
+                return Err(ModelError::InvalidInput(format!(
+                    "--top-p {top_p} must be in (0, 1]"
+                )));
             }
             let config = GenerationConfig {
-                sampling: SamplingConfig { temperature, top_p, top_k },
+                sampling: SamplingConfig {
+                    temperature,
+                    top_p,
+                    top_k,
+                },
                 max_new_tokens,
                 num_samples: 1,
-                stop_ids: if stop_at_eos { llm.config().eos_token_ids.clone() } else { Vec::new() },
+                stop_ids: if stop_at_eos {
+                    llm.config().eos_token_ids.clone()
+                } else {
+                    Vec::new()
+                },
                 seed,
             };
             let generations = generate(&llm, &prompts, &config, &device)?;
-            let mut new_ids: Vec<Vec<u32>> = generations.into_iter().map(|mut g| g.remove(0)).collect();
+            let mut new_ids: Vec<Vec<u32>> =
+                generations.into_iter().map(|mut g| g.remove(0)).collect();
             Ok(if new_ids.len() == 1 {
                 json!({ "ids": new_ids.remove(0) })
             } else {
                 json!({ "ids": new_ids })
             })
+        }
+        Command::Convert { model, out, dtype } => {
+            let dtype = match dtype.as_str() {
+                "f32" | "float32" => SaveDtype::F32,
+                "f16" | "float16" => SaveDtype::F16,
+                "bf16" | "bfloat16" => SaveDtype::BF16,
+                other => {
+                    return Err(ModelError::InvalidInput(format!(
+                        "--dtype `{other}`: use f32, f16 or bf16"
+                    )));
+                }
+            };
+            let device = parse_device(&model.device)?;
+            let llm = load_causal_lm(&model.model, &device)?;
+            save_causal_lm(
+                &llm,
+                &out,
+                SaveOptions {
+                    dtype,
+                    ..SaveOptions::default()
+                },
+            )?;
+            Ok(json!({ "saved": out }))
         }
         Command::Tokenize { tokenizer, text } => {
             let tok = Tokenizer::from_file(&tokenizer)?;

@@ -24,10 +24,30 @@ impl AttentionConfig {
         let q = self.num_heads * self.head_dim;
         let kv = self.num_kv_heads * self.head_dim;
         Ok(Attention {
-            q_proj: linear(source, &format!("{prefix}.q_proj.weight"), self.hidden_size, q)?,
-            k_proj: linear(source, &format!("{prefix}.k_proj.weight"), self.hidden_size, kv)?,
-            v_proj: linear(source, &format!("{prefix}.v_proj.weight"), self.hidden_size, kv)?,
-            o_proj: linear(source, &format!("{prefix}.o_proj.weight"), q, self.hidden_size)?,
+            q_proj: linear(
+                source,
+                &format!("{prefix}.q_proj.weight"),
+                self.hidden_size,
+                q,
+            )?,
+            k_proj: linear(
+                source,
+                &format!("{prefix}.k_proj.weight"),
+                self.hidden_size,
+                kv,
+            )?,
+            v_proj: linear(
+                source,
+                &format!("{prefix}.v_proj.weight"),
+                self.hidden_size,
+                kv,
+            )?,
+            o_proj: linear(
+                source,
+                &format!("{prefix}.o_proj.weight"),
+                q,
+                self.hidden_size,
+            )?,
             num_heads: self.num_heads,
             num_kv_heads: self.num_kv_heads,
             head_dim: self.head_dim,
@@ -71,9 +91,16 @@ impl Attention {
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
-        let split = |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2);
-        let q = rope.apply(split(self.q_proj.forward(x.clone()), self.num_heads), tables);
-        let mut k = rope.apply(split(self.k_proj.forward(x.clone()), self.num_kv_heads), tables);
+        let split =
+            |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2);
+        let q = rope.apply(
+            split(self.q_proj.forward(x.clone()), self.num_heads),
+            tables,
+        );
+        let mut k = rope.apply(
+            split(self.k_proj.forward(x.clone()), self.num_kv_heads),
+            tables,
+        );
         let mut v = split(self.v_proj.forward(x), self.num_kv_heads);
         if let Some(slot) = cache {
             if let Some(past) = slot.take() {
@@ -93,8 +120,10 @@ impl Attention {
             is_causal: true,
         };
         let out = attention(q, k, v, mask, None, options);
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, s, self.num_heads * self.head_dim]))
+        self.o_proj.forward(
+            out.swap_dims(1, 2)
+                .reshape([b, s, self.num_heads * self.head_dim]),
+        )
     }
 
     /// Repeats each key/value head for the query heads that share it.
@@ -116,7 +145,10 @@ impl Attention {
             ("v_proj", &self.v_proj),
             ("o_proj", &self.o_proj),
         ] {
-            out.push((format!("{prefix}.{name}.weight"), HfTensor::Linear(layer.weight.val())));
+            out.push((
+                format!("{prefix}.{name}.weight"),
+                HfTensor::Linear(layer.weight.val()),
+            ));
         }
     }
 }

@@ -87,11 +87,12 @@ impl Checkpoint {
                 found: view.shape().to_vec(),
             });
         }
-        let data = to_f32(view.dtype(), view.data()).ok_or_else(|| ModelError::UnsupportedDtype {
-            dir: self.dir.clone(),
-            name: name.to_string(),
-            dtype: format!("{:?}", view.dtype()),
-        })?;
+        let data =
+            to_f32(view.dtype(), view.data()).ok_or_else(|| ModelError::UnsupportedDtype {
+                dir: self.dir.clone(),
+                name: name.to_string(),
+                dtype: format!("{:?}", view.dtype()),
+            })?;
         self.used.insert(name.to_string());
         Ok(data)
     }
@@ -108,7 +109,10 @@ impl Checkpoint {
         if names.is_empty() {
             Ok(())
         } else {
-            Err(ModelError::UnexpectedTensors { dir: self.dir, names })
+            Err(ModelError::UnexpectedTensors {
+                dir: self.dir,
+                names,
+            })
         }
     }
 }
@@ -117,28 +121,39 @@ impl ParamSource for Checkpoint {
     fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Tensor<2>> {
         let hf = self.read_f32(name, &[d_out, d_in])?;
         let data = transpose(&hf, d_out, d_in);
-        Ok(Tensor::from_data(TensorData::new(data, [d_in, d_out]), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(data, [d_in, d_out]),
+            &self.device,
+        ))
     }
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>> {
         let data = self.read_f32(name, &[rows, cols])?;
-        Ok(Tensor::from_data(TensorData::new(data, [rows, cols]), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(data, [rows, cols]),
+            &self.device,
+        ))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor<1>> {
         let data = self.read_f32(name, &[len])?;
-        Ok(Tensor::from_data(TensorData::new(data, [len]), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(data, [len]),
+            &self.device,
+        ))
     }
 }
 
 fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index_path = dir.join("model.safetensors.index.json");
     if index_path.exists() {
-        let text = std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-            path: index_path.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                path: index_path.clone(),
+                source,
+            })?;
         let map = value
             .get("weight_map")
             .and_then(|m| m.as_object())
@@ -171,21 +186,32 @@ fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if files.is_empty() {
         return Err(ModelError::io(
             &single,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no *.safetensors file in the directory"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no *.safetensors file in the directory",
+            ),
         ));
     }
     Ok(files)
 }
 
 fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    let chunks2 = || bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    let chunks2 = || {
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+    };
     Some(match dtype {
         Dtype::F32 => bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-        Dtype::F16 => chunks2().map(|b| half::f16::from_bits(b).to_f32()).collect(),
-        Dtype::BF16 => chunks2().map(|b| half::bf16::from_bits(b).to_f32()).collect(),
+        Dtype::F16 => chunks2()
+            .map(|b| half::f16::from_bits(b).to_f32())
+            .collect(),
+        Dtype::BF16 => chunks2()
+            .map(|b| half::bf16::from_bits(b).to_f32())
+            .collect(),
         Dtype::F64 => bytes
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
@@ -231,14 +257,23 @@ impl SaveDtype {
 
     fn encode(self, values: &[f32]) -> (Dtype, Vec<u8>) {
         match self {
-            Self::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            Self::F32 => (
+                Dtype::F32,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
             Self::F16 => (
                 Dtype::F16,
-                values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+                values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
             ),
             Self::BF16 => (
                 Dtype::BF16,
-                values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+                values
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
             ),
         }
     }
@@ -263,7 +298,12 @@ impl Default for SaveOptions {
 
 /// Writes `config.json` and the safetensors weights of `tensors` into `dir`, HF style.
 /// Files are written to temporary names and renamed, so a crash leaves no torn shard.
-pub fn save_hf(config: &LlamaConfig, tensors: &HfTensors, dir: impl AsRef<Path>, options: SaveOptions) -> Result<()> {
+pub fn save_hf(
+    config: &LlamaConfig,
+    tensors: &HfTensors,
+    dir: impl AsRef<Path>,
+    options: SaveOptions,
+) -> Result<()> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let mut config_json = config.to_json();
@@ -272,7 +312,10 @@ pub fn save_hf(config: &LlamaConfig, tensors: &HfTensors, dir: impl AsRef<Path>,
     write_atomic(
         &config_path,
         serde_json::to_string_pretty(&config_json)
-            .map_err(|source| ModelError::Json { path: config_path.clone(), source })?
+            .map_err(|source| ModelError::Json {
+                path: config_path.clone(),
+                source,
+            })?
             .as_bytes(),
     )?;
 
@@ -322,14 +365,17 @@ pub fn save_hf(config: &LlamaConfig, tensors: &HfTensors, dir: impl AsRef<Path>,
         let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
         let path = dir.join(&file);
         let tmp = dir.join(format!(".{file}.tmp"));
-        safetensors::serialize_to_file(views, Some(metadata), &tmp).map_err(|e| ModelError::Safetensors {
-            path: tmp.clone(),
-            message: e.to_string(),
+        safetensors::serialize_to_file(views, Some(metadata), &tmp).map_err(|e| {
+            ModelError::Safetensors {
+                path: tmp.clone(),
+                message: e.to_string(),
+            }
         })?;
         std::fs::rename(&tmp, &path).map_err(|e| ModelError::io(&path, e))?;
     }
     if n > 1 {
-        let index = serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
+        let index =
+            serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
         let path = dir.join("model.safetensors.index.json");
         write_atomic(&path, index.to_string().as_bytes())?;
     }

@@ -138,7 +138,10 @@ impl LlamaConfig {
         if let Some(act) = fields.opt_str("hidden_act")?
             && act != "silu"
         {
-            return Err(fields.err("hidden_act", format!("`{act}` is not supported (only `silu`)")));
+            return Err(fields.err(
+                "hidden_act",
+                format!("`{act}` is not supported (only `silu`)"),
+            ));
         }
         for flag in ["attention_bias", "mlp_bias"] {
             if fields.opt_bool(flag)?.unwrap_or(false) {
@@ -170,16 +173,24 @@ impl LlamaConfig {
             }
         };
         if head_dim % 2 != 0 {
-            return Err(fields.err("head_dim", format!("{head_dim} must be even for rotary embeddings")));
+            return Err(fields.err(
+                "head_dim",
+                format!("{head_dim} must be even for rotary embeddings"),
+            ));
         }
         let (rope_theta, rope_scaling) = fields.rope()?;
         let eos_token_ids = match fields.map.get("eos_token_id") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(ids)) => ids
                 .iter()
-                .map(|v| as_u32(v).ok_or_else(|| fields.err("eos_token_id", "expected token ids".into())))
+                .map(|v| {
+                    as_u32(v).ok_or_else(|| fields.err("eos_token_id", "expected token ids".into()))
+                })
                 .collect::<Result<_>>()?,
-            Some(v) => vec![as_u32(v).ok_or_else(|| fields.err("eos_token_id", "expected a token id".into()))?],
+            Some(v) => vec![
+                as_u32(v)
+                    .ok_or_else(|| fields.err("eos_token_id", "expected a token id".into()))?,
+            ],
         };
         let config = Self {
             vocab_size: fields.usize("vocab_size")?,
@@ -270,10 +281,11 @@ impl LlamaConfig {
     /// Writes `config.json` into `dir`.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let path = dir.as_ref().join("config.json");
-        let text = serde_json::to_string_pretty(&self.to_json()).map_err(|source| ModelError::Json {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            serde_json::to_string_pretty(&self.to_json()).map_err(|source| ModelError::Json {
+                path: path.clone(),
+                source,
+            })?;
         std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))
     }
 }
@@ -304,9 +316,9 @@ impl Fields<'_> {
     fn opt_usize(&self, field: &str) -> Result<Option<usize>> {
         self.get(field)
             .map(|v| {
-                v.as_u64()
-                    .map(|n| n as usize)
-                    .ok_or_else(|| self.err(field, format!("expected a non-negative integer, found {v}")))
+                v.as_u64().map(|n| n as usize).ok_or_else(|| {
+                    self.err(field, format!("expected a non-negative integer, found {v}"))
+                })
             })
             .transpose()
     }
@@ -318,25 +330,36 @@ impl Fields<'_> {
 
     fn opt_u32(&self, field: &str) -> Result<Option<u32>> {
         self.get(field)
-            .map(|v| as_u32(v).ok_or_else(|| self.err(field, format!("expected a token id, found {v}"))))
+            .map(|v| {
+                as_u32(v).ok_or_else(|| self.err(field, format!("expected a token id, found {v}")))
+            })
             .transpose()
     }
 
     fn opt_f64(&self, field: &str) -> Result<Option<f64>> {
         self.get(field)
-            .map(|v| v.as_f64().ok_or_else(|| self.err(field, format!("expected a number, found {v}"))))
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| self.err(field, format!("expected a number, found {v}")))
+            })
             .transpose()
     }
 
     fn opt_bool(&self, field: &str) -> Result<Option<bool>> {
         self.get(field)
-            .map(|v| v.as_bool().ok_or_else(|| self.err(field, format!("expected true/false, found {v}"))))
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| self.err(field, format!("expected true/false, found {v}")))
+            })
             .transpose()
     }
 
     fn opt_str(&self, field: &str) -> Result<Option<&str>> {
         self.get(field)
-            .map(|v| v.as_str().ok_or_else(|| self.err(field, format!("expected a string, found {v}"))))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| self.err(field, format!("expected a string, found {v}")))
+            })
             .transpose()
     }
 
@@ -349,14 +372,21 @@ impl Fields<'_> {
             (None, None) => ("rope_parameters", None),
         };
         let params = match params {
-            Some(p) => Some(p.as_object().ok_or_else(|| self.err(params_field, "expected an object".into()))?),
+            Some(p) => Some(
+                p.as_object()
+                    .ok_or_else(|| self.err(params_field, "expected an object".into()))?,
+            ),
             None => None,
         };
         let sub = |key: &str| params.and_then(|p| p.get(key)).filter(|v| !v.is_null());
         let field_name = |key: &str| format!("{params_field}.{key}");
         let num = |key: &str| -> Result<Option<f64>> {
             sub(key)
-                .map(|v| v.as_f64().ok_or_else(|| self.err(&field_name(key), format!("expected a number, found {v}"))))
+                .map(|v| {
+                    v.as_f64().ok_or_else(|| {
+                        self.err(&field_name(key), format!("expected a number, found {v}"))
+                    })
+                })
                 .transpose()
         };
         let nested_theta = num("rope_theta")?;
@@ -378,15 +408,27 @@ impl Fields<'_> {
             None => "default".to_string(),
             Some(v) => v
                 .as_str()
-                .ok_or_else(|| self.err(&field_name("rope_type"), format!("expected a string, found {v}")))?
+                .ok_or_else(|| {
+                    self.err(
+                        &field_name("rope_type"),
+                        format!("expected a string, found {v}"),
+                    )
+                })?
                 .to_string(),
         };
         let require = |key: &str| -> Result<f64> {
-            num(key)?.ok_or_else(|| self.err(&field_name(key), format!("required for rope_type `{rope_type}`")))
+            num(key)?.ok_or_else(|| {
+                self.err(
+                    &field_name(key),
+                    format!("required for rope_type `{rope_type}`"),
+                )
+            })
         };
         let scaling = match rope_type.as_str() {
             "default" => RopeScaling::Default,
-            "linear" => RopeScaling::Linear { factor: require("factor")? },
+            "linear" => RopeScaling::Linear {
+                factor: require("factor")?,
+            },
             "llama3" => {
                 let original = require("original_max_position_embeddings")?;
                 RopeScaling::Llama3 {
@@ -403,10 +445,17 @@ impl Fields<'_> {
                 ));
             }
         };
-        if let RopeScaling::Llama3 { low_freq_factor, high_freq_factor, .. } = &scaling
+        if let RopeScaling::Llama3 {
+            low_freq_factor,
+            high_freq_factor,
+            ..
+        } = &scaling
             && high_freq_factor <= low_freq_factor
         {
-            return Err(self.err(&field_name("high_freq_factor"), "must exceed low_freq_factor".into()));
+            return Err(self.err(
+                &field_name("high_freq_factor"),
+                "must exceed low_freq_factor".into(),
+            ));
         }
         Ok((theta, scaling))
     }

@@ -17,8 +17,8 @@ pub struct GenerationConfig {
     pub num_samples: usize,
     /// Token ids that end a sequence (included in the output). Empty: never stop early.
     pub stop_ids: Vec<u32>,
-    /// Each (prompt, sample) row gets its own RNG stream derived from this seed, so a row's
-    /// output does not depend on what else is in the batch.
+    /// Each row's RNG is derived from (seed, prompt tokens, sample index), so a row's output
+    /// does not depend on what else is in the batch: reruns and resumed runs reproduce it.
     pub seed: u64,
 }
 
@@ -53,7 +53,9 @@ pub fn generate(
     device: &Device,
 ) -> Result<Generations> {
     if prompts.iter().any(Vec::is_empty) {
-        return Err(ModelError::InvalidInput("every prompt needs at least one token".into()));
+        return Err(ModelError::InvalidInput(
+            "every prompt needs at least one token".into(),
+        ));
     }
     let n = config.num_samples.max(1);
     let mut out: Generations = vec![vec![Vec::new(); n]; prompts.len()];
@@ -61,12 +63,17 @@ pub fn generate(
         return Ok(out);
     }
     let mut rows: Vec<Row> = Vec::with_capacity(prompts.len() * n);
-    for prompt in 0..prompts.len() {
+    for (prompt, tokens) in prompts.iter().enumerate() {
+        let prompt_hash = fnv1a(tokens);
         for sample in 0..n {
-            let stream = (prompt as u64) << 32 | sample as u64;
-            let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-            rng.set_stream(stream);
-            rows.push(Row { prompt, sample, rng, tokens: Vec::new() });
+            let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ prompt_hash);
+            rng.set_stream(sample as u64);
+            rows.push(Row {
+                prompt,
+                sample,
+                rng,
+                tokens: Vec::new(),
+            });
         }
     }
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -74,12 +81,18 @@ pub fn generate(
         .iter()
         .map(|r| {
             let p = &prompts[r.prompt];
-            std::iter::repeat_n(0, max_len - p.len()).chain(p.iter().copied()).collect()
+            std::iter::repeat_n(0, max_len - p.len())
+                .chain(p.iter().copied())
+                .collect()
         })
         .collect();
     let mask: Vec<Vec<bool>> = rows
         .iter()
-        .map(|r| (0..max_len).map(|t| t >= max_len - prompts[r.prompt].len()).collect())
+        .map(|r| {
+            (0..max_len)
+                .map(|t| t >= max_len - prompts[r.prompt].len())
+                .collect()
+        })
         .collect();
     let mut layout = BatchLayout::from_attention_mask(&mask)?;
     let mut cache = KvCache::new(model.config().num_hidden_layers);
@@ -93,7 +106,9 @@ pub fn generate(
         let logits = model.lm_logits(last).try_into_vec_as::<f32>()?;
         let mut keep = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter_mut().enumerate() {
-            let token = config.sampling.sample(&logits[i * vocab..(i + 1) * vocab], &mut row.rng);
+            let token = config
+                .sampling
+                .sample(&logits[i * vocab..(i + 1) * vocab], &mut row.rng);
             row.tokens.push(token);
             if !config.stop_ids.contains(&token) {
                 keep.push(i);
@@ -116,7 +131,10 @@ pub fn generate(
                 break;
             }
             let index = Tensor::<1, Int>::from_data(
-                TensorData::new(keep.iter().map(|&i| i as i64).collect::<Vec<_>>(), [keep.len()]),
+                TensorData::new(
+                    keep.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                    [keep.len()],
+                ),
                 device,
             );
             cache.select_rows(&index);
@@ -129,11 +147,24 @@ pub fn generate(
             };
         }
         layout = layout.next_step();
-        let next: Vec<Vec<u32>> = rows.iter().map(|r| vec![*r.tokens.last().unwrap_or(&0)]).collect();
+        let next: Vec<Vec<u32>> = rows
+            .iter()
+            .map(|r| vec![*r.tokens.last().unwrap_or(&0)])
+            .collect();
         ids = model.ids_tensor(&next, device)?;
     }
     for row in rows {
         out[row.prompt][row.sample] = row.tokens;
     }
     Ok(out)
+}
+
+/// Stable 64-bit FNV-1a hash of token ids (std's hasher may change between releases).
+fn fnv1a(tokens: &[u32]) -> u64 {
+    tokens
+        .iter()
+        .flat_map(|t| t.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }

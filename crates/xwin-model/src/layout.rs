@@ -29,7 +29,9 @@ impl BatchLayout {
     pub fn from_attention_mask(mask: &[Vec<bool>]) -> Result<Self> {
         let seq = mask.first().map_or(0, Vec::len);
         if mask.iter().any(|row| row.len() != seq) {
-            return Err(ModelError::InvalidInput("attention mask rows differ in length".into()));
+            return Err(ModelError::InvalidInput(
+                "attention mask rows differ in length".into(),
+            ));
         }
         let positions = mask
             .iter()
@@ -71,7 +73,10 @@ impl BatchLayout {
                 .map(|row| row.iter().copied().chain(std::iter::once(true)).collect())
                 .collect()
         });
-        Self { positions, key_valid }
+        Self {
+            positions,
+            key_valid,
+        }
     }
 
     /// Boolean mask `[batch, heads, seq, keys]`, true where a real query must not see a

@@ -51,6 +51,10 @@ pub fn load_causal_lm(dir: impl AsRef<Path>, device: &Device) -> Result<LlamaFor
 }
 
 /// Saves `model` as a HF checkpoint directory.
-pub fn save_causal_lm(model: &LlamaForCausalLM, dir: impl AsRef<Path>, options: SaveOptions) -> Result<()> {
+pub fn save_causal_lm(
+    model: &LlamaForCausalLM,
+    dir: impl AsRef<Path>,
+    options: SaveOptions,
+) -> Result<()> {
     save_hf(model.config(), &model.hf_tensors(), dir, options)
 }

@@ -25,7 +25,9 @@ pub fn next_token_logprobs(logits: Tensor<3>, ids: Tensor<2, Int>) -> Tensor<2> 
 pub fn masked_logprob_sum(logits: Tensor<3>, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<1> {
     let [b, s] = mask.dims();
     let per_token = next_token_logprobs(logits, ids);
-    (per_token * mask.slice([0..b, 1..s])).sum_dim(1).squeeze_dim::<1>(1)
+    (per_token * mask.slice([0..b, 1..s]))
+        .sum_dim(1)
+        .squeeze_dim::<1>(1)
 }
 
 /// Log-probabilities of a continuation.
@@ -39,7 +41,11 @@ pub struct SpanLogProbs {
 
 /// For each `(ids, start)`, the log-probability of `ids[start..]` given `ids[..start]`.
 /// Sequences may differ in length; they are right-padded into one batch.
-pub fn span_logprobs(model: &LlamaForCausalLM, requests: &[(Vec<u32>, usize)], device: &Device) -> Result<Vec<SpanLogProbs>> {
+pub fn span_logprobs(
+    model: &LlamaForCausalLM,
+    requests: &[(Vec<u32>, usize)],
+    device: &Device,
+) -> Result<Vec<SpanLogProbs>> {
     if requests.is_empty() {
         return Ok(Vec::new());
     }
@@ -54,7 +60,13 @@ pub fn span_logprobs(model: &LlamaForCausalLM, requests: &[(Vec<u32>, usize)], d
     let max_len = requests.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
     let padded: Vec<Vec<u32>> = requests
         .iter()
-        .map(|(ids, _)| ids.iter().copied().chain(std::iter::repeat(0)).take(max_len).collect())
+        .map(|(ids, _)| {
+            ids.iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(max_len)
+                .collect()
+        })
         .collect();
     let mask: Vec<Vec<bool>> = requests
         .iter()
@@ -69,7 +81,9 @@ pub fn span_logprobs(model: &LlamaForCausalLM, requests: &[(Vec<u32>, usize)], d
         .enumerate()
         .map(|(row, (ids, start))| {
             let base = row * (max_len - 1);
-            let values: Vec<f32> = (*start..ids.len()).map(|t| per_token[base + t - 1]).collect();
+            let values: Vec<f32> = (*start..ids.len())
+                .map(|t| per_token[base + t - 1])
+                .collect();
             SpanLogProbs {
                 sum: values.iter().sum(),
                 per_token: values,

@@ -49,7 +49,10 @@ impl Mlp {
             ("up_proj", &self.up_proj),
             ("down_proj", &self.down_proj),
         ] {
-            out.push((format!("{prefix}.{name}.weight"), HfTensor::Linear(layer.weight.val())));
+            out.push((
+                format!("{prefix}.{name}.weight"),
+                HfTensor::Linear(layer.weight.val()),
+            ));
         }
     }
 }

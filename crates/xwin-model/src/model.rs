@@ -40,8 +40,15 @@ impl DecoderLayerConfig {
     pub fn init(&self, source: &mut dyn ParamSource, prefix: &str) -> Result<DecoderLayer> {
         let h = self.attention.hidden_size;
         Ok(DecoderLayer {
-            input_layernorm: rms_norm(source, &format!("{prefix}.input_layernorm.weight"), h, self.rms_norm_eps)?,
-            self_attn: self.attention.init(source, &format!("{prefix}.self_attn"))?,
+            input_layernorm: rms_norm(
+                source,
+                &format!("{prefix}.input_layernorm.weight"),
+                h,
+                self.rms_norm_eps,
+            )?,
+            self_attn: self
+                .attention
+                .init(source, &format!("{prefix}.self_attn"))?,
             post_attention_layernorm: rms_norm(
                 source,
                 &format!("{prefix}.post_attention_layernorm.weight"),
@@ -73,7 +80,12 @@ struct LayerInputs<'a> {
 }
 
 impl DecoderLayer {
-    fn forward(&self, x: Tensor<3>, ctx: &LayerInputs<'_>, cache: Option<&mut Option<LayerCache>>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: &LayerInputs<'_>,
+        cache: Option<&mut Option<LayerCache>>,
+    ) -> Tensor<3> {
         let attn = self.self_attn.forward(
             self.input_layernorm.forward(x.clone()),
             ctx.rope,
@@ -82,7 +94,9 @@ impl DecoderLayer {
             cache,
         );
         let x = x + attn;
-        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()));
+        let mlp = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
         x + mlp
     }
 
@@ -91,7 +105,8 @@ impl DecoderLayer {
             format!("{prefix}.input_layernorm.weight"),
             HfTensor::Vector(self.input_layernorm.gamma.val()),
         ));
-        self.self_attn.hf_tensors(&format!("{prefix}.self_attn"), out);
+        self.self_attn
+            .hf_tensors(&format!("{prefix}.self_attn"), out);
         out.push((
             format!("{prefix}.post_attention_layernorm.weight"),
             HfTensor::Vector(self.post_attention_layernorm.gamma.val()),
@@ -155,9 +170,19 @@ impl LlamaModel {
             .map(|i| layer_config.init(source, &format!("model.layers.{i}")))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embed_tokens: embedding(source, "model.embed_tokens.weight", config.vocab_size, config.hidden_size)?,
+            embed_tokens: embedding(
+                source,
+                "model.embed_tokens.weight",
+                config.vocab_size,
+                config.hidden_size,
+            )?,
             layers,
-            norm: rms_norm(source, "model.norm.weight", config.hidden_size, config.rms_norm_eps)?,
+            norm: rms_norm(
+                source,
+                "model.norm.weight",
+                config.hidden_size,
+                config.rms_norm_eps,
+            )?,
             rope: RotaryEmbeddingConfig::from_llama(config).init(),
             num_heads: config.num_attention_heads,
         })
@@ -165,7 +190,12 @@ impl LlamaModel {
 
     /// Final hidden states. With a cache, `ids` are the new tokens and `layout` covers the
     /// cached keys plus these.
-    pub fn forward(&self, ids: Tensor<2, Int>, layout: &BatchLayout, cache: Option<&mut KvCache>) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        layout: &BatchLayout,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
         let device = ids.device();
         let ctx = LayerInputs {
             rope: &self.rope,
@@ -192,11 +222,17 @@ impl LlamaModel {
     }
 
     pub(crate) fn hf_tensors(&self, out: &mut HfTensors) {
-        out.push(("model.embed_tokens.weight".into(), HfTensor::Matrix(self.embed_tokens.weight.val())));
+        out.push((
+            "model.embed_tokens.weight".into(),
+            HfTensor::Matrix(self.embed_tokens.weight.val()),
+        ));
         for (i, layer) in self.layers.iter().enumerate() {
             layer.hf_tensors(&format!("model.layers.{i}"), out);
         }
-        out.push(("model.norm.weight".into(), HfTensor::Vector(self.norm.gamma.val())));
+        out.push((
+            "model.norm.weight".into(),
+            HfTensor::Vector(self.norm.gamma.val()),
+        ));
     }
 }
 
@@ -220,7 +256,12 @@ impl LlamaForCausalLM {
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(linear(source, "lm_head.weight", config.hidden_size, config.vocab_size)?)
+            Some(linear(
+                source,
+                "lm_head.weight",
+                config.hidden_size,
+                config.vocab_size,
+            )?)
         };
         Ok(Self {
             model,
@@ -241,7 +282,12 @@ impl LlamaForCausalLM {
     }
 
     /// Final hidden states, for heads other than the LM head (e.g. a reward head).
-    pub fn hidden_states(&self, ids: Tensor<2, Int>, layout: &BatchLayout, cache: Option<&mut KvCache>) -> Tensor<3> {
+    pub fn hidden_states(
+        &self,
+        ids: Tensor<2, Int>,
+        layout: &BatchLayout,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
         self.model.forward(ids, layout, cache)
     }
 
@@ -252,13 +298,21 @@ impl LlamaForCausalLM {
             None => {
                 let [b, s, h] = hidden.dims();
                 let embed = self.model.embed_tokens.weight.val();
-                hidden.reshape([b * s, h]).matmul(embed.transpose()).reshape([b, s, self.config.vocab_size])
+                hidden
+                    .reshape([b * s, h])
+                    .matmul(embed.transpose())
+                    .reshape([b, s, self.config.vocab_size])
             }
         }
     }
 
     /// Logits for every position.
-    pub fn forward(&self, ids: Tensor<2, Int>, layout: &BatchLayout, cache: Option<&mut KvCache>) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        layout: &BatchLayout,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
         self.lm_logits(self.hidden_states(ids, layout, cache))
     }
 
@@ -282,7 +336,9 @@ impl LlamaForCausalLM {
 pub fn ids_tensor(ids: &[Vec<u32>], vocab_size: usize, device: &Device) -> Result<Tensor<2, Int>> {
     let seq = ids.first().map_or(0, Vec::len);
     if ids.is_empty() || seq == 0 {
-        return Err(ModelError::InvalidInput("empty batch or empty sequence".into()));
+        return Err(ModelError::InvalidInput(
+            "empty batch or empty sequence".into(),
+        ));
     }
     let mut flat = Vec::with_capacity(ids.len() * seq);
     for (row, seq_ids) in ids.iter().enumerate() {
@@ -301,5 +357,8 @@ pub fn ids_tensor(ids: &[Vec<u32>], vocab_size: usize, device: &Device) -> Resul
             flat.push(id as i64);
         }
     }
-    Ok(Tensor::from_data(TensorData::new(flat, [ids.len(), seq]), device))
+    Ok(Tensor::from_data(
+        TensorData::new(flat, [ids.len(), seq]),
+        device,
+    ))
 }

@@ -27,7 +27,10 @@ pub struct RandomInit {
 
 impl RandomInit {
     pub fn new(device: &Device) -> Self {
-        Self { device: device.clone(), std: 0.02 }
+        Self {
+            device: device.clone(),
+            std: 0.02,
+        }
     }
 
     fn normal(&self, shape: [usize; 2]) -> Tensor<2> {
@@ -75,21 +78,36 @@ impl HfTensor {
 /// Named parameters in the HF layout, in a stable order.
 pub type HfTensors = Vec<(String, HfTensor)>;
 
-pub(crate) fn linear(source: &mut dyn ParamSource, name: &str, d_in: usize, d_out: usize) -> Result<Linear> {
+pub(crate) fn linear(
+    source: &mut dyn ParamSource,
+    name: &str,
+    d_in: usize,
+    d_out: usize,
+) -> Result<Linear> {
     Ok(Linear {
         weight: Param::from_tensor(source.linear(name, d_in, d_out)?),
         bias: None,
     })
 }
 
-pub(crate) fn rms_norm(source: &mut dyn ParamSource, name: &str, len: usize, eps: f64) -> Result<RmsNorm> {
+pub(crate) fn rms_norm(
+    source: &mut dyn ParamSource,
+    name: &str,
+    len: usize,
+    eps: f64,
+) -> Result<RmsNorm> {
     Ok(RmsNorm {
         gamma: Param::from_tensor(source.vector(name, len)?),
         epsilon: eps,
     })
 }
 
-pub(crate) fn embedding(source: &mut dyn ParamSource, name: &str, rows: usize, cols: usize) -> Result<Embedding> {
+pub(crate) fn embedding(
+    source: &mut dyn ParamSource,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<Embedding> {
     Ok(Embedding {
         weight: Param::from_tensor(source.matrix(name, rows, cols)?),
     })

@@ -48,7 +48,10 @@ impl RotaryEmbeddingConfig {
                 original_max_position_embeddings as f32,
             ),
         };
-        RotaryEmbedding { inv_freq, head_dim: dim }
+        RotaryEmbedding {
+            inv_freq,
+            head_dim: dim,
+        }
     }
 }
 
@@ -123,7 +126,10 @@ impl RotaryEmbedding {
         let [b, h, s, d] = x.dims();
         let half = d / 2;
         let swapped = Tensor::cat(
-            vec![x.clone().slice([0..b, 0..h, 0..s, half..d]), x.clone().slice([0..b, 0..h, 0..s, 0..half])],
+            vec![
+                x.clone().slice([0..b, 0..h, 0..s, half..d]),
+                x.clone().slice([0..b, 0..h, 0..s, 0..half]),
+            ],
             3,
         );
         x * tables.cos.clone() + swapped * tables.signed_sin.clone()

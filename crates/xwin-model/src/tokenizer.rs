@@ -32,13 +32,18 @@ impl Tokenizer {
 
     /// Token ids of `text`, with the tokenizer's special tokens (BOS) only if `add_special`.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, add_special).map_err(|e| self.err(e))?;
+        let encoding = self
+            .inner
+            .encode(text, add_special)
+            .map_err(|e| self.err(e))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// Text of `ids`; special tokens dropped if `skip_special`.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special).map_err(|e| self.err(e))
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(|e| self.err(e))
     }
 
     /// Id of a token string such as `</s>`.

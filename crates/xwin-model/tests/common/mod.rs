@@ -41,11 +41,17 @@ pub fn shared_file(relative: &str) -> Option<PathBuf> {
     match std::env::var_os("XWIN_SHARED_DIR") {
         Some(dir) => {
             let path = PathBuf::from(dir).join(relative);
-            assert!(path.exists(), "XWIN_SHARED_DIR is set but {} is missing", path.display());
+            assert!(
+                path.exists(),
+                "XWIN_SHARED_DIR is set but {} is missing",
+                path.display()
+            );
             Some(path)
         }
         None => {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(relative);
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared")
+                .join(relative);
             if path.exists() {
                 Some(path)
             } else {
@@ -58,5 +64,8 @@ pub fn shared_file(relative: &str) -> Option<PathBuf> {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

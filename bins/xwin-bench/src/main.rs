@@ -1,0 +1,129 @@
+//! `xwin-bench`: timings of the Llama core on a ~21M-parameter config, as JSON on stdout.
+//! `scripts/bench.sh` runs it beside the PyTorch reference and prints the ratios.
+
+use burn::tensor::Device;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::time::Instant;
+use xwin_model::{
+    BatchLayout, GenerationConfig, LlamaConfig, LlamaForCausalLM, generate, parse_device,
+};
+
+#[derive(Parser)]
+#[command(name = "xwin-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[arg(long, default_value = "cpu", global = true)]
+    device: String,
+    /// Timed repetitions; the median is reported.
+    #[arg(long, default_value_t = 5, global = true)]
+    repeats: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prefill (batch x seq forward) and batched greedy decode throughput.
+    Infer {
+        #[arg(long, default_value_t = 4)]
+        prefill_batch: usize,
+        #[arg(long, default_value_t = 256)]
+        prefill_seq: usize,
+        #[arg(long, default_value_t = 8)]
+        decode_batch: usize,
+        #[arg(long, default_value_t = 32)]
+        prompt_len: usize,
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+    },
+}
+
+/// The benchmark model: Llama-2 layout at ~21M parameters (16M of them embeddings/head).
+pub fn bench_config() -> LlamaConfig {
+    LlamaConfig {
+        vocab_size: 32000,
+        hidden_size: 256,
+        intermediate_size: 688,
+        num_hidden_layers: 6,
+        num_attention_heads: 8,
+        num_key_value_heads: 8,
+        head_dim: 32,
+        max_position_embeddings: 1024,
+        ..LlamaConfig::llama2_7b()
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn time<F: FnMut()>(repeats: usize, mut f: F) -> Vec<f64> {
+    f(); // warm-up
+    (0..repeats)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+fn prompts(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    (0..batch)
+        .map(|b| {
+            (0..len)
+                .map(|t| ((b * 7919 + t * 104_729) % (vocab - 3) + 3) as u32)
+                .collect()
+        })
+        .collect()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    let device: Device = parse_device(&cli.device)?;
+    let config = bench_config();
+    let model = LlamaForCausalLM::random(&config, &device);
+    match cli.command {
+        Command::Infer {
+            prefill_batch,
+            prefill_seq,
+            decode_batch,
+            prompt_len,
+            new_tokens,
+        } => {
+            let ids = prompts(prefill_batch, prefill_seq, config.vocab_size);
+            let layout = BatchLayout::contiguous(prefill_batch, prefill_seq, 0);
+            let prefill = time(cli.repeats, || {
+                let t = model.ids_tensor(&ids, &device).expect("valid ids");
+                // Wait for the result without copying the logits to the host (PyTorch doesn't).
+                let _logits = model.forward(t, &layout, None);
+                device.sync().expect("device sync");
+            });
+            let decode_prompts = prompts(decode_batch, prompt_len, config.vocab_size);
+            let generation = GenerationConfig {
+                max_new_tokens: new_tokens,
+                ..GenerationConfig::default()
+            };
+            let decode = time(cli.repeats, || {
+                generate(&model, &decode_prompts, &generation, &device).expect("generation");
+            });
+            let prefill_s = median(prefill);
+            let decode_s = median(decode);
+            println!(
+                "{}",
+                json!({
+                    "impl": "xwin (burn flex)",
+                    "device": cli.device,
+                    "params": config.num_parameters(),
+                    "prefill": { "batch": prefill_batch, "seq": prefill_seq, "median_s": prefill_s,
+                                 "tokens_per_s": (prefill_batch * prefill_seq) as f64 / prefill_s },
+                    "decode": { "batch": decode_batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
+                                "median_s": decode_s,
+                                "tokens_per_s": (decode_batch * new_tokens) as f64 / decode_s },
+                })
+            );
+        }
+    }
+    Ok(())
+}

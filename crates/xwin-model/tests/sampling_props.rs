@@ -1,0 +1,125 @@
+//! Sampling and generation controls: seeds, top-k/top-p, stops, n samples.
+
+mod common;
+
+use burn::tensor::Device;
+use common::*;
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use xwin_model::sampling::argmax;
+use xwin_model::{GenerationConfig, SamplingConfig, generate, load_causal_lm};
+
+proptest! {
+    #[test]
+    fn sampled_token_is_among_the_top_k(logits in prop::collection::vec(-10.0f32..10.0, 2..64), k in 1usize..8, seed: u64) {
+        let config = SamplingConfig { temperature: 0.9, top_p: 1.0, top_k: k };
+        let token = config.sample(&logits, &mut ChaCha8Rng::seed_from_u64(seed)) as usize;
+        let better = logits.iter().filter(|&&l| l > logits[token]).count();
+        prop_assert!(better < k, "token {token} has {better} strictly better tokens, k = {k}");
+    }
+
+    #[test]
+    fn tiny_top_p_and_top_k_1_are_greedy(logits in prop::collection::vec(-10.0f32..10.0, 1..64), seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let greedy = argmax(&logits);
+        let top1 = SamplingConfig { temperature: 1.0, top_p: 1.0, top_k: 1 }.sample(&logits, &mut rng);
+        let nucleus = SamplingConfig { temperature: 1.0, top_p: 1e-6, top_k: 0 }.sample(&logits, &mut rng);
+        prop_assert_eq!(logits[top1 as usize], logits[greedy as usize]);
+        prop_assert_eq!(logits[nucleus as usize], logits[greedy as usize]);
+    }
+}
+
+#[test]
+fn sampling_frequencies_follow_the_softmax() {
+    // p = softmax([0, ln 3]) = [0.25, 0.75]; with top_p 0.5 only token 1 survives.
+    let logits = [0.0f32, 3.0f32.ln()];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let config = SamplingConfig {
+        temperature: 1.0,
+        top_p: 1.0,
+        top_k: 0,
+    };
+    let ones = (0..20_000)
+        .filter(|_| config.sample(&logits, &mut rng) == 1)
+        .count();
+    let freq = ones as f64 / 20_000.0;
+    assert!((freq - 0.75).abs() < 0.015, "frequency {freq}");
+    let nucleus = SamplingConfig {
+        top_p: 0.5,
+        ..config
+    };
+    assert!((0..1000).all(|_| nucleus.sample(&logits, &mut rng) == 1));
+    // Temperature 2 flattens: p1 = 3^0.5 / (1 + 3^0.5) = 0.634.
+    let hot = SamplingConfig {
+        temperature: 2.0,
+        ..config
+    };
+    let ones = (0..20_000)
+        .filter(|_| hot.sample(&logits, &mut rng) == 1)
+        .count();
+    assert!((ones as f64 / 20_000.0 - 0.634).abs() < 0.015);
+}
+
+#[test]
+fn same_seed_same_samples_and_rows_do_not_depend_on_the_batch() {
+    let device = Device::flex();
+    let model = load_causal_lm(fixtures().join("tiny-llama"), &device).unwrap();
+    let prompts = ids(&expected(&fixtures().join("tiny-llama"))["input_ids"]);
+    let config = GenerationConfig {
+        sampling: SamplingConfig {
+            temperature: 1.0,
+            top_p: 0.95,
+            top_k: 50,
+        },
+        max_new_tokens: 12,
+        num_samples: 3,
+        stop_ids: vec![],
+        seed: 42,
+    };
+    let a = generate(&model, &prompts, &config, &device).unwrap();
+    let b = generate(&model, &prompts, &config, &device).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 2);
+    assert!(
+        a.iter()
+            .all(|samples| samples.len() == 3 && samples.iter().all(|s| s.len() == 12))
+    );
+    // Samples of one prompt differ from each other (different RNG streams).
+    assert_ne!(a[0][0], a[0][1]);
+    // The second prompt alone gives the same samples as inside the batch.
+    let alone = generate(&model, &prompts[1..], &config, &device).unwrap();
+    assert_eq!(alone[0], a[1]);
+    let other_seed = generate(
+        &model,
+        &prompts,
+        &GenerationConfig { seed: 43, ..config },
+        &device,
+    )
+    .unwrap();
+    assert_ne!(other_seed, a);
+}
+
+#[test]
+fn stop_token_ends_a_row_and_is_kept() {
+    let device = Device::flex();
+    let dir = fixtures().join("tiny-llama");
+    let model = load_causal_lm(&dir, &device).unwrap();
+    let exp = expected(&dir);
+    let prompts = ids(&exp["input_ids"]);
+    let greedy = ids(&exp["greedy"]["new_tokens"]);
+    // Row 1's greedy output is 79, 336, 330, ...: stopping at 330 ends it after 3 tokens,
+    // while row 0 (which never emits 330 early) runs on unchanged.
+    let config = GenerationConfig {
+        max_new_tokens: 16,
+        stop_ids: vec![330],
+        ..GenerationConfig::default()
+    };
+    let out = generate(&model, &prompts, &config, &device).unwrap();
+    assert_eq!(out[1][0], vec![79, 336, 330]);
+    let cut = greedy[0]
+        .iter()
+        .position(|&t| t == 330)
+        .map_or(16, |p| p + 1);
+    assert_eq!(out[0][0], greedy[0][..cut].to_vec());
+}

@@ -1,0 +1,63 @@
+"""PyTorch + transformers reference for `xwin-bench infer` (same config, same shapes).
+Prints one JSON line. Usage: python3 scripts/bench_infer_torch.py [--repeats 5]"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def config():
+    return LlamaConfig(vocab_size=32000, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
+                       num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=1024,
+                       rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
+
+
+def prompts(batch, length, vocab):
+    return torch.tensor([[(b * 7919 + t * 104729) % (vocab - 3) + 3 for t in range(length)] for b in range(batch)])
+
+
+def timed(repeats, fn):
+    fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--prefill-batch", type=int, default=4)
+    p.add_argument("--prefill-seq", type=int, default=256)
+    p.add_argument("--decode-batch", type=int, default=8)
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=64)
+    a = p.parse_args()
+    cfg = config()
+    model = LlamaForCausalLM(cfg).eval()
+    ids = prompts(a.prefill_batch, a.prefill_seq, cfg.vocab_size)
+    dec = prompts(a.decode_batch, a.prompt_len, cfg.vocab_size)
+    with torch.inference_mode():
+        prefill = timed(a.repeats, lambda: model(ids).logits)
+        decode = timed(a.repeats, lambda: model.generate(
+            dec, attention_mask=torch.ones_like(dec), max_new_tokens=a.new_tokens,
+            min_new_tokens=a.new_tokens, do_sample=False, pad_token_id=0))
+    print(json.dumps({
+        "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "attn_implementation": model.config._attn_implementation,
+        "params": sum(p.numel() for p in model.parameters()),
+        "prefill": {"batch": a.prefill_batch, "seq": a.prefill_seq, "median_s": prefill,
+                    "tokens_per_s": a.prefill_batch * a.prefill_seq / prefill},
+        "decode": {"batch": a.decode_batch, "prompt_len": a.prompt_len, "new_tokens": a.new_tokens,
+                   "median_s": decode, "tokens_per_s": a.decode_batch * a.new_tokens / decode},
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+//! Batching: padding with attention and loss masks, length-sorted buckets, and packing.
+
+use crate::template::TokenizedConversation;
+use crate::transform::stable_hash;
+
+/// Side on which sequences are padded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadSide {
+    Left,
+    Right,
+}
+
+/// A rectangular batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub ids: Vec<Vec<u32>>,
+    /// true for real tokens.
+    pub attention: Vec<Vec<bool>>,
+    /// true for loss targets.
+    pub loss_mask: Vec<Vec<bool>>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+    pub fn seq_len(&self) -> usize {
+        self.ids.first().map_or(0, Vec::len)
+    }
+    /// Share of positions that are padding.
+    pub fn padding_fraction(&self) -> f64 {
+        let total = self.len() * self.seq_len();
+        let real: usize = self.attention.iter().map(|r| r.iter().filter(|a| **a).count()).sum();
+        if total == 0 { 0.0 } else { 1.0 - real as f64 / total as f64 }
+    }
+}
+
+/// Pads sequences to the longest one.
+pub fn pad_batch(seqs: &[&TokenizedConversation], pad_id: u32, side: PadSide) -> Batch {
+    let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut batch = Batch { ids: Vec::new(), attention: Vec::new(), loss_mask: Vec::new() };
+    for s in seqs {
+        let pad = len - s.len();
+        let (ids, att, mask) = match side {
+            PadSide::Right => (
+                s.ids.iter().copied().chain(std::iter::repeat_n(pad_id, pad)).collect(),
+                std::iter::repeat_n(true, s.len()).chain(std::iter::repeat_n(false, pad)).collect(),
+                s.mask.iter().copied().chain(std::iter::repeat_n(false, pad)).collect(),
+            ),
+            PadSide::Left => (
+                std::iter::repeat_n(pad_id, pad).chain(s.ids.iter().copied()).collect(),
+                std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, s.len())).collect(),
+                std::iter::repeat_n(false, pad).chain(s.mask.iter().copied()).collect(),
+            ),
+        };
+        batch.ids.push(ids);
+        batch.attention.push(att);
+        batch.loss_mask.push(mask);
+    }
+    batch
+}
+
+/// Groups indices into batches of similar length (little padding): sort by length, cut into
+/// batches of at most `batch_size` sequences and `max_tokens` padded tokens, then shuffle the
+/// batch order with `seed` so training does not see lengths in order.
+pub fn length_buckets(lengths: &[usize], batch_size: usize, max_tokens: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (lengths[i], i));
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted ascending, so the newest sequence is the longest of the batch.
+        let padded = (current.len() + 1) * lengths[i];
+        if !current.is_empty() && (current.len() == batch_size.max(1) || padded > max_tokens) {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches.sort_by_key(|b| stable_hash(&[seed.to_le_bytes(), (b[0] as u64).to_le_bytes()].concat()));
+    batches
+}
+
+/// Several sequences concatenated into one row (first-fit decreasing).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Packed {
+    pub ids: Vec<u32>,
+    pub mask: Vec<bool>,
+    /// Start of each packed sequence; attention must not cross them.
+    pub starts: Vec<usize>,
+    /// Which inputs went in, in order.
+    pub members: Vec<usize>,
+}
+
+/// Packs sequences into rows of at most `max_len` tokens. Longer sequences get a row alone.
+pub fn pack(seqs: &[TokenizedConversation], max_len: usize) -> Vec<Packed> {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(seqs[i].len()), i));
+    let mut rows: Vec<Packed> = Vec::new();
+    for i in order {
+        let s = &seqs[i];
+        let row = match rows.iter_mut().find(|r| r.ids.len() + s.len() <= max_len) {
+            Some(r) => r,
+            None => {
+                rows.push(Packed::default());
+                rows.last_mut().expect("just pushed")
+            }
+        };
+        row.starts.push(row.ids.len());
+        row.members.push(i);
+        row.ids.extend_from_slice(&s.ids);
+        row.mask.extend_from_slice(&s.mask);
+    }
+    rows
+}

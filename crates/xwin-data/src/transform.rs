@@ -95,11 +95,15 @@ pub fn strip_last_reply(conversation: &Conversation) -> Option<Conversation> {
     (last.from == Role::Gpt && !rest.is_empty()).then(|| Conversation { turns: rest.to_vec(), ..conversation.clone() })
 }
 
-/// Stable 64-bit FNV-1a hash.
+/// Stable 64-bit hash: FNV-1a, then the splitmix64 finalizer so that keys differing only in
+/// their last bytes (`c1`, `c2`, …) still spread over the high bits.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes
+    let h = bytes
         .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
+    let h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// Deterministic split: a conversation goes to validation when the hash of its id (or its

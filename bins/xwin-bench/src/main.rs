@@ -36,6 +36,19 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         new_tokens: usize,
     },
+    /// Template + tokenize + loss mask throughput (conversations/s) on a ShareGPT file.
+    Data {
+        #[arg(
+            long,
+            default_value = "../shared/data/sft/fastchat_dummy_conversation.json"
+        )]
+        file: std::path::PathBuf,
+        #[arg(
+            long,
+            default_value = "../shared/data/tokenizers/llama2/tokenizer.json"
+        )]
+        tokenizer: std::path::PathBuf,
+    },
 }
 
 /// The benchmark model: Llama-2 layout at ~21M parameters (16M of them embeddings/head).
@@ -83,8 +96,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     let device: Device = parse_device(&cli.device)?;
     let config = bench_config();
-    let model = LlamaForCausalLM::random(&config, &device);
     match cli.command {
+        Command::Data { file, tokenizer } => {
+            let tok = xwin_data::load_tokenizer(&tokenizer)?;
+            let (convs, _) =
+                xwin_data::read_conversations(&file, xwin_data::ReadOptions::default())?;
+            let mut tokens = 0;
+            let seconds = median(time(cli.repeats, || {
+                tokens = 0;
+                for c in &convs {
+                    let t = xwin_data::tokenize(
+                        xwin_data::ChatTemplate::VicunaV11,
+                        c,
+                        &tok,
+                        xwin_data::TrainOn::AllAssistant,
+                    )
+                    .expect("tokenize");
+                    tokens += t.len();
+                }
+            }));
+            println!(
+                "{}",
+                json!({
+                    "impl": "xwin-data (tokenizers crate)",
+                    "conversations": convs.len(),
+                    "tokens": tokens,
+                    "median_s": seconds,
+                    "template_tokenize": { "tokens_per_s": tokens as f64 / seconds,
+                                           "conversations_per_s": convs.len() as f64 / seconds },
+                })
+            );
+        }
         Command::Infer {
             prefill_batch,
             prefill_seq,
@@ -92,6 +134,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             prompt_len,
             new_tokens,
         } => {
+            let model = LlamaForCausalLM::random(&config, &device);
             let ids = prompts(prefill_batch, prefill_seq, config.vocab_size);
             let layout = BatchLayout::contiguous(prefill_batch, prefill_seq, 0);
             let prefill = time(cli.repeats, || {

@@ -4,8 +4,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_data::{
-    ChatTemplate, ConversationStats, DataError, PairStats, ReadOptions, TrainOn, XwinPair, for_each_conversation,
-    for_each_record, load_tokenizer, tokenize,
+    ChatTemplate, ConversationStats, DataError, PairStats, ReadOptions, TrainOn, XwinPair,
+    for_each_conversation, for_each_record, load_tokenizer, tokenize,
 };
 
 #[derive(Parser)]
@@ -47,16 +47,27 @@ enum Command {
 
 fn run(cli: Cli) -> Result<String, DataError> {
     match cli.command {
-        Command::Stats { file, tokenizer, pairs, json, skip_bad } => {
+        Command::Stats {
+            file,
+            tokenizer,
+            pairs,
+            json,
+            skip_bad,
+        } => {
             let options = ReadOptions { skip_bad };
             let (body, report) = if pairs {
                 let mut stats = PairStats::default();
                 let report = for_each_record::<XwinPair>(&file, options, |p| stats.add(&p))?;
-                let body = if json { serde_json::to_string_pretty(&stats).unwrap_or_default() } else { stats.table() };
+                let body = if json {
+                    serde_json::to_string_pretty(&stats).unwrap_or_default()
+                } else {
+                    stats.table()
+                };
                 (body, report)
             } else {
-                let tokenizer = tokenizer
-                    .ok_or_else(|| DataError::Invalid("--tokenizer is required to count tokens".into()))?;
+                let tokenizer = tokenizer.ok_or_else(|| {
+                    DataError::Invalid("--tokenizer is required to count tokens".into())
+                })?;
                 let tok = load_tokenizer(&tokenizer)?;
                 let mut stats = ConversationStats::default();
                 let mut failure = None;
@@ -70,17 +81,31 @@ fn run(cli: Cli) -> Result<String, DataError> {
                 if let Some(e) = failure {
                     return Err(e);
                 }
-                let body = if json { serde_json::to_string_pretty(&stats).unwrap_or_default() } else { stats.table() };
+                let body = if json {
+                    serde_json::to_string_pretty(&stats).unwrap_or_default()
+                } else {
+                    stats.table()
+                };
                 (body, report)
             };
             if report.skipped > 0 {
-                eprintln!("xwin-data: skipped {} bad records; first: {}", report.skipped, report.first_errors.join("; "));
+                eprintln!(
+                    "xwin-data: skipped {} bad records; first: {}",
+                    report.skipped,
+                    report.first_errors.join("; ")
+                );
             }
             Ok(body)
         }
-        Command::Render { file, tokenizer, template, count } => {
-            let template = ChatTemplate::parse(&template)
-                .ok_or_else(|| DataError::Invalid(format!("unknown template `{template}` (vicuna, llama2)")))?;
+        Command::Render {
+            file,
+            tokenizer,
+            template,
+            count,
+        } => {
+            let template = ChatTemplate::parse(&template).ok_or_else(|| {
+                DataError::Invalid(format!("unknown template `{template}` (vicuna, llama2)"))
+            })?;
             let tok = load_tokenizer(&tokenizer)?;
             let mut out = String::new();
             let mut shown = 0;
@@ -109,7 +134,9 @@ fn run(cli: Cli) -> Result<String, DataError> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(text) => {
             println!("{}", text.trim_end());

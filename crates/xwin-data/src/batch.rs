@@ -33,27 +33,55 @@ impl Batch {
     /// Share of positions that are padding.
     pub fn padding_fraction(&self) -> f64 {
         let total = self.len() * self.seq_len();
-        let real: usize = self.attention.iter().map(|r| r.iter().filter(|a| **a).count()).sum();
-        if total == 0 { 0.0 } else { 1.0 - real as f64 / total as f64 }
+        let real: usize = self
+            .attention
+            .iter()
+            .map(|r| r.iter().filter(|a| **a).count())
+            .sum();
+        if total == 0 {
+            0.0
+        } else {
+            1.0 - real as f64 / total as f64
+        }
     }
 }
 
 /// Pads sequences to the longest one.
 pub fn pad_batch(seqs: &[&TokenizedConversation], pad_id: u32, side: PadSide) -> Batch {
     let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-    let mut batch = Batch { ids: Vec::new(), attention: Vec::new(), loss_mask: Vec::new() };
+    let mut batch = Batch {
+        ids: Vec::new(),
+        attention: Vec::new(),
+        loss_mask: Vec::new(),
+    };
     for s in seqs {
         let pad = len - s.len();
         let (ids, att, mask) = match side {
             PadSide::Right => (
-                s.ids.iter().copied().chain(std::iter::repeat_n(pad_id, pad)).collect(),
-                std::iter::repeat_n(true, s.len()).chain(std::iter::repeat_n(false, pad)).collect(),
-                s.mask.iter().copied().chain(std::iter::repeat_n(false, pad)).collect(),
+                s.ids
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(pad_id, pad))
+                    .collect(),
+                std::iter::repeat_n(true, s.len())
+                    .chain(std::iter::repeat_n(false, pad))
+                    .collect(),
+                s.mask
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(false, pad))
+                    .collect(),
             ),
             PadSide::Left => (
-                std::iter::repeat_n(pad_id, pad).chain(s.ids.iter().copied()).collect(),
-                std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, s.len())).collect(),
-                std::iter::repeat_n(false, pad).chain(s.mask.iter().copied()).collect(),
+                std::iter::repeat_n(pad_id, pad)
+                    .chain(s.ids.iter().copied())
+                    .collect(),
+                std::iter::repeat_n(false, pad)
+                    .chain(std::iter::repeat_n(true, s.len()))
+                    .collect(),
+                std::iter::repeat_n(false, pad)
+                    .chain(s.mask.iter().copied())
+                    .collect(),
             ),
         };
         batch.ids.push(ids);
@@ -66,7 +94,12 @@ pub fn pad_batch(seqs: &[&TokenizedConversation], pad_id: u32, side: PadSide) ->
 /// Groups indices into batches of similar length (little padding): sort by length, cut into
 /// batches of at most `batch_size` sequences and `max_tokens` padded tokens, then shuffle the
 /// batch order with `seed` so training does not see lengths in order.
-pub fn length_buckets(lengths: &[usize], batch_size: usize, max_tokens: usize, seed: u64) -> Vec<Vec<usize>> {
+pub fn length_buckets(
+    lengths: &[usize],
+    batch_size: usize,
+    max_tokens: usize,
+    seed: u64,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| (lengths[i], i));
     let mut batches: Vec<Vec<usize>> = Vec::new();
@@ -82,7 +115,8 @@ pub fn length_buckets(lengths: &[usize], batch_size: usize, max_tokens: usize, s
     if !current.is_empty() {
         batches.push(current);
     }
-    batches.sort_by_key(|b| stable_hash(&[seed.to_le_bytes(), (b[0] as u64).to_le_bytes()].concat()));
+    batches
+        .sort_by_key(|b| stable_hash(&[seed.to_le_bytes(), (b[0] as u64).to_le_bytes()].concat()));
     batches
 }
 

@@ -34,10 +34,16 @@ pub struct Turn {
 
 impl Turn {
     pub fn human(value: impl Into<String>) -> Self {
-        Self { from: Role::Human, value: value.into() }
+        Self {
+            from: Role::Human,
+            value: value.into(),
+        }
     }
     pub fn gpt(value: impl Into<String>) -> Self {
-        Self { from: Role::Gpt, value: value.into() }
+        Self {
+            from: Role::Gpt,
+            value: value.into(),
+        }
     }
 }
 
@@ -56,22 +62,38 @@ pub struct Conversation {
 
 impl Conversation {
     pub fn new(turns: Vec<Turn>) -> Self {
-        Self { id: None, system: None, turns }
+        Self {
+            id: None,
+            system: None,
+            turns,
+        }
     }
 
     /// Parses a ShareGPT object, naming the field of any problem.
     pub fn from_value(value: &Value) -> Result<Self, FieldError> {
-        let obj = value.as_object().ok_or_else(|| FieldError::new("<record>", "expected a JSON object"))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| FieldError::new("<record>", "expected a JSON object"))?;
         let id = match obj.get("id") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
-            Some(other) => return Err(FieldError::new("id", format!("expected a string, found {}", kind(other)))),
+            Some(other) => {
+                return Err(FieldError::new(
+                    "id",
+                    format!("expected a string, found {}", kind(other)),
+                ));
+            }
         };
         let mut system = match obj.get("system") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => return Err(FieldError::new("system", format!("expected a string, found {}", kind(other)))),
+            Some(other) => {
+                return Err(FieldError::new(
+                    "system",
+                    format!("expected a string, found {}", kind(other)),
+                ));
+            }
         };
         let list = obj
             .get("conversations")
@@ -83,7 +105,10 @@ impl Conversation {
             let turn = parse_turn(item, &format!("conversations[{i}]"))?;
             if turn.from == Role::System {
                 if i != 0 {
-                    return Err(FieldError::new(format!("conversations[{i}].from"), "a system turn must come first"));
+                    return Err(FieldError::new(
+                        format!("conversations[{i}].from"),
+                        "a system turn must come first",
+                    ));
                 }
                 system = Some(turn.value);
             } else {
@@ -91,7 +116,9 @@ impl Conversation {
             }
         }
         let conversation = Self { id, system, turns };
-        conversation.validate().map_err(|e| FieldError::new(format!("conversations{}", e.field), e.message))?;
+        conversation
+            .validate()
+            .map_err(|e| FieldError::new(format!("conversations{}", e.field), e.message))?;
         Ok(conversation)
     }
 
@@ -105,7 +132,10 @@ impl Conversation {
             if turn.from != want {
                 return Err(FieldError::new(
                     format!("[{i}].from"),
-                    format!("expected {want:?} (turns must alternate human/gpt, human first), found {:?}", turn.from),
+                    format!(
+                        "expected {want:?} (turns must alternate human/gpt, human first), found {:?}",
+                        turn.from
+                    ),
                 ));
             }
         }
@@ -119,17 +149,29 @@ impl Conversation {
 }
 
 pub(crate) fn parse_turn(item: &Value, field: &str) -> Result<Turn, FieldError> {
-    let obj = item.as_object().ok_or_else(|| FieldError::new(field, "expected a turn object"))?;
+    let obj = item
+        .as_object()
+        .ok_or_else(|| FieldError::new(field, "expected a turn object"))?;
     let from = match obj.get("from").or_else(|| obj.get("role")) {
-        Some(Value::String(s)) => {
-            Role::parse(s).ok_or_else(|| FieldError::new(format!("{field}.from"), format!("unknown role `{s}`")))?
+        Some(Value::String(s)) => Role::parse(s).ok_or_else(|| {
+            FieldError::new(format!("{field}.from"), format!("unknown role `{s}`"))
+        })?,
+        Some(other) => {
+            return Err(FieldError::new(
+                format!("{field}.from"),
+                format!("expected a string, found {}", kind(other)),
+            ));
         }
-        Some(other) => return Err(FieldError::new(format!("{field}.from"), format!("expected a string, found {}", kind(other)))),
         None => return Err(FieldError::new(format!("{field}.from"), "missing")),
     };
     let value = match obj.get("value").or_else(|| obj.get("content")) {
         Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(FieldError::new(format!("{field}.value"), format!("expected a string, found {}", kind(other)))),
+        Some(other) => {
+            return Err(FieldError::new(
+                format!("{field}.value"),
+                format!("expected a string, found {}", kind(other)),
+            ));
+        }
         None => return Err(FieldError::new(format!("{field}.value"), "missing")),
     };
     Ok(Turn { from, value })

@@ -32,7 +32,10 @@ pub type Result<T> = std::result::Result<T, DataError>;
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -45,11 +48,19 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn at(self, path: &std::path::Path, location: Location) -> DataError {
-        DataError::Record { path: path.to_path_buf(), location, field: self.field, message: self.message }
+        DataError::Record {
+            path: path.to_path_buf(),
+            location,
+            field: self.field,
+            message: self.message,
+        }
     }
 }
 

@@ -10,7 +10,11 @@ use serde_json::Value;
 use std::path::Path;
 
 /// Reads conversations from any supported format, detected per record.
-pub fn for_each_conversation(path: &Path, options: ReadOptions, mut f: impl FnMut(Conversation)) -> Result<ReadReport> {
+pub fn for_each_conversation(
+    path: &Path,
+    options: ReadOptions,
+    mut f: impl FnMut(Conversation),
+) -> Result<ReadReport> {
     for_each_value(path, options, |value, _| {
         f(conversation_from_value(&value)?);
         Ok(())
@@ -18,7 +22,10 @@ pub fn for_each_conversation(path: &Path, options: ReadOptions, mut f: impl FnMu
 }
 
 /// Reads all conversations of a file.
-pub fn read_conversations(path: &Path, options: ReadOptions) -> Result<(Vec<Conversation>, ReadReport)> {
+pub fn read_conversations(
+    path: &Path,
+    options: ReadOptions,
+) -> Result<(Vec<Conversation>, ReadReport)> {
     let mut out = Vec::new();
     let report = for_each_conversation(path, options, |c| out.push(c))?;
     Ok((out, report))
@@ -26,7 +33,12 @@ pub fn read_conversations(path: &Path, options: ReadOptions) -> Result<(Vec<Conv
 
 /// One record in any supported conversation format.
 pub fn conversation_from_value(value: &Value) -> std::result::Result<Conversation, FieldError> {
-    let obj = value.as_object().ok_or_else(|| FieldError::new("<record>", format!("expected an object, found {}", kind(value))))?;
+    let obj = value.as_object().ok_or_else(|| {
+        FieldError::new(
+            "<record>",
+            format!("expected an object, found {}", kind(value)),
+        )
+    })?;
     if obj.contains_key("conversations") {
         Conversation::from_value(value)
     } else if obj.contains_key("instruction") {
@@ -38,9 +50,13 @@ pub fn conversation_from_value(value: &Value) -> std::result::Result<Conversatio
         {
             o.insert("conversations".into(), m);
         }
-        Conversation::from_value(&v).map_err(|e| FieldError::new(e.field.replacen("conversations", "messages", 1), e.message))
+        Conversation::from_value(&v).map_err(|e| {
+            FieldError::new(e.field.replacen("conversations", "messages", 1), e.message)
+        })
     } else if let Some(chosen) = obj.get("chosen") {
-        let text = chosen.as_str().ok_or_else(|| FieldError::new("chosen", "expected an HH-RLHF transcript string"))?;
+        let text = chosen
+            .as_str()
+            .ok_or_else(|| FieldError::new("chosen", "expected an HH-RLHF transcript string"))?;
         hh_transcript(text).map_err(|m| FieldError::new("chosen", m))
     } else {
         Err(FieldError::new(
@@ -50,21 +66,34 @@ pub fn conversation_from_value(value: &Value) -> std::result::Result<Conversatio
     }
 }
 
-fn string_field(obj: &serde_json::Map<String, Value>, field: &str, required: bool) -> std::result::Result<String, FieldError> {
+fn string_field(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+    required: bool,
+) -> std::result::Result<String, FieldError> {
     match obj.get(field) {
         Some(Value::String(s)) => Ok(s.clone()),
         None | Some(Value::Null) if !required => Ok(String::new()),
         None => Err(FieldError::new(field, "missing")),
-        Some(other) => Err(FieldError::new(field, format!("expected a string, found {}", kind(other)))),
+        Some(other) => Err(FieldError::new(
+            field,
+            format!("expected a string, found {}", kind(other)),
+        )),
     }
 }
 
 /// Alpaca: the human turn is the instruction, then a newline and the input if there is one.
-fn from_alpaca(obj: &serde_json::Map<String, Value>) -> std::result::Result<Conversation, FieldError> {
+fn from_alpaca(
+    obj: &serde_json::Map<String, Value>,
+) -> std::result::Result<Conversation, FieldError> {
     let instruction = string_field(obj, "instruction", true)?;
     let input = string_field(obj, "input", false)?;
     let output = string_field(obj, "output", true)?;
-    let prompt = if input.is_empty() { instruction } else { format!("{instruction}\n{input}") };
+    let prompt = if input.is_empty() {
+        instruction
+    } else {
+        format!("{instruction}\n{input}")
+    };
     let mut c = Conversation::new(vec![Turn::human(prompt), Turn::gpt(output)]);
     c.system = Some(string_field(obj, "system", false)?).filter(|s| !s.is_empty());
     Ok(c)
@@ -85,11 +114,21 @@ pub fn hh_transcript(text: &str) -> std::result::Result<Conversation, String> {
         } else if rest.starts_with(ASSISTANT) {
             (Role::Gpt, ASSISTANT)
         } else {
-            return Err(format!("unexpected text at byte {}", text.len() - rest.len()));
+            return Err(format!(
+                "unexpected text at byte {}",
+                text.len() - rest.len()
+            ));
         };
         rest = &rest[marker.len()..];
-        let end = [rest.find(HUMAN), rest.find(ASSISTANT)].into_iter().flatten().min().unwrap_or(rest.len());
-        let value = rest[..end].strip_prefix(' ').unwrap_or(&rest[..end]).to_string();
+        let end = [rest.find(HUMAN), rest.find(ASSISTANT)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(rest.len());
+        let value = rest[..end]
+            .strip_prefix(' ')
+            .unwrap_or(&rest[..end])
+            .to_string();
         // Consecutive same-role turns (rare in HH) are merged so roles alternate.
         match turns.last_mut() {
             Some(Turn { from, value: prev }) if *from == role => {
@@ -101,7 +140,8 @@ pub fn hh_transcript(text: &str) -> std::result::Result<Conversation, String> {
         rest = &rest[end..];
     }
     let c = Conversation::new(turns);
-    c.validate().map_err(|e| format!("turns{}: {}", e.field, e.message))?;
+    c.validate()
+        .map_err(|e| format!("turns{}: {}", e.field, e.message))?;
     Ok(c)
 }
 
@@ -117,7 +157,11 @@ pub struct PreferencePair {
 
 /// Reads preference pairs: ShareGPT with `chosen`/`rejected` turns, or HH-RLHF transcripts
 /// (which must share everything but the last assistant reply).
-pub fn for_each_preference_pair(path: &Path, options: ReadOptions, mut f: impl FnMut(PreferencePair)) -> Result<ReadReport> {
+pub fn for_each_preference_pair(
+    path: &Path,
+    options: ReadOptions,
+    mut f: impl FnMut(PreferencePair),
+) -> Result<ReadReport> {
     for_each_value(path, options, |value, _| {
         f(preference_from_value(&value)?);
         Ok(())
@@ -125,28 +169,51 @@ pub fn for_each_preference_pair(path: &Path, options: ReadOptions, mut f: impl F
 }
 
 pub fn preference_from_value(value: &Value) -> std::result::Result<PreferencePair, FieldError> {
-    let obj = value.as_object().ok_or_else(|| FieldError::new("<record>", "expected an object"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| FieldError::new("<record>", "expected an object"))?;
     match (obj.get("chosen"), obj.get("rejected")) {
         (Some(Value::String(c)), Some(Value::String(r))) => {
             let chosen = hh_transcript(c).map_err(|m| FieldError::new("chosen", m))?;
             let rejected = hh_transcript(r).map_err(|m| FieldError::new("rejected", m))?;
-            let (Some((cl, ch)), Some((rl, rh))) = (chosen.turns.split_last(), rejected.turns.split_last()) else {
+            let (Some((cl, ch)), Some((rl, rh))) =
+                (chosen.turns.split_last(), rejected.turns.split_last())
+            else {
                 return Err(FieldError::new("chosen", "empty transcript"));
             };
             if ch != rh || cl.from != Role::Gpt || rl.from != Role::Gpt {
-                return Err(FieldError::new("rejected", "chosen and rejected must differ only in the last assistant turn"));
+                return Err(FieldError::new(
+                    "rejected",
+                    "chosen and rejected must differ only in the last assistant turn",
+                ));
             }
-            Ok(PreferencePair { id: None, prompt: Conversation::new(ch.to_vec()), chosen: cl.value.clone(), rejected: rl.value.clone() })
+            Ok(PreferencePair {
+                id: None,
+                prompt: Conversation::new(ch.to_vec()),
+                chosen: cl.value.clone(),
+                rejected: rl.value.clone(),
+            })
         }
         (Some(c), Some(r)) => {
             let chosen = parse_turn(c, "chosen")?;
             let rejected = parse_turn(r, "rejected")?;
             let prompt = Conversation::from_value(value)?;
             if prompt.turns.len() % 2 == 0 {
-                return Err(FieldError::new("conversations", "the history must end with a human turn"));
+                return Err(FieldError::new(
+                    "conversations",
+                    "the history must end with a human turn",
+                ));
             }
-            Ok(PreferencePair { id: prompt.id.clone(), prompt, chosen: chosen.value, rejected: rejected.value })
+            Ok(PreferencePair {
+                id: prompt.id.clone(),
+                prompt,
+                chosen: chosen.value,
+                rejected: rejected.value,
+            })
         }
-        _ => Err(FieldError::new("chosen", "a preference record needs `chosen` and `rejected`")),
+        _ => Err(FieldError::new(
+            "chosen",
+            "a preference record needs `chosen` and `rejected`",
+        )),
     }
 }

@@ -47,7 +47,10 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
 
 /// `.jsonl`/`.jsonl.gz` are JSON Lines; `.json`/`.json.gz` a JSON array or a single object.
 fn is_json_lines(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     name.ends_with(".jsonl") || name.ends_with(".ndjson")
 }
@@ -60,26 +63,29 @@ pub fn for_each_value(
     mut f: impl FnMut(Value, Location) -> std::result::Result<(), FieldError>,
 ) -> Result<ReadReport> {
     let mut report = ReadReport::default();
-    let mut handle = |value: std::result::Result<Value, FieldError>, loc: Location, report: &mut ReadReport| {
-        match value.and_then(|v| f(v, loc)) {
-            Ok(()) => {
-                report.records += 1;
-                Ok(())
+    let mut handle =
+        |value: std::result::Result<Value, FieldError>, loc: Location, report: &mut ReadReport| {
+            match value.and_then(|v| f(v, loc)) {
+                Ok(()) => {
+                    report.records += 1;
+                    Ok(())
+                }
+                Err(e) if options.skip_bad => {
+                    report.skip(e.at(path, loc));
+                    Ok(())
+                }
+                Err(e) => Err(e.at(path, loc)),
             }
-            Err(e) if options.skip_bad => {
-                report.skip(e.at(path, loc));
-                Ok(())
-            }
-            Err(e) => Err(e.at(path, loc)),
-        }
-    };
+        };
     let mut reader = open(path)?;
     if is_json_lines(path) {
         let mut line = String::new();
         let mut number = 0;
         loop {
             line.clear();
-            let n = reader.read_line(&mut line).map_err(|e| DataError::io(path, e))?;
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| DataError::io(path, e))?;
             if n == 0 {
                 break;
             }
@@ -126,10 +132,11 @@ pub fn for_each_value(
             return Err(e);
         }
     } else {
-        let value = <Value as serde::Deserialize>::deserialize(&mut de).map_err(|e| DataError::Format {
-            path: path.to_path_buf(),
-            message: format!("invalid JSON: {e}"),
-        })?;
+        let value =
+            <Value as serde::Deserialize>::deserialize(&mut de).map_err(|e| DataError::Format {
+                path: path.to_path_buf(),
+                message: format!("invalid JSON: {e}"),
+            })?;
         handle(Ok(value), Location::Record(1), &mut report)?;
     }
     Ok(report)
@@ -166,7 +173,11 @@ impl<'de> Visitor<'de> for ArraySeed<'_> {
 pub fn from_value<T: DeserializeOwned>(value: Value) -> std::result::Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
-        let field = if field == "." { "<record>".to_string() } else { field };
+        let field = if field == "." {
+            "<record>".to_string()
+        } else {
+            field
+        };
         FieldError::new(field, e.into_inner().to_string())
     })
 }
@@ -184,7 +195,10 @@ pub fn for_each_record<T: DeserializeOwned>(
 }
 
 /// Reads a whole file of typed records.
-pub fn read_records<T: DeserializeOwned>(path: &Path, options: ReadOptions) -> Result<(Vec<T>, ReadReport)> {
+pub fn read_records<T: DeserializeOwned>(
+    path: &Path,
+    options: ReadOptions,
+) -> Result<(Vec<T>, ReadReport)> {
     let mut out = Vec::new();
     let report = for_each_record(path, options, |r| out.push(r))?;
     Ok((out, report))
@@ -212,7 +226,11 @@ impl JsonlWriter {
             .open(&path)
             .map_err(|e| DataError::io(&path, e))?;
         repair_torn_tail(&mut file, &path)?;
-        Ok(Self { path, file, written: 0 })
+        Ok(Self {
+            path,
+            file,
+            written: 0,
+        })
     }
 
     /// Creates or truncates `path`.
@@ -227,8 +245,12 @@ impl JsonlWriter {
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
         let mut line = serde_json::to_vec(record).map_err(|e| DataError::Invalid(e.to_string()))?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|e| DataError::io(&self.path, e))?;
-        self.file.flush().map_err(|e| DataError::io(&self.path, e))?;
+        self.file
+            .write_all(&line)
+            .map_err(|e| DataError::io(&self.path, e))?;
+        self.file
+            .flush()
+            .map_err(|e| DataError::io(&self.path, e))?;
         self.written += 1;
         Ok(())
     }
@@ -240,7 +262,9 @@ impl JsonlWriter {
 
     /// Forces the data to disk (for checkpoints that must survive power loss).
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(|e| DataError::io(&self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| DataError::io(&self.path, e))
     }
 
     pub fn path(&self) -> &Path {

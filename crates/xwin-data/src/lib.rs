@@ -12,20 +12,25 @@ pub mod stats;
 pub mod template;
 pub mod transform;
 
-pub use batch::{Batch, PadSide, Packed, length_buckets, pack, pad_batch};
+pub use batch::{Batch, Packed, PadSide, length_buckets, pack, pad_batch};
 pub use conversation::{Conversation, Role, Turn};
 pub use error::{DataError, FieldError, Location, Result};
-pub use formats::{PreferencePair, for_each_conversation, for_each_preference_pair, read_conversations};
+pub use formats::{
+    PreferencePair, for_each_conversation, for_each_preference_pair, read_conversations,
+};
 pub use io::{JsonlWriter, ReadOptions, ReadReport, for_each_record, read_records};
 pub use records::{
-    EvalRecord, JudgeMeta, Rating, ResponseSamples, SampledResponse, SamplingSettings, ScoredResponse, Winner,
-    XwinPair, XwinSet,
+    EvalRecord, JudgeMeta, Rating, ResponseSamples, SampledResponse, SamplingSettings,
+    ScoredResponse, Winner, XwinPair, XwinSet,
 };
 pub use stats::{ConversationStats, PairStats};
-pub use template::{ChatTemplate, TextEncoder, TokenizedConversation, TrainOn, VICUNA_SYSTEM, tokenize};
+pub use template::{
+    ChatTemplate, TextEncoder, TokenizedConversation, TrainOn, VICUNA_SYSTEM, tokenize,
+};
 pub use transform::{Blocks, is_validation, split_into_blocks, strip_last_reply, unfold};
 
 /// Loads a HF `tokenizer.json` as a [`TextEncoder`].
 pub fn load_tokenizer(path: &std::path::Path) -> Result<tokenizers::Tokenizer> {
-    tokenizers::Tokenizer::from_file(path).map_err(|e| DataError::Tokenizer(format!("{}: {e}", path.display())))
+    tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| DataError::Tokenizer(format!("{}: {e}", path.display())))
 }

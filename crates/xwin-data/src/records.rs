@@ -55,7 +55,12 @@ pub enum Rating {
 }
 
 impl Rating {
-    pub const ALL: [Rating; 4] = [Rating::Significantly, Rating::Better, Rating::Slightly, Rating::Negligibly];
+    pub const ALL: [Rating; 4] = [
+        Rating::Significantly,
+        Rating::Better,
+        Rating::Slightly,
+        Rating::Negligibly,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

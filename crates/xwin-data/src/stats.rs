@@ -36,7 +36,11 @@ impl ConversationStats {
     /// Adds one conversation; token counts use `encoder` on the raw turn texts.
     pub fn add(&mut self, conversation: &Conversation, encoder: &dyn TextEncoder) -> Result<()> {
         self.conversations += 1;
-        let rounds = conversation.turns.iter().filter(|t| t.from == Role::Human).count();
+        let rounds = conversation
+            .turns
+            .iter()
+            .filter(|t| t.from == Role::Human)
+            .count();
         self.turns_per_conversation.add(rounds as f64);
         let mut total = 0usize;
         for turn in &conversation.turns {
@@ -57,7 +61,11 @@ impl ConversationStats {
         let rows = [
             ("conversations", self.conversations as f64, 0),
             ("turns / conversation", self.turns_per_conversation.mean, 2),
-            ("tokens / conversation", self.tokens_per_conversation.mean, 1),
+            (
+                "tokens / conversation",
+                self.tokens_per_conversation.mean,
+                1,
+            ),
             ("tokens / prompt", self.tokens_per_prompt.mean, 1),
             ("tokens / response", self.tokens_per_response.mean, 1),
         ];
@@ -79,14 +87,21 @@ pub struct PairStats {
 impl PairStats {
     pub fn add(&mut self, pair: &XwinPair) {
         self.pairs += 1;
-        *self.per_rating.entry(pair.rating.as_str().to_string()).or_default() += 1;
+        *self
+            .per_rating
+            .entry(pair.rating.as_str().to_string())
+            .or_default() += 1;
     }
 
     pub fn table(&self) -> String {
         let mut out = String::from("| rating | pairs | share |\n|---|---:|---:|\n");
         for rating in Rating::ALL {
             let n = self.per_rating.get(rating.as_str()).copied().unwrap_or(0);
-            let share = if self.pairs == 0 { 0.0 } else { 100.0 * n as f64 / self.pairs as f64 };
+            let share = if self.pairs == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / self.pairs as f64
+            };
             out.push_str(&format!("| {} | {n} | {share:.1} % |\n", rating.as_str()));
         }
         out.push_str(&format!("| total | {} | 100 % |\n", self.pairs));

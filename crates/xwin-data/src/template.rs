@@ -62,7 +62,10 @@ impl ChatTemplate {
     /// Renders the conversation. If it ends with a human turn, the text ends with the
     /// assistant cue (`ASSISTANT:` / `[/INST]`) ready for generation.
     pub fn render(self, conversation: &Conversation) -> Rendered {
-        let system = conversation.system.as_deref().unwrap_or(self.default_system());
+        let system = conversation
+            .system
+            .as_deref()
+            .unwrap_or(self.default_system());
         let mut text = String::new();
         let mut replies = Vec::new();
         let mut round_starts = Vec::new();
@@ -117,7 +120,11 @@ impl ChatTemplate {
                 }
             }
         }
-        Rendered { text, replies, round_starts }
+        Rendered {
+            text,
+            replies,
+            round_starts,
+        }
     }
 
     /// The text a model continues to answer the last human turn (BOS included as `<s>`).
@@ -134,7 +141,9 @@ pub trait TextEncoder {
 
 impl TextEncoder for tokenizers::Tokenizer {
     fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
-        let enc = self.encode(text, false).map_err(|e| DataError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .encode(text, false)
+            .map_err(|e| DataError::Tokenizer(e.to_string()))?;
         Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
     }
 }
@@ -161,7 +170,11 @@ impl TokenizedConversation {
     }
     /// Token range of round `i`.
     pub fn round(&self, i: usize) -> Range<usize> {
-        let end = self.round_starts.get(i + 1).copied().unwrap_or(self.ids.len());
+        let end = self
+            .round_starts
+            .get(i + 1)
+            .copied()
+            .unwrap_or(self.ids.len());
         self.round_starts[i]..end
     }
 }
@@ -177,7 +190,11 @@ pub fn tokenize(
     let (ids, offsets) = encoder.encode_with_offsets(&rendered.text)?;
     let trained: &[Range<usize>] = match train_on {
         TrainOn::AllAssistant => &rendered.replies,
-        TrainOn::LastAssistant => rendered.replies.last().map(std::slice::from_ref).unwrap_or(&[]),
+        TrainOn::LastAssistant => rendered
+            .replies
+            .last()
+            .map(std::slice::from_ref)
+            .unwrap_or(&[]),
     };
     let mask = offsets
         .iter()
@@ -195,5 +212,9 @@ pub fn tokenize(
         }
         round_starts.push(t);
     }
-    Ok(TokenizedConversation { ids, mask, round_starts })
+    Ok(TokenizedConversation {
+        ids,
+        mask,
+        round_starts,
+    })
 }

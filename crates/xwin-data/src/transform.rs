@@ -53,7 +53,8 @@ pub fn split_into_blocks(conv: &TokenizedConversation, max_len: usize) -> Result
             used = 0;
             let cut = round.start + budget;
             out.truncated_rounds += 1;
-            out.truncated_trainable_tokens += conv.mask[cut..round.end].iter().filter(|m| **m).count();
+            out.truncated_trainable_tokens +=
+                conv.mask[cut..round.end].iter().filter(|m| **m).count();
             round.end = cut;
             current.push(round);
             flush(&mut current, &mut out);
@@ -92,15 +93,18 @@ pub fn unfold(conversation: &Conversation, first_k: Option<usize>) -> Vec<Conver
 /// Drops the final assistant reply, leaving the prompt to sample new replies for.
 pub fn strip_last_reply(conversation: &Conversation) -> Option<Conversation> {
     let (last, rest) = conversation.turns.split_last()?;
-    (last.from == Role::Gpt && !rest.is_empty()).then(|| Conversation { turns: rest.to_vec(), ..conversation.clone() })
+    (last.from == Role::Gpt && !rest.is_empty()).then(|| Conversation {
+        turns: rest.to_vec(),
+        ..conversation.clone()
+    })
 }
 
 /// Stable 64-bit hash: FNV-1a, then the splitmix64 finalizer so that keys differing only in
 /// their last bytes (`c1`, `c2`, …) still spread over the high bits.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let h = bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
     let h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)

@@ -5,17 +5,25 @@ use proptest::prelude::*;
 use xwin_data::*;
 
 fn tokenizer() -> tokenizers::Tokenizer {
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama/tokenizer.json");
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/tiny-llama/tokenizer.json");
     load_tokenizer(&p).unwrap()
 }
 
 fn conversation() -> impl Strategy<Value = Conversation> {
     let text = "[a-z]{1,8}( [a-z]{1,8}){0,12}";
-    (prop::collection::vec((text, text), 1..6), prop::option::of(text)).prop_map(|(rounds, system)| Conversation {
-        id: None,
-        system,
-        turns: rounds.into_iter().flat_map(|(q, a)| [Turn::human(q), Turn::gpt(a)]).collect(),
-    })
+    (
+        prop::collection::vec((text, text), 1..6),
+        prop::option::of(text),
+    )
+        .prop_map(|(rounds, system)| Conversation {
+            id: None,
+            system,
+            turns: rounds
+                .into_iter()
+                .flat_map(|(q, a)| [Turn::human(q), Turn::gpt(a)])
+                .collect(),
+        })
 }
 
 proptest! {

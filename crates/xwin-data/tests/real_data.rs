@@ -9,11 +9,17 @@ fn shared(relative: &str) -> Option<PathBuf> {
     match std::env::var_os("XWIN_SHARED_DIR") {
         Some(dir) => {
             let p = PathBuf::from(dir).join(relative);
-            assert!(p.exists(), "XWIN_SHARED_DIR is set but {} is missing", p.display());
+            assert!(
+                p.exists(),
+                "XWIN_SHARED_DIR is set but {} is missing",
+                p.display()
+            );
             Some(p)
         }
         None => {
-            let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(relative);
+            let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared")
+                .join(relative);
             p.exists().then_some(p).or_else(|| {
                 eprintln!("skipping: {relative} not found (set XWIN_SHARED_DIR)");
                 None
@@ -28,7 +34,9 @@ fn llama2() -> Option<tokenizers::Tokenizer> {
 
 #[test]
 fn fastchat_sharegpt_sample_counts() {
-    let Some(path) = shared("data/sft/fastchat_dummy_conversation.json") else { return };
+    let Some(path) = shared("data/sft/fastchat_dummy_conversation.json") else {
+        return;
+    };
     let (convs, report) = read_conversations(&path, ReadOptions::default()).unwrap();
     assert_eq!(report.records, 500);
     assert_eq!(convs.len(), 500);
@@ -39,13 +47,27 @@ fn fastchat_sharegpt_sample_counts() {
     let unfolded: usize = convs.iter().map(|c| unfold(c, None).len()).sum();
     assert_eq!(unfolded, 1000);
     // RS unfolds only the first three replies; here that is everything.
-    assert_eq!(convs.iter().map(|c| unfold(c, Some(3)).len()).sum::<usize>(), 1000);
-    assert_eq!(convs.iter().map(|c| unfold(c, Some(1)).len()).sum::<usize>(), 500);
+    assert_eq!(
+        convs
+            .iter()
+            .map(|c| unfold(c, Some(3)).len())
+            .sum::<usize>(),
+        1000
+    );
+    assert_eq!(
+        convs
+            .iter()
+            .map(|c| unfold(c, Some(1)).len())
+            .sum::<usize>(),
+        500
+    );
 }
 
 #[test]
 fn vicuna_prompt_is_rendered_character_for_character() {
-    let Some(path) = shared("data/sft/fastchat_dummy_conversation.json") else { return };
+    let Some(path) = shared("data/sft/fastchat_dummy_conversation.json") else {
+        return;
+    };
     let (convs, _) = read_conversations(&path, ReadOptions::default()).unwrap();
     let text = ChatTemplate::VicunaV11.render(&convs[0]).text;
     assert_eq!(
@@ -57,7 +79,11 @@ ASSISTANT: You too!</s>"
     );
     // The generation prompt (history ending with a human turn) ends with the assistant cue.
     let prompt = strip_last_reply(&convs[0]).unwrap();
-    assert!(ChatTemplate::VicunaV11.prompt_text(&prompt).ends_with("USER: Have a nice day! ASSISTANT:"));
+    assert!(
+        ChatTemplate::VicunaV11
+            .prompt_text(&prompt)
+            .ends_with("USER: Have a nice day! ASSISTANT:")
+    );
     let llama = ChatTemplate::Llama2Chat.render(&convs[0]).text;
     assert_eq!(
         llama,
@@ -68,14 +94,35 @@ Systems Organization (LMSYS). </s><s>[INST] Have a nice day! [/INST] You too! </
 
 #[test]
 fn vicuna_ids_and_mask_on_the_llama2_tokenizer() {
-    let (Some(tok), Some(path)) = (llama2(), shared("data/sft/fastchat_dummy_conversation.json")) else { return };
+    let (Some(tok), Some(path)) = (
+        llama2(),
+        shared("data/sft/fastchat_dummy_conversation.json"),
+    ) else {
+        return;
+    };
     let (convs, _) = read_conversations(&path, ReadOptions::default()).unwrap();
-    let t = tokenize(ChatTemplate::VicunaV11, &convs[0], &tok, TrainOn::AllAssistant).unwrap();
+    let t = tokenize(
+        ChatTemplate::VicunaV11,
+        &convs[0],
+        &tok,
+        TrainOn::AllAssistant,
+    )
+    .unwrap();
     assert_eq!(t.len(), 85);
     assert_eq!(t.ids[0], 1, "BOS");
-    assert_eq!(t.ids.iter().filter(|&&i| i == 2).count(), 2, "one </s> per reply");
+    assert_eq!(
+        t.ids.iter().filter(|&&i| i == 2).count(),
+        2,
+        "one </s> per reply"
+    );
     // The trained tokens decode to exactly the two replies with their </s>.
-    let trained: Vec<u32> = t.ids.iter().zip(&t.mask).filter(|(_, m)| **m).map(|(i, _)| *i).collect();
+    let trained: Vec<u32> = t
+        .ids
+        .iter()
+        .zip(&t.mask)
+        .filter(|(_, m)| **m)
+        .map(|(i, _)| *i)
+        .collect();
     let text = tok.decode(&trained, false).unwrap();
     assert_eq!(
         text,
@@ -83,8 +130,20 @@ fn vicuna_ids_and_mask_on_the_llama2_tokenizer() {
     );
     assert_eq!(t.trainable(), 29);
     // Last-reply-only (RS) trains on the final reply alone.
-    let last = tokenize(ChatTemplate::VicunaV11, &convs[0], &tok, TrainOn::LastAssistant).unwrap();
-    let trained: Vec<u32> = last.ids.iter().zip(&last.mask).filter(|(_, m)| **m).map(|(i, _)| *i).collect();
+    let last = tokenize(
+        ChatTemplate::VicunaV11,
+        &convs[0],
+        &tok,
+        TrainOn::LastAssistant,
+    )
+    .unwrap();
+    let trained: Vec<u32> = last
+        .ids
+        .iter()
+        .zip(&last.mask)
+        .filter(|(_, m)| **m)
+        .map(|(i, _)| *i)
+        .collect();
     assert_eq!(tok.decode(&trained, false).unwrap(), "You too!</s>");
     assert_eq!(last.ids, t.ids);
     assert_eq!(t.round_starts.len(), 2);
@@ -92,7 +151,10 @@ fn vicuna_ids_and_mask_on_the_llama2_tokenizer() {
 
 #[test]
 fn long_oasst_conversation_is_split_at_round_boundaries() {
-    let (Some(tok), Some(path)) = (llama2(), shared("data/sft/axolotl_oasst_conversation.json")) else { return };
+    let (Some(tok), Some(path)) = (llama2(), shared("data/sft/axolotl_oasst_conversation.json"))
+    else {
+        return;
+    };
     let (convs, report) = read_conversations(&path, ReadOptions::default()).unwrap();
     assert_eq!(report.records, 1);
     let conv = &convs[0];
@@ -101,7 +163,12 @@ fn long_oasst_conversation_is_split_at_round_boundaries() {
     let t = tokenize(ChatTemplate::VicunaV11, conv, &tok, TrainOn::AllAssistant).unwrap();
     assert_eq!(t.round_starts.len(), 6);
     let whole = split_into_blocks(&t, 4096).unwrap();
-    assert_eq!(whole.blocks.len(), 1, "{} tokens fit one 4096 block", t.len());
+    assert_eq!(
+        whole.blocks.len(),
+        1,
+        "{} tokens fit one 4096 block",
+        t.len()
+    );
     assert_eq!(whole.blocks[0], t);
     // Small blocks: every block within the limit, every trainable token in exactly one block.
     let max_len = t.len() / 3;
@@ -117,46 +184,85 @@ fn long_oasst_conversation_is_split_at_round_boundaries() {
 
 #[test]
 fn alpaca_demo_is_imported() {
-    let Some(path) = shared("data/sft/llamafactory_alpaca_en_demo.json") else { return };
+    let Some(path) = shared("data/sft/llamafactory_alpaca_en_demo.json") else {
+        return;
+    };
     let (convs, report) = read_conversations(&path, ReadOptions::default()).unwrap();
     assert_eq!(report.records, 999);
-    let with_input = convs.iter().filter(|c| c.turns[0].value.contains('\n')).count();
+    let with_input = convs
+        .iter()
+        .filter(|c| c.turns[0].value.contains('\n'))
+        .count();
     assert!(with_input >= 412, "{with_input}");
     assert!(convs.iter().all(|c| c.turns.len() == 2));
 }
 
 #[test]
 fn llamafactory_dpo_pairs_keep_history_and_system() {
-    let Some(path) = shared("data/preference/llamafactory_dpo_en_demo.json") else { return };
+    let Some(path) = shared("data/preference/llamafactory_dpo_en_demo.json") else {
+        return;
+    };
     let mut pairs = Vec::new();
-    let report = for_each_preference_pair(&path, ReadOptions::default(), |p| pairs.push(p)).unwrap();
+    let report =
+        for_each_preference_pair(&path, ReadOptions::default(), |p| pairs.push(p)).unwrap();
     assert_eq!(report.records, 300);
-    assert_eq!(pairs.iter().filter(|p| p.prompt.system.is_some()).count(), 80);
+    assert_eq!(
+        pairs.iter().filter(|p| p.prompt.system.is_some()).count(),
+        80
+    );
     assert!(pairs.iter().all(|p| p.prompt.turns.len() % 2 == 1));
-    assert!(pairs.iter().all(|p| !p.chosen.is_empty() && p.chosen != p.rejected));
+    assert!(
+        pairs
+            .iter()
+            .all(|p| !p.chosen.is_empty() && p.chosen != p.rejected)
+    );
 }
 
 #[test]
 fn hh_rlhf_transcripts_become_pairs() {
-    let Some(path) = shared("data/preference/hh-rlhf_harmless-base_test.jsonl.gz") else { return };
+    let Some(path) = shared("data/preference/hh-rlhf_harmless-base_test.jsonl.gz") else {
+        return;
+    };
     let mut pairs = Vec::new();
-    let report = for_each_preference_pair(&path, ReadOptions::default(), |p| pairs.push(p)).unwrap();
+    let report =
+        for_each_preference_pair(&path, ReadOptions::default(), |p| pairs.push(p)).unwrap();
     assert_eq!((report.records, report.skipped), (2312, 0));
-    assert_eq!(pairs[0].prompt.turns[0].value, "what are some pranks with a pen i can do?");
-    assert!(pairs.iter().all(|p| p.prompt.turns.len() % 2 == 1 && p.chosen != p.rejected));
+    assert_eq!(
+        pairs[0].prompt.turns[0].value,
+        "what are some pranks with a pen i can do?"
+    );
+    assert!(
+        pairs
+            .iter()
+            .all(|p| p.prompt.turns.len() % 2 == 1 && p.chosen != p.rejected)
+    );
     // In 5 pairs the chosen transcript has two assistant messages in a row at the end
     // (line 1953: "...here's the key:\n\nAssistant:  O.k."); they are merged into one reply,
     // so those pairs still differ only in the last reply.
     let merged = &pairs[1952];
-    assert!(merged.chosen.starts_with("Alrighty, I’ll do my best, here’s the key:\n\n"), "{}", merged.chosen);
+    assert!(
+        merged
+            .chosen
+            .starts_with("Alrighty, I’ll do my best, here’s the key:\n\n"),
+        "{}",
+        merged.chosen
+    );
     assert!(merged.rejected.starts_with("You mean a password, right?"));
 }
 
 #[test]
 fn fastchat_statistics_table() {
-    let (Some(tok), Some(path)) = (llama2(), shared("data/sft/fastchat_dummy_conversation.json")) else { return };
+    let (Some(tok), Some(path)) = (
+        llama2(),
+        shared("data/sft/fastchat_dummy_conversation.json"),
+    ) else {
+        return;
+    };
     let mut stats = ConversationStats::default();
-    for_each_conversation(&path, ReadOptions::default(), |c| stats.add(&c, &tok).unwrap()).unwrap();
+    for_each_conversation(&path, ReadOptions::default(), |c| {
+        stats.add(&c, &tok).unwrap()
+    })
+    .unwrap();
     assert_eq!(stats.conversations, 500);
     assert!((stats.turns_per_conversation.mean - 2.0).abs() < 1e-12);
     let table = stats.table();

@@ -19,12 +19,14 @@ def prompts(batch, length, vocab):
     return torch.tensor([[(b * 7919 + t * 104729) % (vocab - 3) + 3 for t in range(length)] for b in range(batch)])
 
 
-def timed(repeats, fn):
+def timed(repeats, fn, sync):
     fn()
+    sync()
     out = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        sync()
         out.append(time.perf_counter() - t)
     return statistics.median(out)
 
@@ -37,18 +39,22 @@ def main():
     p.add_argument("--decode-batch", type=int, default=8)
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (float32 on both)")
     a = p.parse_args()
     cfg = config()
-    model = LlamaForCausalLM(cfg).eval()
-    ids = prompts(a.prefill_batch, a.prefill_seq, cfg.vocab_size)
-    dec = prompts(a.decode_batch, a.prompt_len, cfg.vocab_size)
+    device = torch.device(a.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model = LlamaForCausalLM(cfg).eval().to(device)
+    ids = prompts(a.prefill_batch, a.prefill_seq, cfg.vocab_size).to(device)
+    dec = prompts(a.decode_batch, a.prompt_len, cfg.vocab_size).to(device)
     with torch.inference_mode():
-        prefill = timed(a.repeats, lambda: model(ids).logits)
+        prefill = timed(a.repeats, lambda: model(ids).logits, sync)
         decode = timed(a.repeats, lambda: model.generate(
             dec, attention_mask=torch.ones_like(dec), max_new_tokens=a.new_tokens,
-            min_new_tokens=a.new_tokens, do_sample=False, pad_token_id=0))
+            min_new_tokens=a.new_tokens, do_sample=False, pad_token_id=0), sync)
     print(json.dumps({
         "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",
+        "device": a.device,
         "threads": torch.get_num_threads(),
         "attn_implementation": model.config._attn_implementation,
         "params": sum(p.numel() for p in model.parameters()),

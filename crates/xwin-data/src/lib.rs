@@ -27,7 +27,9 @@ pub use stats::{ConversationStats, PairStats};
 pub use template::{
     ChatTemplate, TextEncoder, TokenizedConversation, TrainOn, VICUNA_SYSTEM, tokenize,
 };
-pub use transform::{Blocks, is_validation, split_into_blocks, strip_last_reply, unfold};
+pub use transform::{
+    Blocks, DEFAULT_BLOCK_LEN, is_validation, split_into_blocks, strip_last_reply, unfold,
+};
 
 /// Loads a HF `tokenizer.json` as a [`TextEncoder`].
 pub fn load_tokenizer(path: &std::path::Path) -> Result<tokenizers::Tokenizer> {

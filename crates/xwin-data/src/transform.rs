@@ -6,6 +6,9 @@ use crate::conversation::{Conversation, Role};
 use crate::error::{DataError, Result};
 use crate::template::TokenizedConversation;
 
+/// The paper's block length for SFT and RS.
+pub const DEFAULT_BLOCK_LEN: usize = 4096;
+
 /// Blocks cut from one tokenized conversation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Blocks {

@@ -1,0 +1,11 @@
+//! Training pieces shared by every stage. This first part holds the optimizer with the
+//! paper's defaults, the learning-rate schedules and the SFT objective; the shared loop,
+//! checkpoints and resume build on them.
+
+pub mod objective;
+pub mod optim;
+pub mod schedule;
+
+pub use objective::{TokenBatch, sft_loss};
+pub use optim::AdamWSettings;
+pub use schedule::{Schedule, Warmup};

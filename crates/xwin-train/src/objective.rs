@@ -1,0 +1,52 @@
+//! Objectives. SFT: next-token cross-entropy on the masked (assistant) tokens only,
+//! averaged over those tokens, as `transformers` computes it with labels -100 elsewhere.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError, masked_logprob_sum};
+
+/// A padded batch of token ids with attention and loss masks (host side).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBatch {
+    pub ids: Vec<Vec<u32>>,
+    pub attention: Vec<Vec<bool>>,
+    /// `loss_mask[b][t]`: token `t` is a target (its prediction from `t - 1` is trained).
+    pub loss_mask: Vec<Vec<bool>>,
+}
+
+impl TokenBatch {
+    /// Number of target tokens (position 0 is never a target).
+    pub fn targets(&self) -> usize {
+        self.loss_mask
+            .iter()
+            .map(|r| r.iter().skip(1).filter(|m| **m).count())
+            .sum()
+    }
+}
+
+/// Mean negative log-likelihood over the batch's target tokens. Returns a 1-element tensor
+/// that carries gradients when the model lives on an autodiff device.
+pub fn sft_loss(
+    model: &LlamaForCausalLM,
+    batch: &TokenBatch,
+    device: &Device,
+) -> Result<Tensor<1>, ModelError> {
+    let (b, s) = (batch.ids.len(), batch.ids.first().map_or(0, Vec::len));
+    let targets = batch.targets();
+    if targets == 0 {
+        return Err(ModelError::InvalidInput(
+            "batch has no target tokens".into(),
+        ));
+    }
+    let ids: Tensor<2, Int> = model.ids_tensor(&batch.ids, device)?;
+    let layout = BatchLayout::from_attention_mask(&batch.attention)?;
+    let logits = model.forward(ids.clone(), &layout, None);
+    let mask: Vec<f32> = batch
+        .loss_mask
+        .iter()
+        .flatten()
+        .map(|&m| f32::from(u8::from(m)))
+        .collect();
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, s]), device);
+    let total = masked_logprob_sum(logits, ids, mask).sum();
+    Ok(total.neg().div_scalar(targets as f64))
+}

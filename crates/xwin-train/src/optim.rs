@@ -1,0 +1,61 @@
+//! AdamW with the paper's settings as defaults.
+
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use serde::{Deserialize, Serialize};
+
+/// AdamW hyper-parameters; defaults are the paper's (β 0.9/0.999, ε 1e-8, no weight decay).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdamWSettings {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+impl Default for AdamWSettings {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl AdamWSettings {
+    pub fn build(&self) -> ModuleOptimizer {
+        AdamWConfig::new()
+            .with_beta_1(self.beta1)
+            .with_beta_2(self.beta2)
+            .with_epsilon(self.eps)
+            .with_weight_decay(self.weight_decay)
+            .init()
+    }
+}
+
+/// Global L2 norm of all gradients (what clipping compares against).
+pub fn grad_norm<M: burn::module::Module>(module: &M, grads: &GradientsParams) -> f64 {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Norm<'a> {
+        grads: &'a GradientsParams,
+        sum: f64,
+    }
+    impl ModuleVisitor for Norm<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g
+                    .square()
+                    .sum()
+                    .try_into_scalar::<f32>()
+                    .unwrap_or(f32::NAN);
+                self.sum += f64::from(s);
+            }
+        }
+    }
+    let mut v = Norm { grads, sum: 0.0 };
+    module.visit(&mut v);
+    v.sum.sqrt()
+}

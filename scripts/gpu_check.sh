@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The device check for a lent GPU machine (run from the repo root there). Prepare here:
+#   CARGO_TARGET_DIR=target-gpu cargo build -p xwin-infer -p xwin-bench --features xwin-model/wgpu
+#   mkdir -p .gpu && cp target-gpu/debug/xwin-{infer,bench} .gpu/ && strip .gpu/* \
+#     && (cd .gpu && tar -cf - xwin-infer xwin-bench | xz -T2 -6 > bins.tar.xz && rm xwin-infer xwin-bench)
+#   and the Vulkan loader debs in .gl/ (see the device tool's README); carry .gl and .gpu.
+# Checks HF parity of logits and greedy tokens through wgpu/Vulkan, then benchmarks wgpu
+# against PyTorch CUDA on the same card. Results land in $OUT.
+set -o pipefail
+(cd .gpu && tar -xJf bins.tar.xz)
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
+nvidia-smi -L
+export PYTHONUNBUFFERED=1
+out="${OUT:-/tmp}"
+timeout 180 python3 scripts/check_parity.py .gpu/xwin-infer --device wgpu 2>&1 | tee "$out/parity_wgpu.json"
+timeout 120 .gpu/xwin-bench infer --device wgpu --repeats 5 2>&1 | tee "$out/xwin_wgpu.json"
+timeout 90 python3 scripts/bench_infer_torch.py --device cuda --repeats 5 2>&1 | tee "$out/torch_cuda.json"

@@ -4,10 +4,8 @@
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use std::time::Instant;
-use xwin_model::{
-    BatchLayout, GenerationConfig, LlamaConfig, LlamaForCausalLM, generate, parse_device,
-};
+use xwin_bench::{bench_config, median, time};
+use xwin_model::{BatchLayout, GenerationConfig, LlamaForCausalLM, generate, parse_device};
 
 #[derive(Parser)]
 #[command(name = "xwin-bench")]
@@ -49,37 +47,6 @@ enum Command {
         )]
         tokenizer: std::path::PathBuf,
     },
-}
-
-/// The benchmark model: Llama-2 layout at ~21M parameters (16M of them embeddings/head).
-pub fn bench_config() -> LlamaConfig {
-    LlamaConfig {
-        vocab_size: 32000,
-        hidden_size: 256,
-        intermediate_size: 688,
-        num_hidden_layers: 6,
-        num_attention_heads: 8,
-        num_key_value_heads: 8,
-        head_dim: 32,
-        max_position_embeddings: 1024,
-        ..LlamaConfig::llama2_7b()
-    }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
-fn time<F: FnMut()>(repeats: usize, mut f: F) -> Vec<f64> {
-    f(); // warm-up
-    (0..repeats)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect()
 }
 
 fn prompts(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {

@@ -18,6 +18,24 @@ fn logits_of(model: &LlamaForCausalLM, ids: &[Vec<u32>], device: &Device) -> Vec
         .unwrap()
 }
 
+/// Greedy continuation of each prompt (one sample each).
+fn greedy(
+    model: &LlamaForCausalLM,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+    device: &Device,
+) -> Vec<Vec<u32>> {
+    let config = GenerationConfig {
+        max_new_tokens: new_tokens,
+        ..GenerationConfig::default()
+    };
+    generate(model, prompts, &config, device)
+        .unwrap()
+        .into_iter()
+        .map(|mut s| s.remove(0))
+        .collect()
+}
+
 #[test]
 fn logits_match_transformers_on_every_fixture() {
     let device = Device::flex();
@@ -47,16 +65,12 @@ fn greedy_continuations_match_transformers() {
             Some(v) => ids(v),
             None => ids(&exp["greedy"]["new_tokens"]),
         };
-        let config = GenerationConfig {
-            max_new_tokens: want[0].len(),
-            ..GenerationConfig::default()
-        };
-        let got: Vec<Vec<u32>> = generate(&model, &prompts, &config, &device)
-            .unwrap()
-            .into_iter()
-            .map(|mut s| s.remove(0))
-            .collect();
-        assert_eq!(got, want, "{}", dir.display());
+        assert_eq!(
+            greedy(&model, &prompts, want[0].len(), &device),
+            want,
+            "{}",
+            dir.display()
+        );
     }
 }
 
@@ -76,16 +90,12 @@ fn left_padded_batch_generates_like_transformers() {
             prompts[1].len(),
             "fixture must mix prompt lengths"
         );
-        let config = GenerationConfig {
-            max_new_tokens: want[0].len(),
-            ..GenerationConfig::default()
-        };
-        let got: Vec<Vec<u32>> = generate(&model, &prompts, &config, &device)
-            .unwrap()
-            .into_iter()
-            .map(|mut s| s.remove(0))
-            .collect();
-        assert_eq!(got, want, "{}", dir.display());
+        assert_eq!(
+            greedy(&model, &prompts, want[0].len(), &device),
+            want,
+            "{}",
+            dir.display()
+        );
     }
 }
 

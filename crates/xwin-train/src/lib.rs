@@ -6,6 +6,6 @@ pub mod objective;
 pub mod optim;
 pub mod schedule;
 
-pub use objective::{TokenBatch, sft_loss};
+pub use objective::{num_targets, sft_loss};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};

@@ -2,36 +2,27 @@
 //! averaged over those tokens, as `transformers` computes it with labels -100 elsewhere.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use xwin_data::Batch;
 use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError, masked_logprob_sum};
 
-/// A padded batch of token ids with attention and loss masks (host side).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenBatch {
-    pub ids: Vec<Vec<u32>>,
-    pub attention: Vec<Vec<bool>>,
-    /// `loss_mask[b][t]`: token `t` is a target (its prediction from `t - 1` is trained).
-    pub loss_mask: Vec<Vec<bool>>,
-}
-
-impl TokenBatch {
-    /// Number of target tokens (position 0 is never a target).
-    pub fn targets(&self) -> usize {
-        self.loss_mask
-            .iter()
-            .map(|r| r.iter().skip(1).filter(|m| **m).count())
-            .sum()
-    }
+/// Number of loss targets in a batch (position 0 is never a target: nothing predicts it).
+pub fn num_targets(batch: &Batch) -> usize {
+    batch
+        .loss_mask
+        .iter()
+        .map(|r| r.iter().skip(1).filter(|m| **m).count())
+        .sum()
 }
 
 /// Mean negative log-likelihood over the batch's target tokens. Returns a 1-element tensor
 /// that carries gradients when the model lives on an autodiff device.
 pub fn sft_loss(
     model: &LlamaForCausalLM,
-    batch: &TokenBatch,
+    batch: &Batch,
     device: &Device,
 ) -> Result<Tensor<1>, ModelError> {
     let (b, s) = (batch.ids.len(), batch.ids.first().map_or(0, Vec::len));
-    let targets = batch.targets();
+    let targets = num_targets(batch);
     if targets == 0 {
         return Err(ModelError::InvalidInput(
             "batch has no target tokens".into(),

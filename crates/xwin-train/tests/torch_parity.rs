@@ -5,21 +5,22 @@ use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use serde_json::Value;
 use std::path::PathBuf;
+use xwin_data::Batch;
 use xwin_model::{load_causal_lm, params::HfTensor};
-use xwin_train::{AdamWSettings, TokenBatch, sft_loss};
+use xwin_train::{AdamWSettings, sft_loss};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
-fn batch() -> (TokenBatch, Value) {
+fn batch() -> (Batch, Value) {
     let exp: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("train/sft_step.json")).unwrap(),
     )
     .unwrap();
     let ids: Vec<Vec<u32>> = serde_json::from_value(exp["input_ids"].clone()).unwrap();
     let mask: Vec<Vec<u8>> = serde_json::from_value(exp["loss_mask"].clone()).unwrap();
-    let batch = TokenBatch {
+    let batch = Batch {
         attention: ids.iter().map(|r| vec![true; r.len()]).collect(),
         ids,
         loss_mask: mask

@@ -9,3 +9,5 @@ pub mod schedule;
 pub use objective::{num_targets, sft_loss};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
+pub mod trainer;
+pub use trainer::{LoopConfig, StepMetrics, TrainError, train};

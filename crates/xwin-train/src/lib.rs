@@ -11,3 +11,5 @@ pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
 pub mod trainer;
 pub use trainer::{LoopConfig, StepMetrics, TrainError, train};
+pub mod sft;
+pub use sft::{SftConfig, SftSummary, run_sft};

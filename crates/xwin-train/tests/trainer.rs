@@ -42,6 +42,7 @@ fn data() -> Vec<Batch> {
 #[test]
 fn tiny_model_overfits_16_conversations() {
     let device = Device::flex().autodiff();
+    device.seed(42); // deterministic init: the test must not depend on luck
     let model = LlamaForCausalLM::random(&tiny(), &device);
     let batches = data();
     let config = LoopConfig {
@@ -81,6 +82,7 @@ fn tiny_model_overfits_16_conversations() {
 #[test]
 fn non_finite_loss_stops_with_the_last_good_parameters() {
     let device = Device::flex().autodiff();
+    device.seed(42); // deterministic init: the test must not depend on luck
     let model = LlamaForCausalLM::random(&tiny(), &device);
     let batches = data();
     let config = LoopConfig {

@@ -1,0 +1,75 @@
+//! `xwin-sft --config FILE.toml`: supervised finetuning (paper step 1).
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use xwin_train::{SftConfig, run_sft};
+
+#[derive(Parser)]
+#[command(
+    name = "xwin-sft",
+    version,
+    about = "Supervised finetuning of a HF Llama on ShareGPT conversations"
+)]
+struct Cli {
+    /// TOML config (see configs/sft-*.toml).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config: SftConfig = match std::fs::read_to_string(&cli.config)
+        .map_err(|e| e.to_string())
+        .and_then(|t| toml::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xwin-sft: {}: {e}", cli.config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let mut tokens_note = String::new();
+    let result = run_sft(&config, |s, total| {
+        bar.set_length(total as u64);
+        bar.set_position(s.step as u64);
+        tokens_note = format!(
+            "loss {:.4}  lr {:.2e}  |g| {:.2}",
+            s.loss, s.lr, s.grad_norm
+        );
+        bar.set_message(tokens_note.clone());
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(summary) => {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "summary": summary,
+                    "seconds": start.elapsed().as_secs_f64(),
+                    "model": config.output.join("model"),
+                    "metrics": config.output.join("metrics.jsonl"),
+                })
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xwin-sft: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -98,7 +98,7 @@ fn shipped_configs_parse_with_the_paper_settings() {
             toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         if name == "sft-llama2-7b" {
             assert_eq!(config.train.lr, 2e-5);
-            assert_eq!(config.train.epochs, 3);
+            assert_eq!(config.batching.epochs, 3);
             assert_eq!(config.data.max_len, 4096);
             assert_eq!(config.train.adamw, xwin_train::AdamWSettings::default());
             assert_eq!(config.train.schedule, xwin_train::Schedule::Cosine);

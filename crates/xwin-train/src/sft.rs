@@ -3,8 +3,6 @@
 //! HF layout.
 
 use crate::objective::sft_loss;
-use crate::optim::AdamWSettings;
-use crate::schedule::{Schedule, Warmup};
 use crate::trainer::{LoopConfig, StepMetrics, TrainError, train};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -53,45 +51,18 @@ fn block_len() -> usize {
     xwin_data::DEFAULT_BLOCK_LEN
 }
 
-/// The `[train]` table: the loop's settings plus epochs and batch shape.
+/// The `[batching]` table: passes over the data and micro-batch shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrainSection {
+pub struct BatchingSection {
     pub epochs: usize,
     pub micro_batch_size: usize,
     /// Most padded tokens in one micro-batch.
     #[serde(default = "max_batch_tokens")]
     pub max_batch_tokens: usize,
+    /// Shuffles the order of the length buckets.
     #[serde(default)]
     pub seed: u64,
-    // The loop's settings, spelled out rather than flattened: serde's `flatten` would turn
-    // a typo into a "missing field" error instead of naming the unknown key.
-    pub lr: f64,
-    pub schedule: Schedule,
-    pub warmup: Warmup,
-    #[serde(default = "one")]
-    pub grad_accum: usize,
-    #[serde(default)]
-    pub max_grad_norm: Option<f64>,
-    #[serde(default)]
-    pub adamw: AdamWSettings,
-}
-
-fn one() -> usize {
-    1
-}
-
-impl TrainSection {
-    pub fn loop_config(&self) -> LoopConfig {
-        LoopConfig {
-            lr: self.lr,
-            schedule: self.schedule,
-            warmup: self.warmup,
-            grad_accum: self.grad_accum,
-            max_grad_norm: self.max_grad_norm,
-            adamw: self.adamw,
-        }
-    }
 }
 
 fn max_batch_tokens() -> usize {
@@ -104,7 +75,9 @@ fn max_batch_tokens() -> usize {
 pub struct SftConfig {
     pub model: ModelSection,
     pub data: DataSection,
-    pub train: TrainSection,
+    pub batching: BatchingSection,
+    /// The optimisation loop: lr, schedule, warm-up, accumulation, clipping, AdamW.
+    pub train: LoopConfig,
     /// Output directory: `metrics.jsonl` and the final model in HF layout.
     pub output: PathBuf,
 }
@@ -179,9 +152,9 @@ fn build_batches(config: &SftConfig, pad_id: u32) -> Result<(Vec<Batch>, SftSumm
     let lengths: Vec<usize> = blocks.iter().map(TokenizedConversation::len).collect();
     let buckets = length_buckets(
         &lengths,
-        config.train.micro_batch_size,
-        config.train.max_batch_tokens,
-        config.train.seed,
+        config.batching.micro_batch_size,
+        config.batching.max_batch_tokens,
+        config.batching.seed,
     );
     let batches = buckets
         .iter()
@@ -218,10 +191,10 @@ pub fn run_sft(
         .or(model.config().eos_token_ids.first().copied())
         .unwrap_or(0);
     let (batches, mut summary) = build_batches(config, pad_id)?;
-    let loop_config = config.train.loop_config();
+    let loop_config = &config.train;
     let accum = loop_config.grad_accum.max(1);
     let steps_per_epoch = batches.len().div_ceil(accum);
-    let total = steps_per_epoch * config.train.epochs;
+    let total = steps_per_epoch * config.batching.epochs;
     tracing::info!(
         blocks = summary.blocks,
         batches = batches.len(),
@@ -234,7 +207,7 @@ pub fn run_sft(
     let mut write_error = None;
     let result = train(
         model,
-        &loop_config,
+        loop_config,
         total,
         // Micro-batch k of the run; epochs wrap around the batch list.
         |step, micro| batches[(step * accum + micro) % batches.len()].clone(),

@@ -34,6 +34,13 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         new_tokens: usize,
     },
+    /// Full training step (forward, backward, AdamW) tokens/s and peak memory.
+    Train {
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 512)]
+        seq: usize,
+    },
     /// Template + tokenize + loss mask throughput (conversations/s) on a ShareGPT file.
     Data {
         #[arg(
@@ -64,6 +71,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device: Device = parse_device(&cli.device)?;
     let config = bench_config();
     match cli.command {
+        Command::Train { batch, seq } => {
+            let device = device.autodiff();
+            let mut model = Some(LlamaForCausalLM::random(&config, &device));
+            let ids = prompts(batch, seq, config.vocab_size);
+            let data = xwin_data::Batch {
+                attention: vec![vec![true; seq]; batch],
+                loss_mask: vec![vec![true; seq]; batch],
+                ids,
+            };
+            let mut optim = xwin_train::AdamWSettings::default().build();
+            let step_s = median(time(cli.repeats, || {
+                let m = model.take().expect("model");
+                let loss = xwin_train::sft_loss(&m, &data, &device).expect("loss");
+                let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
+                let m = optim.step(1e-4, m, grads);
+                device.sync().expect("sync");
+                model = Some(m);
+            }));
+            println!(
+                "{}",
+                json!({
+                    "impl": "xwin (burn flex, autodiff)",
+                    "params": config.num_parameters(),
+                    "batch": batch, "seq": seq,
+                    "train_step": { "median_s": step_s, "tokens_per_s": (batch * seq) as f64 / step_s },
+                    "peak_rss_mib": peak_rss_mib(),
+                })
+            );
+        }
         Command::Data { file, tokenizer } => {
             let tok = xwin_data::load_tokenizer(&tokenizer)?;
             let (convs, _) =
@@ -136,4 +172,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

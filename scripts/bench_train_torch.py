@@ -1,0 +1,49 @@
+"""PyTorch + transformers reference for `xwin-bench train`: one full step (forward with
+labels, backward, torch.optim.AdamW) on the same 21M config and batch; tokens/s and peak RSS.
+Prints one JSON line."""
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import torch
+from transformers import LlamaForCausalLM
+
+from bench_infer_torch import config, prompts
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=512)
+    a = p.parse_args()
+    cfg = config()
+    model = LlamaForCausalLM(cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    ids = prompts(a.batch, a.seq, cfg.vocab_size)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+
+    step()
+    times = []
+    for _ in range(a.repeats):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    s = statistics.median(times)
+    print(json.dumps({
+        "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",
+        "threads": torch.get_num_threads(), "attn_implementation": model.config._attn_implementation,
+        "params": sum(p.numel() for p in model.parameters()), "batch": a.batch, "seq": a.seq,
+        "train_step": {"median_s": s, "tokens_per_s": a.batch * a.seq / s},
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,10 +2,10 @@
 encode with offsets and the same loss mask, over a ShareGPT file. Prints one JSON line."""
 import argparse
 import json
-import statistics
-import time
 
 from tokenizers import Tokenizer
+
+from bench_common import timed
 
 SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
           "The assistant gives helpful, detailed, and polite answers to the user's questions.")
@@ -41,13 +41,7 @@ def main():
             enc = tok.encode(text, add_special_tokens=False)
             mask = [any(s <= (b if b != e else e) < t for s, t in replies) for b, e in enc.offsets]
             tokens += len(mask)
-    run()
-    times = []
-    for _ in range(a.repeats):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    s = statistics.median(times)
+    s = timed(a.repeats, run)
     print(json.dumps({"impl": "python tokenizers (Rust core), offsets + mask", "conversations": len(convs),
                       "tokens": tokens, "median_s": s,
                       "template_tokenize": {"tokens_per_s": tokens / s, "conversations_per_s": len(convs) / s}}))

@@ -2,11 +2,11 @@
 Prints one JSON line. Usage: python3 scripts/bench_infer_torch.py [--repeats 5]"""
 import argparse
 import json
-import statistics
-import time
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
+
+from bench_common import timed
 
 
 def config():
@@ -17,18 +17,6 @@ def config():
 
 def prompts(batch, length, vocab):
     return torch.tensor([[(b * 7919 + t * 104729) % (vocab - 3) + 3 for t in range(length)] for b in range(batch)])
-
-
-def timed(repeats, fn, sync):
-    fn()
-    sync()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
 
 
 def main():

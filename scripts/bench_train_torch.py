@@ -4,12 +4,11 @@ Prints one JSON line."""
 import argparse
 import json
 import resource
-import statistics
-import time
 
 import torch
 from transformers import LlamaForCausalLM
 
+from bench_common import timed
 from bench_infer_torch import config, prompts
 
 
@@ -29,13 +28,7 @@ def main():
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
 
-    step()
-    times = []
-    for _ in range(a.repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    s = statistics.median(times)
+    s = timed(a.repeats, step)
     print(json.dumps({
         "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",
         "threads": torch.get_num_threads(), "attn_implementation": model.config._attn_implementation,

@@ -25,6 +25,15 @@ pub struct ModelSection {
     pub device: String,
 }
 
+impl ModelSection {
+    /// The tokenizer file: the configured one or `tokenizer.json` in the model directory.
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.tokenizer
+            .clone()
+            .unwrap_or_else(|| self.path.join("tokenizer.json"))
+    }
+}
+
 fn cpu() -> String {
     "cpu".into()
 }
@@ -109,11 +118,7 @@ pub struct SftSummary {
 
 /// Tokenizes the training set into padded micro-batches (length-bucketed).
 fn build_batches(config: &SftConfig, pad_id: u32) -> Result<(Vec<Batch>, SftSummary), SftError> {
-    let tok_path = config
-        .model
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| config.model.path.join("tokenizer.json"));
+    let tok_path = config.model.tokenizer_path();
     let tokenizer = load_tokenizer(&tok_path)?;
     let mut blocks: Vec<TokenizedConversation> = Vec::new();
     let mut conversations = 0;
@@ -233,11 +238,7 @@ pub fn run_sft(
     }
     let out = config.output.join("model");
     save_causal_lm(&model, &out, SaveOptions::default())?;
-    let tok_src = config
-        .model
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| config.model.path.join("tokenizer.json"));
+    let tok_src = config.model.tokenizer_path();
     std::fs::copy(&tok_src, out.join("tokenizer.json"))
         .map_err(|e| SftError::Setup(format!("{}: {e}", tok_src.display())))?;
     Ok(summary)

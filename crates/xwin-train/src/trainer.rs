@@ -13,13 +13,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
-        "step {step}: loss is {loss} (not finite); stopping with the parameters of step {last_good}"
+        "step {step}: loss is {loss} (not finite); stopping with the parameters after {step} steps"
     )]
-    NonFinite {
-        step: usize,
-        loss: f32,
-        last_good: usize,
-    },
+    NonFinite { step: usize, loss: f32 },
     #[error("objective failed at step {step}: {message}")]
     Objective { step: usize, message: String },
     #[error("invalid training config: {0}")]
@@ -114,14 +110,7 @@ where
             };
             let scalar = value.clone().into_scalar::<f32>();
             if !scalar.is_finite() {
-                return Err((
-                    model,
-                    TrainError::NonFinite {
-                        step,
-                        loss: scalar,
-                        last_good: step,
-                    },
-                ));
+                return Err((model, TrainError::NonFinite { step, loss: scalar }));
             }
             loss_sum += scalar;
             let scaled = value.div_scalar(config.grad_accum as f64);
@@ -136,7 +125,6 @@ where
                 TrainError::NonFinite {
                     step,
                     loss: f32::NAN,
-                    last_good: step,
                 },
             ));
         }

@@ -43,15 +43,16 @@ fn main() -> ExitCode {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let start = Instant::now();
-    let mut tokens_note = String::new();
-    let result = run_sft(&config, |s, total| {
-        bar.set_length(total as u64);
+    let result = run_sft(&config, |s| {
+        bar.set_length(s.total_steps as u64);
         bar.set_position(s.step as u64);
-        tokens_note = format!(
-            "loss {:.4}  lr {:.2e}  |g| {:.2}",
-            s.loss, s.lr, s.grad_norm
-        );
-        bar.set_message(tokens_note.clone());
+        let eval = s
+            .eval_loss
+            .map_or(String::new(), |e| format!("  eval {e:.4}"));
+        bar.set_message(format!(
+            "loss {:.4}{eval}  lr {:.2e}  |g| {:.2}  {:.0} tok/s",
+            s.loss, s.lr, s.grad_norm, s.tokens_per_s
+        ));
     });
     bar.finish_and_clear();
     match result {

@@ -40,7 +40,9 @@ fn demo_sft_lowers_the_loss_and_exports_a_loadable_model() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &summary["summary"];
-    assert_eq!(s["conversations"], 64);
+    // 64 conversations: about a tenth held out for the evaluation loss.
+    assert_eq!(s["conversations"], 59);
+    assert_eq!(s["eval_conversations"], 5);
     assert_eq!(s["steps"], 32);
     let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
     let losses: Vec<f64> = metrics
@@ -58,6 +60,13 @@ fn demo_sft_lowers_the_loss_and_exports_a_loadable_model() {
         last < 0.6 * first,
         "mean loss of the first epoch {first}, of the last {last}"
     );
+    // Evaluation ran every 8 steps and the held-out loss fell too.
+    let evals: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["eval_loss"].as_f64())
+        .collect();
+    assert_eq!(evals.len(), 4, "{metrics}");
+    assert!(evals[3] < 0.7 * evals[0], "{evals:?}");
     // The export is a HF checkpoint our loader (and transformers) reads.
     let device = burn::tensor::Device::flex();
     let model = xwin_model::load_causal_lm(out_dir.join("model"), &device).unwrap();
@@ -104,4 +113,101 @@ fn shipped_configs_parse_with_the_paper_settings() {
             assert_eq!(config.train.schedule, xwin_train::Schedule::Cosine);
         }
     }
+}
+
+fn losses(metrics: &std::path::Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(metrics)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+/// kill -9 in the middle of a run, rerun the same command: the loss curve equals that of a
+/// run never stopped, step for step and bit for bit.
+#[test]
+fn killed_run_resumes_as_if_never_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |out: &str| {
+        demo_config(&dir.path().join(out), 4, "")
+            .replace("every = 16", "every = 4")
+            .replace("eval_every = 8", "eval_every = 1000")
+    };
+    let whole = dir.path().join("whole");
+    std::fs::create_dir_all(&whole).unwrap();
+    let out = run(&config("whole/run"), &whole);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = losses(&whole.join("run/metrics.jsonl"));
+    assert_eq!(expected.len(), 32);
+
+    let cut = dir.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    let path = cut.join("sft.toml");
+    std::fs::write(&path, config("cut/run")).unwrap();
+    let metrics = cut.join("run/metrics.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xwin-sft"))
+        .args(["--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill between checkpoints, once a few have been written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let n = std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count());
+        if n >= 14 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "run made no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = losses(&metrics).len();
+    assert!((14..32).contains(&before), "{before}");
+
+    let out = run(&config("cut/run"), &cut);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resumed = summary["summary"]["resumed_from"].as_u64().unwrap();
+    assert!(resumed >= 12 && resumed % 4 == 0, "{resumed}");
+    assert_eq!(losses(&metrics), expected, "resumed from step {resumed}");
+    // Only the newest two checkpoints are kept, the last one at the end.
+    let mut kept: Vec<String> = std::fs::read_dir(cut.join("run/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["step-00000028", "step-00000032"]);
+}
+
+#[test]
+fn checkpoint_of_another_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let config = demo_config(&out_dir, 1, "").replace("every = 16", "every = 2");
+    assert!(run(&config, dir.path()).status.success());
+    // Same output directory, different learning rate: resuming would mix two runs.
+    let out = run(&config.replace("lr = 3e-3", "lr = 1e-3"), dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("different run") && err.contains("step-00000008"),
+        "{err}"
+    );
 }

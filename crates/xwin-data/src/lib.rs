@@ -28,7 +28,8 @@ pub use template::{
     ChatTemplate, TextEncoder, TokenizedConversation, TrainOn, VICUNA_SYSTEM, tokenize,
 };
 pub use transform::{
-    Blocks, DEFAULT_BLOCK_LEN, is_validation, split_into_blocks, strip_last_reply, unfold,
+    Blocks, DEFAULT_BLOCK_LEN, is_validation, split_into_blocks, stable_hash, strip_last_reply,
+    unfold,
 };
 
 /// Loads a HF `tokenizer.json` as a [`TextEncoder`].

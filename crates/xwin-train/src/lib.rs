@@ -1,15 +1,19 @@
-//! Training pieces shared by every stage. This first part holds the optimizer with the
-//! paper's defaults, the learning-rate schedules and the SFT objective; the shared loop,
-//! checkpoints and resume build on them.
+//! Training shared by every stage: AdamW with the paper's defaults, learning-rate schedules,
+//! the one loop (accumulation, clipping, evaluation, metrics, checkpoints and resume) and the
+//! objectives that plug into it, starting with SFT.
 
+pub mod checkpoint;
 pub mod objective;
 pub mod optim;
 pub mod schedule;
+pub mod sft;
+pub mod trainer;
 
+pub use checkpoint::{CheckpointError, CheckpointPolicy, Checkpointing, LoopState};
 pub use objective::{num_targets, sft_loss};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
-pub mod trainer;
-pub use trainer::{LoopConfig, StepMetrics, TrainError, train};
-pub mod sft;
 pub use sft::{SftConfig, SftSummary, run_sft};
+pub use trainer::{
+    FnObjective, LoopConfig, Objective, Run, StepMetrics, TrainError, Trained, train,
+};

@@ -2,15 +2,19 @@
 //! loss on assistant tokens only, split into blocks, trained by the shared loop, exported to
 //! HF layout.
 
-use crate::objective::sft_loss;
-use crate::trainer::{LoopConfig, StepMetrics, TrainError, train};
+use crate::checkpoint::{CheckpointPolicy, Checkpointing};
+use crate::objective::{num_targets, sft_loss};
+use crate::trainer::{LoopConfig, Objective, Run, StepMetrics, TrainError, train};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use xwin_data::{
-    Batch, ChatTemplate, JsonlWriter, PadSide, ReadOptions, TokenizedConversation, TrainOn,
-    for_each_conversation, length_buckets, load_tokenizer, pad_batch, split_into_blocks, tokenize,
+    Batch, ChatTemplate, PadSide, ReadOptions, TokenizedConversation, TrainOn,
+    for_each_conversation, is_validation, length_buckets, load_tokenizer, pad_batch,
+    split_into_blocks, stable_hash, tokenize,
 };
-use xwin_model::{SaveOptions, load_causal_lm, parse_device, save_causal_lm};
+use xwin_model::{LlamaForCausalLM, SaveOptions, load_causal_lm, parse_device, save_causal_lm};
 
 /// The `[model]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +54,12 @@ pub struct DataSection {
     pub max_len: usize,
     #[serde(default)]
     pub skip_bad: bool,
+    /// Held-out conversations for `train.eval_every` (a separate file)...
+    #[serde(default)]
+    pub eval: Option<PathBuf>,
+    /// ...or this fraction of `train`, chosen by a stable hash of each conversation.
+    #[serde(default)]
+    pub eval_fraction: f64,
 }
 
 fn vicuna() -> ChatTemplate {
@@ -87,7 +97,10 @@ pub struct SftConfig {
     pub batching: BatchingSection,
     /// The optimisation loop: lr, schedule, warm-up, accumulation, clipping, AdamW.
     pub train: LoopConfig,
-    /// Output directory: `metrics.jsonl` and the final model in HF layout.
+    /// Checkpoints in `output/checkpoints`; a rerun resumes from the newest.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointPolicy>,
+    /// Output directory: `metrics.jsonl`, checkpoints and the final model in HF layout.
     pub output: PathBuf,
 }
 
@@ -108,24 +121,47 @@ pub enum SftError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SftSummary {
     pub conversations: usize,
+    /// Held-out conversations (not trained on).
+    pub eval_conversations: usize,
     pub skipped_records: usize,
     pub blocks: usize,
     pub truncated_rounds: usize,
     pub steps: usize,
+    /// Step of the checkpoint this run continued from.
+    pub resumed_from: Option<usize>,
     pub first_loss: f32,
     pub last_loss: f32,
+    pub last_eval_loss: Option<f64>,
 }
 
-/// Tokenizes the training set into padded micro-batches (length-bucketed).
-fn build_batches(config: &SftConfig, pad_id: u32) -> Result<(Vec<Batch>, SftSummary), SftError> {
-    let tok_path = config.model.tokenizer_path();
-    let tokenizer = load_tokenizer(&tok_path)?;
-    let mut blocks: Vec<TokenizedConversation> = Vec::new();
-    let mut conversations = 0;
-    let mut truncated_rounds = 0;
+/// Tokenized blocks of one file; with a fraction, those of conversations hashed to
+/// validation go to the second list.
+struct Tokenized {
+    train: Vec<TokenizedConversation>,
+    held_out: Vec<TokenizedConversation>,
+    conversations: usize,
+    held_out_conversations: usize,
+    skipped: usize,
+    truncated_rounds: usize,
+}
+
+fn tokenize_file(
+    config: &SftConfig,
+    path: &Path,
+    tokenizer: &dyn xwin_data::TextEncoder,
+    held_out_fraction: f64,
+) -> Result<Tokenized, SftError> {
+    let mut out = Tokenized {
+        train: Vec::new(),
+        held_out: Vec::new(),
+        conversations: 0,
+        held_out_conversations: 0,
+        skipped: 0,
+        truncated_rounds: 0,
+    };
     let mut failure = None;
     let report = for_each_conversation(
-        &config.data.train,
+        path,
         ReadOptions {
             skip_bad: config.data.skip_bad,
         },
@@ -133,13 +169,21 @@ fn build_batches(config: &SftConfig, pad_id: u32) -> Result<(Vec<Batch>, SftSumm
             if failure.is_some() {
                 return;
             }
-            conversations += 1;
-            let result = tokenize(config.data.template, &c, &tokenizer, TrainOn::AllAssistant)
+            let held_out = held_out_fraction > 0.0
+                && is_validation(&c, held_out_fraction, config.batching.seed);
+            let result = tokenize(config.data.template, &c, tokenizer, TrainOn::AllAssistant)
                 .and_then(|t| split_into_blocks(&t, config.data.max_len));
             match result {
                 Ok(b) => {
-                    truncated_rounds += b.truncated_rounds;
-                    blocks.extend(b.blocks.into_iter().filter(|b| b.trainable() > 0));
+                    out.truncated_rounds += b.truncated_rounds;
+                    let blocks = b.blocks.into_iter().filter(|b| b.trainable() > 0);
+                    if held_out {
+                        out.held_out_conversations += 1;
+                        out.held_out.extend(blocks);
+                    } else {
+                        out.conversations += 1;
+                        out.train.extend(blocks);
+                    }
                 }
                 Err(e) => failure = Some(e),
             }
@@ -148,45 +192,133 @@ fn build_batches(config: &SftConfig, pad_id: u32) -> Result<(Vec<Batch>, SftSumm
     if let Some(e) = failure {
         return Err(e.into());
     }
-    if blocks.is_empty() {
+    out.skipped = report.skipped;
+    Ok(out)
+}
+
+/// Length-bucketed, padded micro-batches.
+fn to_batches(blocks: &[TokenizedConversation], config: &SftConfig, pad_id: u32) -> Vec<Batch> {
+    let lengths: Vec<usize> = blocks.iter().map(TokenizedConversation::len).collect();
+    length_buckets(
+        &lengths,
+        config.batching.micro_batch_size,
+        config.batching.max_batch_tokens,
+        config.batching.seed,
+    )
+    .iter()
+    .map(|b| {
+        pad_batch(
+            &b.iter().map(|&i| &blocks[i]).collect::<Vec<_>>(),
+            pad_id,
+            PadSide::Right,
+        )
+    })
+    .collect()
+}
+
+/// Training and evaluation micro-batches, and the summary's data counts.
+fn build_batches(
+    config: &SftConfig,
+    pad_id: u32,
+) -> Result<(Vec<Batch>, Vec<Batch>, SftSummary), SftError> {
+    let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
+    let fraction = config.data.eval_fraction;
+    if !(0.0..1.0).contains(&fraction) {
+        return Err(SftError::Setup(format!(
+            "data.eval_fraction must be in [0, 1), got {fraction}"
+        )));
+    }
+    let mut data = tokenize_file(config, &config.data.train, &tokenizer, fraction)?;
+    if let Some(eval) = &config.data.eval {
+        let e = tokenize_file(config, eval, &tokenizer, 0.0)?;
+        data.held_out.extend(e.train);
+        data.held_out_conversations += e.conversations;
+        data.skipped += e.skipped;
+    }
+    if data.train.is_empty() {
         return Err(SftError::Setup(format!(
             "{}: no trainable conversations",
             config.data.train.display()
         )));
     }
-    let lengths: Vec<usize> = blocks.iter().map(TokenizedConversation::len).collect();
-    let buckets = length_buckets(
-        &lengths,
-        config.batching.micro_batch_size,
-        config.batching.max_batch_tokens,
-        config.batching.seed,
-    );
-    let batches = buckets
-        .iter()
-        .map(|b| {
-            pad_batch(
-                &b.iter().map(|&i| &blocks[i]).collect::<Vec<_>>(),
-                pad_id,
-                PadSide::Right,
-            )
-        })
-        .collect();
     let summary = SftSummary {
-        conversations,
-        skipped_records: report.skipped,
-        blocks: blocks.len(),
-        truncated_rounds,
+        conversations: data.conversations,
+        eval_conversations: data.held_out_conversations,
+        skipped_records: data.skipped,
+        blocks: data.train.len(),
+        truncated_rounds: data.truncated_rounds,
         steps: 0,
+        resumed_from: None,
         first_loss: f32::NAN,
         last_loss: f32::NAN,
+        last_eval_loss: None,
     };
-    Ok((batches, summary))
+    Ok((
+        to_batches(&data.train, config, pad_id),
+        to_batches(&data.held_out, config, pad_id),
+        summary,
+    ))
 }
 
-/// Runs SFT. `on_step` gets each step's metrics and the total step count (for progress).
+/// SFT as an [`Objective`]: epochs wrap around the batch list.
+struct SftObjective {
+    batches: Vec<Batch>,
+    eval: Vec<Batch>,
+    accum: usize,
+    device: Device,
+}
+
+impl Objective<LlamaForCausalLM> for SftObjective {
+    type Batch = Batch;
+
+    fn micro_batch(&mut self, step: usize, micro: usize) -> Batch {
+        self.batches[(step * self.accum + micro) % self.batches.len()].clone()
+    }
+
+    fn loss(&mut self, model: &LlamaForCausalLM, batch: &Batch) -> Result<Tensor<1>, String> {
+        sft_loss(model, batch, &self.device).map_err(|e| e.to_string())
+    }
+
+    fn tokens(&self, batch: &Batch) -> usize {
+        batch.attention.iter().flatten().filter(|a| **a).count()
+    }
+
+    /// Token-weighted mean loss over the held-out batches, without building a graph.
+    fn evaluate(&mut self, model: &LlamaForCausalLM) -> Result<Option<f64>, String> {
+        if self.eval.is_empty() {
+            return Ok(None);
+        }
+        let frozen = model.valid();
+        let device = self.device.clone().inner();
+        let (mut sum, mut count) = (0.0f64, 0usize);
+        for b in &self.eval {
+            let n = num_targets(b);
+            let loss = sft_loss(&frozen, b, &device).map_err(|e| e.to_string())?;
+            sum += f64::from(loss.into_scalar::<f32>()) * n as f64;
+            count += n;
+        }
+        Ok(Some(sum / count.max(1) as f64))
+    }
+}
+
+/// Identity of the training data for resume checks: every id and mask bit of every batch.
+fn data_fingerprint(batches: &[Batch]) -> String {
+    let mut bytes = Vec::new();
+    for b in batches {
+        for (ids, mask) in b.ids.iter().zip(&b.loss_mask) {
+            bytes.extend(ids.iter().flat_map(|i| i.to_le_bytes()));
+            bytes.extend(mask.iter().map(|m| u8::from(*m)));
+            bytes.push(0xff);
+        }
+    }
+    format!("{:016x}", stable_hash(&bytes))
+}
+
+/// Runs SFT, resuming from the newest checkpoint of the same run when there is one.
+/// `on_step` gets each step's metrics (for progress).
 pub fn run_sft(
     config: &SftConfig,
-    mut on_step: impl FnMut(&StepMetrics, usize),
+    mut on_step: impl FnMut(&StepMetrics),
 ) -> Result<SftSummary, SftError> {
     let device = parse_device(&config.model.device)?.autodiff();
     let model = load_causal_lm(&config.model.path, &device)?;
@@ -195,7 +327,7 @@ pub fn run_sft(
         .pad_token_id
         .or(model.config().eos_token_ids.first().copied())
         .unwrap_or(0);
-    let (batches, mut summary) = build_batches(config, pad_id)?;
+    let (batches, eval, mut summary) = build_batches(config, pad_id)?;
     let loop_config = &config.train;
     let accum = loop_config.grad_accum.max(1);
     let steps_per_epoch = batches.len().div_ceil(accum);
@@ -203,39 +335,45 @@ pub fn run_sft(
     tracing::info!(
         blocks = summary.blocks,
         batches = batches.len(),
+        eval_batches = eval.len(),
         steps = total,
         "SFT data ready"
     );
     std::fs::create_dir_all(&config.output)
         .map_err(|e| SftError::Setup(format!("{}: {e}", config.output.display())))?;
-    let mut metrics = JsonlWriter::create(config.output.join("metrics.jsonl"))?;
-    let mut write_error = None;
-    let result = train(
-        model,
-        loop_config,
-        total,
-        // Micro-batch k of the run; epochs wrap around the batch list.
-        |step, micro| batches[(step * accum + micro) % batches.len()].clone(),
-        |m, b| sft_loss(m, b, &device),
-        |s| {
-            if summary.first_loss.is_nan() {
-                summary.first_loss = s.loss;
-            }
-            summary.last_loss = s.loss;
-            summary.steps = s.step;
-            if let Err(e) = metrics.write(s) {
-                write_error.get_or_insert(e);
-            }
-            on_step(s, total);
-        },
-    );
-    let model = match result {
-        Ok(m) => m,
+    let run = Run {
+        total_steps: total,
+        device: device.clone(),
+        checkpoints: config.checkpoint.map(|policy| Checkpointing {
+            dir: config.output.join("checkpoints"),
+            policy,
+        }),
+        metrics: Some(config.output.join("metrics.jsonl")),
+        fingerprint: data_fingerprint(&batches),
+    };
+    let mut objective = SftObjective {
+        batches,
+        eval,
+        accum,
+        device,
+    };
+    let result = train(model, loop_config, &run, &mut objective, |s| {
+        if summary.first_loss.is_nan() {
+            summary.first_loss = s.loss;
+        }
+        summary.last_loss = s.loss;
+        summary.steps = s.step;
+        if s.eval_loss.is_some() {
+            summary.last_eval_loss = s.eval_loss;
+        }
+        on_step(s);
+    });
+    let trained = match result {
+        Ok(t) => t,
         Err((_, e)) => return Err(e.into()),
     };
-    if let Some(e) = write_error {
-        return Err(e.into());
-    }
+    summary.resumed_from = trained.resumed_from;
+    let model = trained.model;
     let out = config.output.join("model");
     save_causal_lm(&model, &out, SaveOptions::default())?;
     let tok_src = config.model.tokenizer_path();

@@ -1,28 +1,45 @@
 //! The one optimisation loop every stage uses: gradient accumulation to an effective batch,
-//! global-norm clipping, AdamW, a learning-rate schedule, per-step metrics, and a stop on a
-//! non-finite loss. A stage supplies only an objective: a loss for a micro-batch.
+//! global-norm clipping, AdamW, a learning-rate schedule, periodic evaluation, metrics as JSON
+//! Lines, checkpoints with resume, and a stop on a non-finite loss. A stage supplies only an
+//! [`Objective`]: its micro-batches, a loss for one, and optionally a held-out evaluation.
 
+use crate::checkpoint::{
+    CheckpointError, Checkpointing, LoopState, list_checkpoints, load_checkpoint, save_checkpoint,
+};
 use crate::optim::{AdamWSettings, grad_norm};
 use crate::schedule::{Schedule, Warmup};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use xwin_data::JsonlWriter;
 
 /// Errors of the loop.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
-        "step {step}: loss is {loss} (not finite); stopping with the parameters after {step} steps"
+        "step {step}: loss is {loss} (not finite); stopped with the parameters after {step} steps; {}",
+        last_checkpoint.as_ref().map_or("no checkpoint was written".to_string(),
+            |p| format!("last good checkpoint: {}", p.display()))
     )]
-    NonFinite { step: usize, loss: f32 },
+    NonFinite {
+        step: usize,
+        loss: f32,
+        last_checkpoint: Option<PathBuf>,
+    },
     #[error("objective failed at step {step}: {message}")]
     Objective { step: usize, message: String },
     #[error("invalid training config: {0}")]
     Config(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] xwin_data::DataError),
 }
 
-/// Optimisation settings shared by every stage.
+/// Optimisation settings shared by every stage (the `[train]` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoopConfig {
@@ -38,21 +55,111 @@ pub struct LoopConfig {
     pub max_grad_norm: Option<f64>,
     #[serde(default)]
     pub adamw: AdamWSettings,
+    /// Seeds the backend's random numbers, re-seeded every step from (seed, step) so that a
+    /// resumed run draws what the uninterrupted one would have.
+    #[serde(default)]
+    pub seed: u64,
+    /// Run the objective's evaluation every this many steps (and after the last).
+    #[serde(default)]
+    pub eval_every: Option<usize>,
 }
 
 fn one() -> usize {
     1
 }
 
-/// What one optimizer step did.
+/// What one optimizer step did; one line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
     pub step: usize,
+    pub total_steps: usize,
     /// Mean of the micro-batch losses.
     pub loss: f32,
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Tokens in this step's micro-batches (as the objective counts them).
+    pub tokens: usize,
+    pub tokens_per_s: f64,
+    /// Held-out loss, on steps where evaluation ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_loss: Option<f64>,
+}
+
+/// What a stage plugs into the loop.
+pub trait Objective<M> {
+    type Batch;
+    /// Micro-batch `micro` of optimizer step `step` (both from 0). Must depend only on its
+    /// arguments: that is the data position a resumed run restarts from.
+    fn micro_batch(&mut self, step: usize, micro: usize) -> Self::Batch;
+    /// Mean loss of one micro-batch (a 1-element tensor carrying gradients).
+    fn loss(&mut self, model: &M, batch: &Self::Batch) -> Result<Tensor<1>, String>;
+    /// Tokens in a micro-batch, for tokens/s.
+    fn tokens(&self, _batch: &Self::Batch) -> usize {
+        0
+    }
+    /// Held-out loss; `None` when the stage has no evaluation data.
+    fn evaluate(&mut self, _model: &M) -> Result<Option<f64>, String> {
+        Ok(None)
+    }
+}
+
+/// An [`Objective`] from two closures: `batch(step, micro)` and `loss(model, batch)`.
+pub struct FnObjective<F, L> {
+    pub batch: F,
+    pub loss: L,
+}
+
+impl<M, B, E, F, L> Objective<M> for FnObjective<F, L>
+where
+    F: FnMut(usize, usize) -> B,
+    L: FnMut(&M, &B) -> Result<Tensor<1>, E>,
+    E: std::fmt::Display,
+{
+    type Batch = B;
+    fn micro_batch(&mut self, step: usize, micro: usize) -> B {
+        (self.batch)(step, micro)
+    }
+    fn loss(&mut self, model: &M, batch: &B) -> Result<Tensor<1>, String> {
+        (self.loss)(model, batch).map_err(|e| e.to_string())
+    }
+}
+
+/// One run of the loop: its length and where its files go.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub total_steps: usize,
+    /// Device the model trains on (re-seeded every step).
+    pub device: Device,
+    pub checkpoints: Option<Checkpointing>,
+    /// `metrics.jsonl`; on resume, lines after the checkpoint's step are dropped.
+    pub metrics: Option<PathBuf>,
+    /// Identity of the stage's data and settings; mixed with the loop config and step count
+    /// so a checkpoint is only resumed by the run that wrote it.
+    pub fingerprint: String,
+}
+
+impl Run {
+    /// A run with no files: `total_steps` on `device`.
+    pub fn in_memory(total_steps: usize, device: &Device) -> Self {
+        Self {
+            total_steps,
+            device: device.clone(),
+            checkpoints: None,
+            metrics: None,
+            fingerprint: String::new(),
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Trained<M> {
+    pub model: M,
+    /// Step of the checkpoint the run continued from.
+    pub resumed_from: Option<usize>,
+    /// The checkpoint written at the end.
+    pub last_checkpoint: Option<PathBuf>,
 }
 
 /// Scales every gradient by `factor` (global-norm clipping).
@@ -71,46 +178,153 @@ fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, factor: f64) 
     module.visit(&mut Scale { grads, factor });
 }
 
-/// Runs `total_steps` optimizer steps. `next_batch(step, micro)` yields each micro-batch and
-/// `loss(model, batch)` its mean loss; `on_step` sees each step's metrics (log, progress).
-pub fn train<M, B, E: std::fmt::Display>(
-    mut model: M,
+/// splitmix64 of (seed, step): a well-mixed per-step seed.
+fn step_seed(seed: u64, step: usize) -> u64 {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn fingerprint(config: &LoopConfig, run: &Run) -> String {
+    // eval_every does not change the trajectory, so it may differ between the two halves.
+    let trajectory = LoopConfig {
+        eval_every: None,
+        ..config.clone()
+    };
+    let text = format!(
+        "{}|{}|{}",
+        serde_json::to_string(&trajectory).unwrap_or_default(),
+        run.total_steps,
+        run.fingerprint
+    );
+    format!("{:016x}", xwin_data::stable_hash(text.as_bytes()))
+}
+
+/// Keeps the metrics lines up to `step` (the ones a resumed run does not redo).
+fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept).map_err(|e| xwin_data::DataError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| xwin_data::DataError::io(path, e))?;
+    Ok(())
+}
+
+/// Runs the loop to `run.total_steps`, continuing from the newest checkpoint in the run's
+/// checkpoint directory when there is one (a checkpoint of another run is an error). `on_step` sees each step's metrics (progress bars, logs).
+/// On failure the model is returned with the error: the parameters after the last good step.
+pub fn train<M, O>(
+    model: M,
     config: &LoopConfig,
-    total_steps: usize,
-    mut next_batch: impl FnMut(usize, usize) -> B,
-    mut loss: impl FnMut(&M, &B) -> Result<Tensor<1>, E>,
+    run: &Run,
+    objective: &mut O,
     mut on_step: impl FnMut(&StepMetrics),
-) -> Result<M, (M, TrainError)>
+) -> Result<Trained<M>, (M, TrainError)>
 where
     M: Module,
+    O: Objective<M>,
 {
-    if config.grad_accum == 0 || config.lr <= 0.0 {
+    if config.grad_accum == 0 || config.lr <= 0.0 || !config.lr.is_finite() {
         return Err((
             model,
             TrainError::Config("grad_accum must be ≥ 1 and lr > 0".into()),
         ));
     }
+    if let Some(c) = &run.checkpoints
+        && c.policy.every == 0
+    {
+        return Err((
+            model,
+            TrainError::Config("checkpoint.every must be ≥ 1".into()),
+        ));
+    }
+    let fingerprint = fingerprint(config, run);
     let mut optim = config.adamw.build();
-    for step in 0..total_steps {
+    let mut model = model;
+    let mut start = 0;
+    let mut resumed_from = None;
+    let mut last_checkpoint = None;
+
+    // Resume.
+    if let Some(ckpt) = &run.checkpoints {
+        let newest = match list_checkpoints(&ckpt.dir) {
+            Ok(all) => all.into_iter().last(),
+            Err(e) => return Err((model, e.into())),
+        };
+        if let Some((step, path)) = newest {
+            let state = match crate::checkpoint::read_state(&path) {
+                Ok(s) => s,
+                Err(e) => return Err((model, e.into())),
+            };
+            if state.fingerprint != fingerprint {
+                let e = CheckpointError::OtherRun {
+                    path,
+                    found: state.fingerprint,
+                    expected: fingerprint,
+                };
+                return Err((model, e.into()));
+            }
+            // `load_checkpoint` consumes the model; keep a copy for the error path.
+            let fallback = model.clone();
+            match load_checkpoint(&path, model, optim) {
+                Ok((m, o, _)) => {
+                    model = m;
+                    optim = o;
+                }
+                Err(e) => return Err((fallback, e.into())),
+            }
+            tracing::info!(step, path = %path.display(), loss = state.loss, "resuming");
+            start = step;
+            resumed_from = Some(step);
+            last_checkpoint = Some(path);
+        }
+    }
+    let mut metrics = match &run.metrics {
+        None => None,
+        Some(path) => {
+            let opened = if resumed_from.is_some() {
+                truncate_metrics(path, start).and_then(|()| Ok(JsonlWriter::append(path)?))
+            } else {
+                JsonlWriter::create(path).map_err(TrainError::from)
+            };
+            match opened {
+                Ok(w) => Some(w),
+                Err(e) => return Err((model, e)),
+            }
+        }
+    };
+
+    for step in start..run.total_steps {
+        let started = Instant::now();
+        run.device.seed(step_seed(config.seed, step));
         let mut accumulator = GradientsAccumulator::<M>::new();
         let mut loss_sum = 0.0f32;
+        let mut tokens = 0;
         for micro in 0..config.grad_accum {
-            let batch = next_batch(step, micro);
-            let value = match loss(&model, &batch) {
+            let batch = objective.micro_batch(step, micro);
+            tokens += objective.tokens(&batch);
+            let value = match objective.loss(&model, &batch) {
                 Ok(v) => v,
-                Err(e) => {
-                    return Err((
-                        model,
-                        TrainError::Objective {
-                            step,
-                            message: e.to_string(),
-                        },
-                    ));
+                Err(message) => {
+                    return Err((model, TrainError::Objective { step, message }));
                 }
             };
             let scalar = value.clone().into_scalar::<f32>();
             if !scalar.is_finite() {
-                return Err((model, TrainError::NonFinite { step, loss: scalar }));
+                let e = TrainError::NonFinite {
+                    step,
+                    loss: scalar,
+                    last_checkpoint,
+                };
+                return Err((model, e));
             }
             loss_sum += scalar;
             let scaled = value.div_scalar(config.grad_accum as f64);
@@ -120,13 +334,12 @@ where
         let mut grads = accumulator.grads();
         let norm = grad_norm(&model, &grads);
         if !norm.is_finite() {
-            return Err((
-                model,
-                TrainError::NonFinite {
-                    step,
-                    loss: f32::NAN,
-                },
-            ));
+            let e = TrainError::NonFinite {
+                step,
+                loss: f32::NAN,
+                last_checkpoint,
+            };
+            return Err((model, e));
         }
         if let Some(max) = config.max_grad_norm
             && norm > max
@@ -135,16 +348,66 @@ where
         }
         let lr = config
             .schedule
-            .lr(config.lr, step, total_steps, config.warmup);
+            .lr(config.lr, step, run.total_steps, config.warmup);
         if lr > 0.0 {
             model = optim.step(lr, model, grads);
         }
-        on_step(&StepMetrics {
-            step: step + 1,
-            loss: loss_sum / config.grad_accum as f32,
+        let done = step + 1;
+        let loss = loss_sum / config.grad_accum as f32;
+        let eval_due = config
+            .eval_every
+            .is_some_and(|k| k > 0 && (done % k == 0 || done == run.total_steps));
+        let eval_loss = if eval_due {
+            match objective.evaluate(&model) {
+                Ok(v) => v,
+                Err(message) => return Err((model, TrainError::Objective { step, message })),
+            }
+        } else {
+            None
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let m = StepMetrics {
+            step: done,
+            total_steps: run.total_steps,
+            loss,
             lr,
             grad_norm: norm,
-        });
+            tokens,
+            tokens_per_s: if seconds > 0.0 {
+                tokens as f64 / seconds
+            } else {
+                0.0
+            },
+            eval_loss,
+        };
+        if let Some(w) = metrics.as_mut()
+            && let Err(e) = w.write(&m)
+        {
+            return Err((model, e.into()));
+        }
+        on_step(&m);
+        if let Some(ckpt) = &run.checkpoints
+            && (done % ckpt.policy.every == 0 || done == run.total_steps)
+        {
+            let state = LoopState {
+                step: done,
+                total_steps: run.total_steps,
+                micro_batches: done * config.grad_accum,
+                fingerprint: fingerprint.clone(),
+                loss,
+            };
+            match save_checkpoint(&ckpt.dir, &model, &optim, &state, ckpt.policy.keep_last) {
+                Ok(path) => {
+                    tracing::debug!(step = done, path = %path.display(), "checkpoint written");
+                    last_checkpoint = Some(path);
+                }
+                Err(e) => return Err((model, e.into())),
+            }
+        }
     }
-    Ok(model)
+    Ok(Trained {
+        model,
+        resumed_from,
+        last_checkpoint,
+    })
 }

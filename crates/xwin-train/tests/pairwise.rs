@@ -6,7 +6,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor};
 use xwin_model::{BatchLayout, LlamaConfig, LlamaForCausalLM, ModelError};
-use xwin_train::{AdamWSettings, LoopConfig, Schedule, Warmup, train};
+use xwin_train::{AdamWSettings, FnObjective, LoopConfig, Run, Schedule, Warmup, train};
 
 #[derive(Module, Debug)]
 struct ScalarHead {
@@ -80,18 +80,24 @@ fn scalar_head_learns_preferences_through_the_shared_loop() {
         grad_accum: 2,
         max_grad_norm: Some(1.0),
         adamw: AdamWSettings::default(),
+        seed: 0,
+        eval_every: None,
     };
     let mut losses = Vec::new();
+    let mut objective = FnObjective {
+        batch: |_, micro: usize| &train_set[micro],
+        loss: |m: &ScalarHead, p: &&Pairs| pairwise_loss(m, p, &device),
+    };
     let trained = train(
         model,
         &loop_config,
-        40,
-        |_, micro| &train_set[micro],
-        |m, p| pairwise_loss(m, p, &device),
+        &Run::in_memory(40, &device),
+        &mut objective,
         |s| losses.push(s.loss),
     )
     .map_err(|(_, e)| e)
-    .unwrap();
+    .unwrap()
+    .model;
     assert!(
         (losses[0] - std::f32::consts::LN_2).abs() < 0.2,
         "starts near ln 2: {}",

@@ -3,7 +3,10 @@
 use burn::tensor::Device;
 use xwin_data::Batch;
 use xwin_model::{LlamaConfig, LlamaForCausalLM};
-use xwin_train::{AdamWSettings, LoopConfig, Schedule, TrainError, Warmup, sft_loss, train};
+use xwin_train::{
+    AdamWSettings, CheckpointPolicy, Checkpointing, FnObjective, LoopConfig, Run, Schedule,
+    TrainError, Warmup, sft_loss, train,
+};
 
 fn tiny() -> LlamaConfig {
     LlamaConfig {
@@ -52,18 +55,24 @@ fn tiny_model_overfits_16_conversations() {
         grad_accum: 2,
         max_grad_norm: Some(1.0),
         adamw: AdamWSettings::default(),
+        seed: 0,
+        eval_every: None,
     };
     let mut losses = Vec::new();
+    let mut objective = FnObjective {
+        batch: |step: usize, micro: usize| batches[(step * 2 + micro) % 4].clone(),
+        loss: |m: &LlamaForCausalLM, b: &Batch| sft_loss(m, b, &device),
+    };
     let trained = train(
         model,
         &config,
-        120,
-        |step, micro| batches[(step * 2 + micro) % 4].clone(),
-        |m, b| sft_loss(m, b, &device),
+        &Run::in_memory(120, &device),
+        &mut objective,
         |s| losses.push(s.loss),
     )
     .map_err(|(_, e)| e)
-    .unwrap();
+    .unwrap()
+    .model;
     assert_eq!(losses.len(), 120);
     assert!(losses[0] > 3.5, "starts near ln(64) = 4.16: {}", losses[0]);
     let last = losses[115..].iter().sum::<f32>() / 5.0;
@@ -92,14 +101,25 @@ fn non_finite_loss_stops_with_the_last_good_parameters() {
         grad_accum: 1,
         max_grad_norm: None,
         adamw: AdamWSettings::default(),
+        seed: 0,
+        eval_every: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run {
+        checkpoints: Some(Checkpointing {
+            dir: dir.path().join("ckpt"),
+            policy: CheckpointPolicy {
+                every: 2,
+                keep_last: 2,
+            },
+        }),
+        metrics: Some(dir.path().join("metrics.jsonl")),
+        ..Run::in_memory(10, &device)
     };
     let steps = std::cell::Cell::new(0);
-    let result = train(
-        model,
-        &config,
-        10,
-        |step, _| batches[step % 4].clone(),
-        |m, b| {
+    let mut objective = FnObjective {
+        batch: |step: usize, _| batches[step % 4].clone(),
+        loss: |m: &LlamaForCausalLM, b: &Batch| {
             sft_loss(m, b, &device).map(|l| {
                 if steps.get() >= 3 {
                     l.mul_scalar(f32::NAN)
@@ -108,18 +128,136 @@ fn non_finite_loss_stops_with_the_last_good_parameters() {
                 }
             })
         },
-        |_| steps.set(steps.get() + 1),
-    );
+    };
+    let result = train(model, &config, &run, &mut objective, |_| {
+        steps.set(steps.get() + 1)
+    });
     let (model, err) = result.err().expect("must stop");
     assert!(
         matches!(err, TrainError::NonFinite { step: 3, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("step 3: loss is NaN"), "{err}");
+    // The message says what happened and where the last good state is; that checkpoint
+    // (after step 2) is kept and no later one was written.
+    let message = err.to_string();
+    assert!(message.contains("step 3: loss is NaN"), "{message}");
+    assert!(
+        message.contains("last good checkpoint") && message.contains("step-00000002"),
+        "{message}"
+    );
+    let ckpts: Vec<_> = std::fs::read_dir(dir.path().join("ckpt"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(ckpts, ["step-00000002"]);
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "three good steps logged");
     assert_eq!(steps.get(), 3);
     // The returned model is usable and finite.
     let l = sft_loss(&model, &batches[0], &device)
         .unwrap()
         .into_scalar::<f32>();
     assert!(l.is_finite());
+}
+
+/// A run that crashes (the objective fails at step 7) and is started again continues from the
+/// checkpoint after step 6 and ends with the same losses, evaluation and weights as a run
+/// that never stopped: optimizer moments, schedule position and data position all restored.
+#[test]
+fn crashed_run_resumes_as_if_never_stopped() {
+    let batches = data();
+    let config = LoopConfig {
+        lr: 5e-3,
+        schedule: Schedule::Cosine,
+        warmup: Warmup::Steps(3),
+        grad_accum: 2,
+        max_grad_norm: Some(1.0),
+        adamw: AdamWSettings::default(),
+        seed: 7,
+        eval_every: Some(4),
+    };
+    // One initial model cloned for both runs: burn's RNG is process-global and other tests
+    // running in parallel threads reseed it, so two seeded inits need not agree.
+    let initial = LlamaForCausalLM::random(&tiny(), &Device::flex().autodiff());
+    let start = |_: &Device| initial.clone();
+    let run_in = |dir: &std::path::Path, device: &Device| Run {
+        checkpoints: Some(Checkpointing {
+            dir: dir.join("ckpt"),
+            policy: CheckpointPolicy {
+                every: 3,
+                keep_last: 1,
+            },
+        }),
+        metrics: Some(dir.join("metrics.jsonl")),
+        fingerprint: "tiny-data".into(),
+        ..Run::in_memory(12, device)
+    };
+    // `crash_at`: the step whose loss fails, as a killed process would stop.
+    let objective = |device: Device, crash_at: Option<usize>| {
+        let batches = batches.clone();
+        let mut objective = xwin_train::FnObjective {
+            batch: move |step: usize, micro: usize| (step, batches[(step * 2 + micro) % 4].clone()),
+            loss: move |m: &LlamaForCausalLM, (step, b): &(usize, Batch)| {
+                if Some(*step) == crash_at {
+                    return Err("simulated crash".to_string());
+                }
+                sft_loss(m, b, &device).map_err(|e| e.to_string())
+            },
+        };
+        move |model, config: &LoopConfig, run: &Run| {
+            let mut log = Vec::new();
+            let r = train(model, config, run, &mut objective, |s| log.push(s.clone()));
+            (r, log)
+        }
+    };
+    let whole_dir = tempfile::tempdir().unwrap();
+    let device = Device::flex().autodiff();
+    let (whole, _) = objective(device.clone(), None)(
+        start(&device),
+        &config,
+        &run_in(whole_dir.path(), &device),
+    );
+    let whole = whole.map_err(|(_, e)| e).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (crashed, first_half) =
+        objective(device.clone(), Some(7))(start(&device), &config, &run_in(dir.path(), &device));
+    let err = crashed.err().expect("crashes").1;
+    assert!(err.to_string().contains("simulated crash"), "{err}");
+    assert_eq!(first_half.len(), 7);
+    // Fresh process: a freshly initialised model (other weights: the checkpoint must overwrite them).
+    let fresh = LlamaForCausalLM::random(&tiny(), &device);
+    let (resumed, second_half) =
+        objective(device.clone(), None)(fresh, &config, &run_in(dir.path(), &device));
+    let resumed = resumed.map_err(|(_, e)| e).unwrap();
+    assert_eq!(resumed.resumed_from, Some(6));
+    assert_eq!(second_half.first().map(|m| m.step), Some(7));
+
+    let read = |d: &std::path::Path| -> Vec<(usize, f32, Option<f64>)> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let m: xwin_train::StepMetrics = serde_json::from_str(l).unwrap();
+                (m.step, m.loss, m.eval_loss)
+            })
+            .collect()
+    };
+    let expected = read(whole_dir.path());
+    assert_eq!(expected.len(), 12);
+    assert_eq!(read(dir.path()), expected);
+    // Same final weights, element for element.
+    let a = sft_loss(&whole.model, &batches[1], &device)
+        .unwrap()
+        .into_scalar::<f32>();
+    let b = sft_loss(&resumed.model, &batches[1], &device)
+        .unwrap()
+        .into_scalar::<f32>();
+    assert_eq!(a, b);
+    // keep_last = 1: only the final checkpoint remains.
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("ckpt"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(kept, ["step-00000012"]);
 }

@@ -8,7 +8,7 @@ what="${1:-infer}"
 repeats="${REPEATS:-5}"
 cargo build -q -p xwin-bench
 ours=$(./target/debug/xwin-bench "$what" --repeats "$repeats")
-theirs=$(python3 "scripts/bench_${what}_torch.py" --repeats "$repeats")
+theirs=$(python3 "scripts/bench_${what//-/_}_torch.py" --repeats "$repeats")
 python3 - "$ours" "$theirs" <<'PY'
 import json, sys
 ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])

@@ -1,5 +1,7 @@
 //! Shared pieces of the xwin benchmarks: the benchmark model and timing.
 
+pub mod train_ops;
+
 use std::time::Instant;
 use xwin_model::LlamaConfig;
 

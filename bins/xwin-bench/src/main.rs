@@ -41,6 +41,13 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         seq: usize,
     },
+    /// The training step split (forward, backward, AdamW) and its kernels timed alone.
+    TrainOps {
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 512)]
+        seq: usize,
+    },
     /// Template + tokenize + loss mask throughput (conversations/s) on a ShareGPT file.
     Data {
         #[arg(
@@ -99,6 +106,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "peak_rss_mib": peak_rss_mib(),
                 })
             );
+        }
+        Command::TrainOps { batch, seq } => {
+            let mut ops = xwin_bench::train_ops::train_ops(batch, seq, cli.repeats, &device);
+            ops["impl"] = json!("xwin (burn flex, autodiff)");
+            ops["batch"] = json!(batch);
+            ops["seq"] = json!(seq);
+            println!("{ops}");
         }
         Command::Data { file, tokenizer } => {
             let tok = xwin_data::load_tokenizer(&tokenizer)?;

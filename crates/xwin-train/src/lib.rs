@@ -10,7 +10,7 @@ pub mod sft;
 pub mod trainer;
 
 pub use checkpoint::{CheckpointError, CheckpointPolicy, Checkpointing, LoopState};
-pub use objective::{num_targets, sft_loss};
+pub use objective::{num_targets, sft_loss, sft_loss_composite};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
 pub use sft::{SftConfig, SftSummary, run_sft};

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use xwin_data::Batch;
-use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError, masked_logprob_sum};
+use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError, lm_head_nll_mean, masked_logprob_sum};
 
 /// Number of loss targets in a batch (position 0 is never a target: nothing predicts it).
 pub fn num_targets(batch: &Batch) -> usize {
@@ -14,9 +14,22 @@ pub fn num_targets(batch: &Batch) -> usize {
         .sum()
 }
 
-/// Mean negative log-likelihood over the batch's target tokens. Returns a 1-element tensor
-/// that carries gradients when the model lives on an autodiff device.
+/// Mean negative log-likelihood over the batch's target tokens, through the fused LM-head
+/// loss. Returns a 1-element tensor that carries gradients on an autodiff device.
 pub fn sft_loss(
+    model: &LlamaForCausalLM,
+    batch: &Batch,
+    device: &Device,
+) -> Result<Tensor<1>, ModelError> {
+    let ids: Tensor<2, Int> = model.ids_tensor(&batch.ids, device)?;
+    let layout = BatchLayout::from_attention_mask(&batch.attention)?;
+    let hidden = model.hidden_states(ids, &layout, None);
+    lm_head_nll_mean(model, hidden, &batch.ids, &batch.loss_mask)
+}
+
+/// [`sft_loss`] through the composite path (logits, log-softmax, gather as autodiff ops):
+/// the reference the fused path is tested against.
+pub fn sft_loss_composite(
     model: &LlamaForCausalLM,
     batch: &Batch,
     device: &Device,

@@ -122,3 +122,101 @@ fn scalar_head_learns_preferences_through_the_shared_loop() {
         "{r_w:?} vs {r_l:?}"
     );
 }
+
+/// Sequence log-probabilities of the reply tokens (positions ≥ `prompt`).
+fn reply_logps(
+    m: &LlamaForCausalLM,
+    ids: &[Vec<u32>],
+    prompt: usize,
+    device: &Device,
+) -> Result<Tensor<1>, ModelError> {
+    let (b, s) = (ids.len(), ids[0].len());
+    let t = m.ids_tensor(ids, device)?;
+    let logits = m.forward(t.clone(), &BatchLayout::contiguous(b, s, 0), None);
+    let mask: Vec<f32> = (0..b * s)
+        .map(|i| f32::from(u8::from(i % s >= prompt)))
+        .collect();
+    let mask = Tensor::<2>::from_data(burn::tensor::TensorData::new(mask, [b, s]), device);
+    Ok(xwin_model::masked_logprob_sum(logits, t, mask))
+}
+
+/// The third kind of objective: one that needs a frozen reference model (DPO,
+/// −log σ(β[(π_w − ref_w) − (π_l − ref_l)])). The reference is a `valid()` copy held by the
+/// objective; its log-probs enter as constants. At step 1 policy == reference, so the loss is
+/// exactly ln 2; training lowers it while the reference stays unchanged.
+#[test]
+fn frozen_reference_objective_trains_through_the_shared_loop() {
+    let device = Device::flex().autodiff();
+    let config = LlamaConfig {
+        vocab_size: 32,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 1,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        ..LlamaConfig::llama2_7b()
+    };
+    let policy = LlamaForCausalLM::random(&config, &device);
+    let reference = policy.valid();
+    let inner = device.clone().inner();
+    let pairs = Pairs {
+        chosen: (0..8).map(|i| vec![1, 3 + i, 5, 7, 8]).collect(),
+        rejected: (0..8).map(|i| vec![1, 3 + i, 5, 9, 10]).collect(),
+    };
+    let beta = 0.5;
+    let ref_logps = |ids: &[Vec<u32>]| -> Vec<f32> {
+        reply_logps(&reference, ids, 3, &inner)
+            .unwrap()
+            .try_into_vec_as::<f32>()
+            .unwrap()
+    };
+    let (ref_w, ref_l) = (ref_logps(&pairs.chosen), ref_logps(&pairs.rejected));
+    let constant = |v: &[f32]| Tensor::<1>::from_floats(v, &device);
+    let mut objective = FnObjective {
+        batch: |_, _| &pairs,
+        loss: |m: &LlamaForCausalLM, p: &&Pairs| -> Result<Tensor<1>, ModelError> {
+            let pi_w = reply_logps(m, &p.chosen, 3, &device)?;
+            let pi_l = reply_logps(m, &p.rejected, 3, &device)?;
+            let margin = (pi_w - constant(&ref_w)) - (pi_l - constant(&ref_l));
+            Ok(log_sigmoid(margin.mul_scalar(beta)).mean().neg())
+        },
+    };
+    let loop_config = LoopConfig {
+        lr: 5e-3,
+        schedule: Schedule::Constant,
+        warmup: Warmup::Steps(0),
+        grad_accum: 1,
+        max_grad_norm: Some(1.0),
+        adamw: AdamWSettings::default(),
+        seed: 0,
+        eval_every: None,
+    };
+    let mut losses = Vec::new();
+    let trained = train(
+        policy,
+        &loop_config,
+        &Run::in_memory(30, &device),
+        &mut objective,
+        |s| losses.push(s.loss),
+    )
+    .map_err(|(_, e)| e)
+    .unwrap()
+    .model;
+    assert!(
+        (losses[0] - std::f32::consts::LN_2).abs() < 1e-6,
+        "policy == reference at step 1: {}",
+        losses[0]
+    );
+    assert!(losses[29] < 0.2, "final loss {}", losses[29]);
+    // The reference did not move; the policy did.
+    assert_eq!(ref_logps(&pairs.chosen), ref_w);
+    let moved = reply_logps(&trained.valid(), &pairs.chosen, 3, &inner)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    assert!(
+        moved.iter().zip(&ref_w).all(|(a, b)| a > b),
+        "{moved:?} vs {ref_w:?}"
+    );
+}

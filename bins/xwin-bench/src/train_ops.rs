@@ -1,0 +1,197 @@
+//! Where a training step's time goes: the whole step split into forward, backward and AdamW,
+//! and the step's kernels timed alone at the step's shapes (attention, the MLP's matmul, RMSNorm,
+//! the LM head's log-softmax loss, composite and fused), each forward and forward+backward. The PyTorch script
+//! `scripts/bench_train_ops_torch.py` times the same list, so each kernel has its own ratio.
+
+use crate::{bench_config, median, time};
+use burn::optim::GradientsParams;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Distribution, Int, Tensor, activation::log_softmax};
+use serde_json::{Map, Value, json};
+use xwin_model::LlamaForCausalLM;
+
+fn entry(seconds: f64, tokens: usize) -> Value {
+    json!({ "median_s": seconds, "tokens_per_s": tokens as f64 / seconds })
+}
+
+fn rand<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 0.5), device).require_grad()
+}
+
+/// Times the step and its kernels for `batch × seq` tokens; JSON object of `{median_s, tokens_per_s}`.
+pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> Value {
+    let device = device.clone().autodiff();
+    let config = bench_config();
+    let tokens = batch * seq;
+    let (h, heads, hd) = (
+        config.hidden_size,
+        config.num_attention_heads,
+        config.head_dim,
+    );
+    let sync = || device.sync().expect("sync");
+    let mut out = Map::new();
+
+    // The whole step, split.
+    let model = LlamaForCausalLM::random(&config, &device);
+    let ids: Vec<Vec<u32>> = (0..batch)
+        .map(|b| {
+            (0..seq)
+                .map(|t| ((b * 7919 + t * 104_729) % (config.vocab_size - 3) + 3) as u32)
+                .collect()
+        })
+        .collect();
+    let data = xwin_data::Batch {
+        attention: vec![vec![true; seq]; batch],
+        loss_mask: vec![vec![true; seq]; batch],
+        ids,
+    };
+    let loss = || xwin_train::sft_loss(&model, &data, &device).expect("loss");
+    let fwd = median(time(repeats, || {
+        let _ = loss().into_scalar::<f32>();
+    }));
+    let fwd_bwd = median(time(repeats, || {
+        let _ = loss().backward();
+        sync();
+    }));
+    let mut optim = xwin_train::AdamWSettings::default().build();
+    let mut m = Some(model.clone());
+    let step = median(time(repeats, || {
+        let cur = m.take().expect("model");
+        let l = xwin_train::sft_loss(&cur, &data, &device).expect("loss");
+        let grads = GradientsParams::from_grads(l.backward(), &cur);
+        m = Some(optim.step(1e-4, cur, grads));
+        sync();
+    }));
+    out.insert("step_forward".into(), entry(fwd, tokens));
+    out.insert("step_forward_backward".into(), entry(fwd_bwd, tokens));
+    out.insert("step_full".into(), entry(step, tokens));
+
+    // Kernels at the step's shapes (per layer; the model has `num_hidden_layers` of each).
+    let q = rand([batch, heads, seq, hd], &device);
+    let k = rand([batch, heads, seq, hd], &device);
+    let v = rand([batch, heads, seq, hd], &device);
+    let causal = AttentionModuleOptions {
+        is_causal: true,
+        ..Default::default()
+    };
+    let attn = || attention(q.clone(), k.clone(), v.clone(), None, None, causal);
+    out.insert(
+        "attention_forward".into(),
+        entry(
+            median(time(repeats, || {
+                let _ = attn();
+                sync();
+            })),
+            tokens,
+        ),
+    );
+    out.insert(
+        "attention_forward_backward".into(),
+        entry(
+            median(time(repeats, || {
+                let _ = attn().sum().backward();
+                sync();
+            })),
+            tokens,
+        ),
+    );
+
+    let x = rand([tokens, h], &device);
+    let w = rand([h, config.intermediate_size], &device);
+    let mm = || x.clone().matmul(w.clone());
+    out.insert(
+        "mlp_matmul_forward".into(),
+        entry(
+            median(time(repeats, || {
+                let _ = mm();
+                sync();
+            })),
+            tokens,
+        ),
+    );
+    out.insert(
+        "mlp_matmul_forward_backward".into(),
+        entry(
+            median(time(repeats, || {
+                let _ = mm().sum().backward();
+                sync();
+            })),
+            tokens,
+        ),
+    );
+
+    let gamma = rand([h], &device);
+    let norm = || {
+        let var = x.clone().square().mean_dim(1);
+        x.clone() * (var + 1e-5).sqrt().recip() * gamma.clone().unsqueeze::<2>()
+    };
+    out.insert(
+        "rmsnorm_forward_backward".into(),
+        entry(
+            median(time(repeats, || {
+                let _ = norm().sum().backward();
+                sync();
+            })),
+            tokens,
+        ),
+    );
+
+    // LM head + next-token loss: matmul to the vocabulary, log-softmax, gather, mean.
+    let head = rand([h, config.vocab_size], &device);
+    let targets: Tensor<2, Int> = Tensor::<1, Int>::from_ints(
+        &(0..tokens)
+            .map(|i| ((i * 104_729) % config.vocab_size) as i64)
+            .collect::<Vec<_>>()[..],
+        &device,
+    )
+    .reshape([tokens, 1]);
+    let head_loss = |with_matmul: bool, logits: &Tensor<2>| {
+        let logits = if with_matmul {
+            x.clone().matmul(head.clone())
+        } else {
+            logits.clone()
+        };
+        log_softmax(logits, 1)
+            .gather(1, targets.clone())
+            .mean()
+            .neg()
+    };
+    let logits = rand([tokens, config.vocab_size], &device);
+    out.insert(
+        "log_softmax_loss_forward_backward".into(),
+        entry(
+            median(time(repeats, || {
+                let _ = head_loss(false, &logits).backward();
+                sync();
+            })),
+            tokens,
+        ),
+    );
+    out.insert(
+        "lm_head_loss_forward_backward".into(),
+        entry(
+            median(time(repeats, || {
+                let _ = head_loss(true, &logits).backward();
+                sync();
+            })),
+            tokens,
+        ),
+    );
+    // The fused path the SFT loss uses (crate::fused_loss): same work, one pass per row.
+    let hidden = rand([batch, seq, h], &device);
+    let mask = vec![vec![true; seq]; batch];
+    out.insert(
+        "lm_head_loss_fused_forward_backward".into(),
+        entry(
+            median(time(repeats, || {
+                let l = xwin_model::lm_head_nll_mean(&model, hidden.clone(), &data.ids, &mask)
+                    .expect("loss");
+                let _ = l.backward();
+                sync();
+            })),
+            tokens,
+        ),
+    );
+    Value::Object(out)
+}

@@ -86,13 +86,12 @@ struct Cli {
 
 fn table(s: &AnnotateSummary, cli: &Cli) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{:<24}{:>10}\n", "outcome", "pairs"));
+    out.push_str(&format!("{:<28}{:>8}\n", "outcome", "pairs"));
     for rating in xwin_data::Rating::ALL {
         let n = s.by_rating.get(rating.as_str()).copied().unwrap_or(0);
-        out.push_str(&format!(
-            "{:<24}{n:>10}\n",
-            format!("{} better", rating.as_str())
-        ));
+        let tag = xwin_annotate::parse::rating_tag(rating);
+        let label = tag.trim_start_matches("[[").trim_end_matches("]]");
+        out.push_str(&format!("{label:<28}{n:>8}\n"));
     }
     for (label, n) in [
         ("tie", s.ties),
@@ -101,7 +100,7 @@ fn table(s: &AnnotateSummary, cli: &Cli) -> String {
         ("already done", s.already_done),
         ("duplicate inputs", s.duplicates),
     ] {
-        out.push_str(&format!("{label:<24}{n:>10}\n"));
+        out.push_str(&format!("{label:<28}{n:>8}\n"));
     }
     let u = &s.usage;
     out.push_str(&format!(

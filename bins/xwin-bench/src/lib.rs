@@ -1,5 +1,6 @@
 //! Shared pieces of the xwin benchmarks: the benchmark model and timing.
 
+pub mod judge;
 pub mod train_ops;
 
 use std::time::Instant;

@@ -48,6 +48,15 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         seq: usize,
     },
+    /// Judge throughput against the local OpenAI-compatible server (fixed latency).
+    Judge {
+        #[arg(long, default_value_t = 2000)]
+        items: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 200)]
+        latency_ms: u64,
+    },
     /// Template + tokenize + loss mask throughput (conversations/s) on a ShareGPT file.
     Data {
         #[arg(
@@ -106,6 +115,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "peak_rss_mib": peak_rss_mib(),
                 })
             );
+        }
+        Command::Judge {
+            items,
+            concurrency,
+            latency_ms,
+        } => {
+            let r =
+                xwin_bench::judge::judge_throughput(items, concurrency, latency_ms, cli.repeats);
+            println!("{r}");
         }
         Command::TrainOps { batch, seq } => {
             let mut ops = xwin_bench::train_ops::train_ops(batch, seq, cli.repeats, &device);

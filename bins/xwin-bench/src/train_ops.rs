@@ -66,6 +66,14 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
     out.insert("step_forward".into(), entry(fwd, tokens));
     out.insert("step_forward_backward".into(), entry(fwd_bwd, tokens));
     out.insert("step_full".into(), entry(step, tokens));
+    // Times one kernel: median of `repeats` after a warm-up, synchronised.
+    let mut put = |name: &str, f: &mut dyn FnMut()| {
+        let seconds = median(time(repeats, || {
+            f();
+            sync();
+        }));
+        out.insert(name.into(), entry(seconds, tokens));
+    };
 
     // Kernels at the step's shapes (per layer; the model has `num_hidden_layers` of each).
     let q = rand([batch, heads, seq, hd], &device);
@@ -76,66 +84,31 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
         ..Default::default()
     };
     let attn = || attention(q.clone(), k.clone(), v.clone(), None, None, causal);
-    out.insert(
-        "attention_forward".into(),
-        entry(
-            median(time(repeats, || {
-                let _ = attn();
-                sync();
-            })),
-            tokens,
-        ),
-    );
-    out.insert(
-        "attention_forward_backward".into(),
-        entry(
-            median(time(repeats, || {
-                let _ = attn().sum().backward();
-                sync();
-            })),
-            tokens,
-        ),
-    );
+    put("attention_forward", &mut || {
+        let _ = attn();
+    });
+    put("attention_forward_backward", &mut || {
+        let _ = attn().sum().backward();
+    });
 
     let x = rand([tokens, h], &device);
     let w = rand([h, config.intermediate_size], &device);
     let mm = || x.clone().matmul(w.clone());
-    out.insert(
-        "mlp_matmul_forward".into(),
-        entry(
-            median(time(repeats, || {
-                let _ = mm();
-                sync();
-            })),
-            tokens,
-        ),
-    );
-    out.insert(
-        "mlp_matmul_forward_backward".into(),
-        entry(
-            median(time(repeats, || {
-                let _ = mm().sum().backward();
-                sync();
-            })),
-            tokens,
-        ),
-    );
+    put("mlp_matmul_forward", &mut || {
+        let _ = mm();
+    });
+    put("mlp_matmul_forward_backward", &mut || {
+        let _ = mm().sum().backward();
+    });
 
     let gamma = rand([h], &device);
     let norm = || {
         let var = x.clone().square().mean_dim(1);
         x.clone() * (var + 1e-5).sqrt().recip() * gamma.clone().unsqueeze::<2>()
     };
-    out.insert(
-        "rmsnorm_forward_backward".into(),
-        entry(
-            median(time(repeats, || {
-                let _ = norm().sum().backward();
-                sync();
-            })),
-            tokens,
-        ),
-    );
+    put("rmsnorm_forward_backward", &mut || {
+        let _ = norm().sum().backward();
+    });
 
     // LM head + next-token loss: matmul to the vocabulary, log-softmax, gather, mean.
     let head = rand([h, config.vocab_size], &device);
@@ -158,40 +131,19 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
             .neg()
     };
     let logits = rand([tokens, config.vocab_size], &device);
-    out.insert(
-        "log_softmax_loss_forward_backward".into(),
-        entry(
-            median(time(repeats, || {
-                let _ = head_loss(false, &logits).backward();
-                sync();
-            })),
-            tokens,
-        ),
-    );
-    out.insert(
-        "lm_head_loss_forward_backward".into(),
-        entry(
-            median(time(repeats, || {
-                let _ = head_loss(true, &logits).backward();
-                sync();
-            })),
-            tokens,
-        ),
-    );
+    put("log_softmax_loss_forward_backward", &mut || {
+        let _ = head_loss(false, &logits).backward();
+    });
+    put("lm_head_loss_forward_backward", &mut || {
+        let _ = head_loss(true, &logits).backward();
+    });
     // The fused path the SFT loss uses (crate::fused_loss): same work, one pass per row.
     let hidden = rand([batch, seq, h], &device);
     let mask = vec![vec![true; seq]; batch];
-    out.insert(
-        "lm_head_loss_fused_forward_backward".into(),
-        entry(
-            median(time(repeats, || {
-                let l = xwin_model::lm_head_nll_mean(&model, hidden.clone(), &data.ids, &mask)
-                    .expect("loss");
-                let _ = l.backward();
-                sync();
-            })),
-            tokens,
-        ),
-    );
+    put("lm_head_loss_fused_forward_backward", &mut || {
+        let l =
+            xwin_model::lm_head_nll_mean(&model, hidden.clone(), &data.ids, &mask).expect("loss");
+        let _ = l.backward();
+    });
     Value::Object(out)
 }

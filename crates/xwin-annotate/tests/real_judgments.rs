@@ -8,31 +8,6 @@ use std::path::PathBuf;
 use xwin_annotate::PromptTemplate;
 use xwin_annotate::parse::{logprob_preference, parse_ordered_models, parse_single_rating};
 
-/// `XWIN_SHARED_DIR` (set by `.ci/run`) makes a missing file a failure; without it the
-/// workspace's sibling `../shared` is used when present, else the test is skipped.
-fn shared(relative: &str) -> Option<PathBuf> {
-    match std::env::var_os("XWIN_SHARED_DIR") {
-        Some(dir) => {
-            let path = PathBuf::from(dir).join(relative);
-            assert!(
-                path.exists(),
-                "XWIN_SHARED_DIR is set but {} is missing",
-                path.display()
-            );
-            Some(path)
-        }
-        None => {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared")
-                .join(relative);
-            path.exists().then_some(path).or_else(|| {
-                eprintln!("skipping: {relative} not found (set XWIN_SHARED_DIR)");
-                None
-            })
-        }
-    }
-}
-
 fn jsonl(path: &PathBuf) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -50,7 +25,8 @@ fn by_question(path: &PathBuf) -> HashMap<i64, Value> {
 
 #[test]
 fn mt_bench_single_grades_parse_to_the_recorded_scores() {
-    let Some(path) = shared("data/mt_bench/model_judgment/gpt-4_single.jsonl") else {
+    let Some(path) = xwin_data::shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl")
+    else {
         return;
     };
     let rows = jsonl(&path);
@@ -71,10 +47,10 @@ fn mt_bench_single_grades_parse_to_the_recorded_scores() {
 #[test]
 fn our_mt_bench_prompts_render_exactly_what_gpt4_was_sent() {
     let (Some(judgments), Some(questions), Some(answers), Some(refs)) = (
-        shared("data/mt_bench/model_judgment/gpt-4_single.jsonl"),
-        shared("data/mt_bench/question.jsonl"),
-        shared("data/mt_bench/model_answer/phi-3-dpo.jsonl"),
-        shared("data/mt_bench/reference_answer_gpt-4.jsonl"),
+        xwin_data::shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl"),
+        xwin_data::shared_data("data/mt_bench/question.jsonl"),
+        xwin_data::shared_data("data/mt_bench/model_answer/phi-3-dpo.jsonl"),
+        xwin_data::shared_data("data/mt_bench/reference_answer_gpt-4.jsonl"),
     ) else {
         return;
     };
@@ -119,7 +95,7 @@ fn our_mt_bench_prompts_render_exactly_what_gpt4_was_sent() {
 
 #[test]
 fn alpaca_eval_ranking_judgments_give_the_recorded_preferences() {
-    let Some(path) = shared(
+    let Some(path) = xwin_data::shared_data(
         "data/alpaca_eval/annotations/alpaca_eval_cot_gpt4_turbo_fn__alpaca-7b__first60.json",
     ) else {
         return;
@@ -134,7 +110,7 @@ fn alpaca_eval_ranking_judgments_give_the_recorded_preferences() {
 
 #[test]
 fn alpaca_eval_weighted_judgments_match_the_recorded_preferences() {
-    let Some(path) = shared(
+    let Some(path) = xwin_data::shared_data(
         "data/alpaca_eval/annotations/weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json",
     ) else {
         return;

@@ -8,6 +8,7 @@ pub mod error;
 pub mod formats;
 pub mod io;
 pub mod records;
+pub mod shared;
 pub mod stats;
 pub mod template;
 pub mod transform;
@@ -23,6 +24,7 @@ pub use records::{
     EvalRecord, JudgeMeta, Rating, ResponseSamples, SampledResponse, SamplingSettings,
     ScoredResponse, Winner, XwinPair, XwinSet,
 };
+pub use shared::shared_data;
 pub use stats::{ConversationStats, PairStats};
 pub use template::{
     ChatTemplate, TextEncoder, TokenizedConversation, TrainOn, VICUNA_SYSTEM, tokenize,

@@ -3,38 +3,13 @@
 use std::path::PathBuf;
 use xwin_data::*;
 
-/// `XWIN_SHARED_DIR` (set by `.ci/run`) makes a missing file a failure; otherwise the sibling
-/// `../shared` is used when present and the test is skipped when not.
-fn shared(relative: &str) -> Option<PathBuf> {
-    match std::env::var_os("XWIN_SHARED_DIR") {
-        Some(dir) => {
-            let p = PathBuf::from(dir).join(relative);
-            assert!(
-                p.exists(),
-                "XWIN_SHARED_DIR is set but {} is missing",
-                p.display()
-            );
-            Some(p)
-        }
-        None => {
-            let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared")
-                .join(relative);
-            p.exists().then_some(p).or_else(|| {
-                eprintln!("skipping: {relative} not found (set XWIN_SHARED_DIR)");
-                None
-            })
-        }
-    }
-}
-
 fn llama2() -> Option<tokenizers::Tokenizer> {
-    shared("data/tokenizers/llama2/tokenizer.json").map(|p| load_tokenizer(&p).unwrap())
+    shared_data("data/tokenizers/llama2/tokenizer.json").map(|p| load_tokenizer(&p).unwrap())
 }
 
 #[test]
 fn fastchat_sharegpt_sample_counts() {
-    let Some(path) = shared("data/sft/fastchat_dummy_conversation.json") else {
+    let Some(path) = shared_data("data/sft/fastchat_dummy_conversation.json") else {
         return;
     };
     let (convs, report) = read_conversations(&path, ReadOptions::default()).unwrap();
@@ -65,7 +40,7 @@ fn fastchat_sharegpt_sample_counts() {
 
 #[test]
 fn vicuna_prompt_is_rendered_character_for_character() {
-    let Some(path) = shared("data/sft/fastchat_dummy_conversation.json") else {
+    let Some(path) = shared_data("data/sft/fastchat_dummy_conversation.json") else {
         return;
     };
     let (convs, _) = read_conversations(&path, ReadOptions::default()).unwrap();
@@ -96,7 +71,7 @@ Systems Organization (LMSYS). </s><s>[INST] Have a nice day! [/INST] You too! </
 fn vicuna_ids_and_mask_on_the_llama2_tokenizer() {
     let (Some(tok), Some(path)) = (
         llama2(),
-        shared("data/sft/fastchat_dummy_conversation.json"),
+        shared_data("data/sft/fastchat_dummy_conversation.json"),
     ) else {
         return;
     };
@@ -151,8 +126,10 @@ fn vicuna_ids_and_mask_on_the_llama2_tokenizer() {
 
 #[test]
 fn long_oasst_conversation_is_split_at_round_boundaries() {
-    let (Some(tok), Some(path)) = (llama2(), shared("data/sft/axolotl_oasst_conversation.json"))
-    else {
+    let (Some(tok), Some(path)) = (
+        llama2(),
+        shared_data("data/sft/axolotl_oasst_conversation.json"),
+    ) else {
         return;
     };
     let (convs, report) = read_conversations(&path, ReadOptions::default()).unwrap();
@@ -184,7 +161,7 @@ fn long_oasst_conversation_is_split_at_round_boundaries() {
 
 #[test]
 fn alpaca_demo_is_imported() {
-    let Some(path) = shared("data/sft/llamafactory_alpaca_en_demo.json") else {
+    let Some(path) = shared_data("data/sft/llamafactory_alpaca_en_demo.json") else {
         return;
     };
     let (convs, report) = read_conversations(&path, ReadOptions::default()).unwrap();
@@ -199,7 +176,7 @@ fn alpaca_demo_is_imported() {
 
 #[test]
 fn llamafactory_dpo_pairs_keep_history_and_system() {
-    let Some(path) = shared("data/preference/llamafactory_dpo_en_demo.json") else {
+    let Some(path) = shared_data("data/preference/llamafactory_dpo_en_demo.json") else {
         return;
     };
     let mut pairs = Vec::new();
@@ -220,7 +197,7 @@ fn llamafactory_dpo_pairs_keep_history_and_system() {
 
 #[test]
 fn hh_rlhf_transcripts_become_pairs() {
-    let Some(path) = shared("data/preference/hh-rlhf_harmless-base_test.jsonl.gz") else {
+    let Some(path) = shared_data("data/preference/hh-rlhf_harmless-base_test.jsonl.gz") else {
         return;
     };
     let mut pairs = Vec::new();
@@ -254,7 +231,7 @@ fn hh_rlhf_transcripts_become_pairs() {
 fn fastchat_statistics_table() {
     let (Some(tok), Some(path)) = (
         llama2(),
-        shared("data/sft/fastchat_dummy_conversation.json"),
+        shared_data("data/sft/fastchat_dummy_conversation.json"),
     ) else {
         return;
     };

@@ -34,34 +34,6 @@ pub fn floats3(value: &Value) -> Vec<Vec<Vec<f32>>> {
     serde_json::from_value(value.clone()).expect("3-d float array")
 }
 
-/// Data shared with the CEO's `shared/` folder (licensed files that stay out of the repo).
-/// `XWIN_SHARED_DIR` (set by `.ci/run`) makes a missing file a failure; without it the
-/// sibling `../shared` of the workspace is used if present, else the caller skips.
-pub fn shared_file(relative: &str) -> Option<PathBuf> {
-    match std::env::var_os("XWIN_SHARED_DIR") {
-        Some(dir) => {
-            let path = PathBuf::from(dir).join(relative);
-            assert!(
-                path.exists(),
-                "XWIN_SHARED_DIR is set but {} is missing",
-                path.display()
-            );
-            Some(path)
-        }
-        None => {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared")
-                .join(relative);
-            if path.exists() {
-                Some(path)
-            } else {
-                eprintln!("skipping: {relative} not found (set XWIN_SHARED_DIR)");
-                None
-            }
-        }
-    }
-}
-
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter()

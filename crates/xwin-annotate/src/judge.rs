@@ -254,7 +254,8 @@ impl Judge for LlmJudge {
 }
 
 /// An offline judge for demos and tests: with a reference answer, the answer whose words
-/// overlap it more (unigram F1) wins; without one, the longer answer that does not refuse.
+/// overlap it more (unigram F1) wins; without one, an answer beats a refusal and then the
+/// longer one wins.
 /// The margin between the two scores sets the rating. Deterministic.
 #[derive(Debug, Clone, Default)]
 pub struct OracleJudge;
@@ -271,7 +272,12 @@ impl OracleJudge {
                     .iter()
                     .any(|p| lower.starts_with(p));
                 let length = (words as f64 / 200.0).min(1.0);
-                if refuses { 0.25 * length } else { length }
+                // Any real answer (≥ 0.25) outranks any refusal (< 0.2); length orders the rest.
+                match (words, refuses) {
+                    (0, _) => 0.0,
+                    (_, true) => 0.2 * length,
+                    (_, false) => 0.25 + 0.75 * length,
+                }
             }
         }
     }

@@ -353,3 +353,99 @@ async fn an_interrupted_run_resumes_without_losing_or_duplicating() {
         "every item exactly once"
     );
 }
+
+fn judge_with(server: &TestServer, format: VerdictFormat, pair: &str) -> LlmJudge {
+    let mut config = EndpointConfig::new(server.base_url(), "gpt-4-test");
+    config.backoff_s = 0.05;
+    LlmJudge::new(
+        ChatClient::new(config).unwrap(),
+        format,
+        PromptTemplate::builtin(pair).unwrap(),
+        PromptTemplate::builtin("mt-bench-single").unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grading_and_the_mt_bench_and_alpaca_eval_formats_go_through_the_same_judge() {
+    use xwin_annotate::{GradeQuery, Judge, PairQuery, Shown};
+    let server = TestServer::start(Duration::ZERO, |r| {
+        let user = r.user();
+        Action::Reply(if user.contains("[The Start of Assistant's Answer]") {
+            // single-v1: the grade depends on the answer.
+            if user.contains("excellent") {
+                "Thorough. Rating: [[9]]"
+            } else {
+                "Rating: [[3]]"
+            }
+            .into()
+        } else if user.contains("\"model\": \"model_1\"") {
+            "[{'model': 'model_2', 'rank': 1}, {'model': 'model_1', 'rank': 2}]".into()
+        } else {
+            "It is a tie. [[C]]".into()
+        })
+    })
+    .await
+    .unwrap();
+    let j = judge_with(&server, VerdictFormat::MtBench, "mt-bench-pair");
+    let grade = |answer: &'static str| GradeQuery {
+        question: "Explain rust",
+        answer,
+        reference: None,
+    };
+    assert_eq!(
+        j.grade(grade("an excellent answer")).await.unwrap().score,
+        9.0
+    );
+    assert_eq!(j.grade(grade("meh")).await.unwrap().score, 3.0);
+    let q = PairQuery {
+        question: "q",
+        first: "x",
+        second: "y",
+        reference: None,
+    };
+    let tie = j.compare(q).await.unwrap();
+    assert_eq!((tie.winner, tie.rating), (Shown::Tie, None));
+    let alpaca = judge_with(&server, VerdictFormat::AlpacaRanking, "alpaca-eval");
+    assert_eq!(alpaca.compare(q).await.unwrap().winner, Shown::Second);
+    // Xwin-Pair output needs the four-level rating: other formats are refused up front.
+    let dir = tempfile::tempdir().unwrap();
+    let err = annotate_pairs(
+        &j,
+        &inputs(1),
+        &dir.path().join("o.jsonl"),
+        AnnotateOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("four-level rating"), "{err}");
+    assert_eq!(j.usage().requests, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_per_minute_spaces_requests_by_their_size() {
+    let server = TestServer::start(Duration::ZERO, |r| Action::Reply(verdict(r)))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Each request books ~(prompt chars / 4 + 64 max tokens) ≈ 300 tokens; at 60,000 tokens
+    // per minute that is ~0.3 s per request, so 4 requests need ≥ 0.9 s.
+    let j = judge(&server, |c| {
+        c.tokens_per_minute = Some(60_000);
+        c.max_tokens = 64;
+    });
+    let started = Instant::now();
+    annotate_pairs(
+        &j,
+        &inputs(4),
+        &dir.path().join("p.jsonl"),
+        AnnotateOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(700), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}

@@ -99,3 +99,55 @@ fn templates_fill_placeholders_and_leave_other_braces() {
     let bad = xwin_annotate::PromptTemplate::parse("t", "hello\n[user]\n{question}\n").unwrap_err();
     assert!(bad.contains("line 1"), "{bad}");
 }
+
+#[tokio::test]
+async fn the_oracle_prefers_reference_overlap_then_length_without_refusal() {
+    use xwin_annotate::{GradeQuery, Judge, OracleJudge, PairQuery};
+    let reference = Some("Paris is the capital of France.");
+    let q = |first, second, reference| PairQuery {
+        question: "Capital of France?",
+        first,
+        second,
+        reference,
+    };
+    let v = OracleJudge
+        .compare(q("It is Paris, the capital of France.", "Lyon.", reference))
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.winner, v.rating),
+        (Shown::First, Some(Rating::Significantly))
+    );
+    let v = OracleJudge
+        .compare(q(
+            "I'm sorry, I cannot help with questions about capitals of countries.",
+            "Paris.",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        v.winner,
+        Shown::Second,
+        "a refusal loses even when longer: {v:?}"
+    );
+    let v = OracleJudge
+        .compare(q("Same.", "Same.", None))
+        .await
+        .unwrap();
+    assert_eq!((v.winner, v.rating), (Shown::Tie, None));
+    let g = |answer| GradeQuery {
+        question: "Capital?",
+        answer,
+        reference,
+    };
+    assert_eq!(
+        OracleJudge
+            .grade(g("Paris is the capital of France."))
+            .await
+            .unwrap()
+            .score,
+        10.0
+    );
+    assert_eq!(OracleJudge.grade(g("Berlin")).await.unwrap().score, 1.0);
+}

@@ -90,6 +90,12 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
     put("attention_forward_backward", &mut || {
         let _ = attn().sum().backward();
     });
+    // What the model trains with (xwin_model::attention::causal_attention_tracked).
+    put("attention_xwin_forward_backward", &mut || {
+        let out =
+            xwin_model::attention::causal_attention_tracked(q.clone(), k.clone(), v.clone(), None);
+        let _ = out.sum().backward();
+    });
 
     let x = rand([tokens, h], &device);
     let w = rand([h, config.intermediate_size], &device);

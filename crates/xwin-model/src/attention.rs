@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Tensor, TensorData};
 
 /// Configuration of [`Attention`].
 #[derive(Debug, Clone)]
@@ -119,7 +119,13 @@ impl Attention {
             softcap: None,
             is_causal: true,
         };
-        let out = attention(q, k, v, mask, None, options);
+        // Training builds a graph: there our composite beats burn's fallback (see
+        // `causal_attention_tracked`); inference keeps burn's fused kernel.
+        let out = if q.is_tracked() {
+            causal_attention_tracked(q, k, v, mask)
+        } else {
+            attention(q, k, v, mask, None, options)
+        };
         self.o_proj.forward(
             out.swap_dims(1, 2)
                 .reshape([b, s, self.num_heads * self.head_dim]),
@@ -151,4 +157,45 @@ impl Attention {
             ));
         }
     }
+}
+
+/// Large negative score for hidden keys: exp underflows to exactly 0 like −∞, and a row with
+/// every key hidden (never a loss position) stays finite instead of NaN.
+const HIDDEN: f32 = -1e9;
+
+/// Causal attention `softmax(q·kᵀ/√d + bias)·v` written for autodiff: the scale goes on `q`
+/// (16× smaller than the scores at head_dim 32), masks are one constant additive bias, and
+/// the softmax shift is a detached row max (softmax is shift-invariant, so its gradient is
+/// exact). burn's composite fallback tracks 9 ops over the `[seq, seq]` scores, this 5, with
+/// the same values (tested against it).
+///
+/// # Shapes
+/// - q `[batch, heads, seq_q, head_dim]`, k and v `[batch, heads, seq_k, head_dim]`,
+///   mask `[batch, heads, seq_q, seq_k]` (true = hidden) → `[batch, heads, seq_q, head_dim]`
+pub fn causal_attention_tracked(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<Tensor<4, Bool>>,
+) -> Tensor<4> {
+    let [b, h, sq, d] = q.dims();
+    let sk = k.dims()[2];
+    let device = q.device();
+    // Bottom-right aligned, as with a KV cache: query i sees keys ≤ i + (sk − sq).
+    let offset = sk - sq.min(sk);
+    let causal: Vec<f32> = (0..sq)
+        .flat_map(|i| (0..sk).map(move |j| if j > i + offset { HIDDEN } else { 0.0 }))
+        .collect();
+    let mut bias = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, sq, sk]), &device);
+    if let Some(mask) = mask {
+        bias = bias.expand([b, h, sq, sk]).mask_fill(mask, HIDDEN);
+    }
+    let scores = q
+        .mul_scalar(1.0 / (d as f64).sqrt())
+        .matmul(k.swap_dims(2, 3))
+        + bias;
+    let shift = scores.clone().detach().max_dim(3);
+    let e = (scores - shift).exp();
+    let p = e.clone() / e.sum_dim(3);
+    p.matmul(v)
 }

@@ -1,6 +1,10 @@
 //! `xwin-bench`: timings of the Llama core on a ~21M-parameter config, as JSON on stdout.
 //! `scripts/bench.sh` runs it beside the PyTorch reference and prints the ratios.
 
+/// Freed tensor buffers stay mapped for reuse (glibc unmaps every one above 32 MiB).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use serde_json::json;

@@ -1,6 +1,10 @@
 //! `xwin-infer`: the stable command-line face of `xwin-model`.
 //! Prints JSON on stdout; errors go to stderr with a non-zero exit.
 
+/// Freed tensor buffers stay mapped for reuse (glibc unmaps every one above 32 MiB).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;

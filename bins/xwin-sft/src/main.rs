@@ -1,5 +1,9 @@
 //! `xwin-sft --config FILE.toml`: supervised finetuning (paper step 1).
 
+/// Freed tensor buffers stay mapped for reuse (glibc unmaps every one above 32 MiB).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;

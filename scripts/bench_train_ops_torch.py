@@ -40,8 +40,11 @@ def main():
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
 
-    # Forward with the graph built, as a training forward is (no_grad would flatter it).
-    put("step_forward", lambda: model(input_ids=ids, labels=ids).loss.item())
+    def fwd():
+        with torch.no_grad():
+            model(input_ids=ids, labels=ids).loss.item()
+
+    put("step_forward_untracked", fwd)
     put("step_forward_backward", fwd_bwd)
     put("step_full", step)
 

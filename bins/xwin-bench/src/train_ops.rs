@@ -4,6 +4,7 @@
 //! `scripts/bench_train_ops_torch.py` times the same list, so each kernel has its own ratio.
 
 use crate::{bench_config, median, time};
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -47,8 +48,13 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
         ids,
     };
     let loss = || xwin_train::sft_loss(&model, &data, &device).expect("loss");
+    // The forward alone, without a graph: a tracked forward whose graph is never consumed by a
+    // backward keeps burn's autodiff bookkeeping alive and would time that instead.
+    let frozen = model.valid();
+    let plain = device.clone().inner();
     let fwd = median(time(repeats, || {
-        let _ = loss().into_scalar::<f32>();
+        let l = xwin_train::sft_loss(&frozen, &data, &plain).expect("loss");
+        let _ = l.into_scalar::<f32>();
     }));
     let fwd_bwd = median(time(repeats, || {
         let _ = loss().backward();
@@ -63,7 +69,7 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
         m = Some(optim.step(1e-4, cur, grads));
         sync();
     }));
-    out.insert("step_forward".into(), entry(fwd, tokens));
+    out.insert("step_forward_untracked".into(), entry(fwd, tokens));
     out.insert("step_forward_backward".into(), entry(fwd_bwd, tokens));
     out.insert("step_full".into(), entry(step, tokens));
     // Times one kernel: median of `repeats` after a warm-up, synchronised.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// `relative` (e.g. `data/mt_bench/question.jsonl`) under `XWIN_SHARED_DIR` when set (a
 /// missing file then panics: CI sets it so that absent data fails loudly), else under the
-/// workspace's sibling `shared/`, or `None` (with a note on stderr) so a test can skip.
+/// workspace's sibling `shared/`, or `None` (with a warning) so a test can skip.
 pub fn shared_data(relative: &str) -> Option<PathBuf> {
     match std::env::var_os("XWIN_SHARED_DIR") {
         Some(dir) => {
@@ -23,7 +23,7 @@ pub fn shared_data(relative: &str) -> Option<PathBuf> {
                 .join("../../../shared")
                 .join(relative);
             path.exists().then_some(path).or_else(|| {
-                eprintln!("skipping: {relative} not found (set XWIN_SHARED_DIR)");
+                tracing::warn!("skipping: {relative} not found (set XWIN_SHARED_DIR)");
                 None
             })
         }

@@ -219,7 +219,8 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
 }
 
 /// Runs the loop to `run.total_steps`, continuing from the newest checkpoint in the run's
-/// checkpoint directory when there is one (a checkpoint of another run is an error). `on_step` sees each step's metrics (progress bars, logs).
+/// checkpoint directory when there is one (a checkpoint of another run is an error).
+/// `on_step` sees each step's metrics (progress bars, logs).
 /// On failure the model is returned with the error: the parameters after the last good step.
 pub fn train<M, O>(
     model: M,

@@ -2,11 +2,12 @@
 //! each in ms: `cargo run -p xwin-bench --example attn_parts`.
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use xwin_bench::{median, time};
 fn main() {
+    xwin_alloc::keep_freed_memory();
     let device = Device::flex();
     let s = Tensor::<4>::random([4, 8, 512, 512], Distribution::Default, &device);
     let q = Tensor::<4>::random([4, 8, 512, 32], Distribution::Default, &device);

@@ -1,9 +1,9 @@
 //! `xwin-bench`: timings of the Llama core on a ~21M-parameter config, as JSON on stdout.
 //! `scripts/bench.sh` runs it beside the PyTorch reference and prints the ratios.
 
-/// Freed tensor buffers stay mapped for reuse (glibc unmaps every one above 32 MiB).
+/// Freed tensor buffers stay mapped for reuse (see `xwin_alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
@@ -87,6 +87,7 @@ fn prompts(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    xwin_alloc::keep_freed_memory();
     let cli = Cli::parse();
     let device: Device = parse_device(&cli.device)?;
     let config = bench_config();

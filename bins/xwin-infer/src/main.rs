@@ -1,9 +1,9 @@
 //! `xwin-infer`: the stable command-line face of `xwin-model`.
 //! Prints JSON on stdout; errors go to stderr with a non-zero exit.
 
-/// Freed tensor buffers stay mapped for reuse (glibc unmaps every one above 32 MiB).
+/// Freed tensor buffers stay mapped for reuse (see `xwin_alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -197,6 +197,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
 }
 
 fn main() -> ExitCode {
+    xwin_alloc::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

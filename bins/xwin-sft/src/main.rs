@@ -1,8 +1,8 @@
 //! `xwin-sft --config FILE.toml`: supervised finetuning (paper step 1).
 
-/// Freed tensor buffers stay mapped for reuse (glibc unmaps every one above 32 MiB).
+/// Freed tensor buffers stay mapped for reuse (see `xwin_alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,6 +24,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    xwin_alloc::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

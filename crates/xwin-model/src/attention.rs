@@ -159,15 +159,21 @@ impl Attention {
     }
 }
 
-/// Large negative score for hidden keys: exp underflows to exactly 0 like −∞, and a row with
-/// every key hidden (never a loss position) stays finite instead of NaN.
-const HIDDEN: f32 = -1e9;
+/// Score of a hidden key. −∞ rather than a large finite negative: `expf(−∞)` is an exact 0 on
+/// its fast path, while a finite value far below −87 takes glibc's underflow path (errno and
+/// all) for half of every causal score matrix.
+const HIDDEN: f32 = f32::NEG_INFINITY;
+
+/// Added to softmax denominators so that a row with every key hidden (padding, never a loss
+/// position) gives 0 instead of 0/0; real rows have a denominator ≥ 1, where 1e-15 is below
+/// f32 resolution. Its square must stay a normal f32 (the division's gradient divides by it).
+const EMPTY_ROW: f64 = 1e-15;
 
 /// Causal attention `softmax(q·kᵀ/√d + bias)·v` written for autodiff: the scale goes on `q`
 /// (16× smaller than the scores at head_dim 32), masks are one constant additive bias, and
 /// the softmax shift is a detached row max (softmax is shift-invariant, so its gradient is
 /// exact). burn's composite fallback tracks 9 ops over the `[seq, seq]` scores, this 5, with
-/// the same values (tested against it).
+/// the same values (tested against it); fully hidden rows give 0, as burn's do.
 ///
 /// # Shapes
 /// - q `[batch, heads, seq_q, head_dim]`, k and v `[batch, heads, seq_k, head_dim]`,
@@ -194,8 +200,9 @@ pub fn causal_attention_tracked(
         .mul_scalar(1.0 / (d as f64).sqrt())
         .matmul(k.swap_dims(2, 3))
         + bias;
-    let shift = scores.clone().detach().max_dim(3);
+    // A fully hidden row has max −∞; clamping the shift keeps (−∞) − shift at −∞, not NaN.
+    let shift = scores.clone().detach().max_dim(3).clamp_min(f32::MIN);
     let e = (scores - shift).exp();
-    let p = e.clone() / e.sum_dim(3);
+    let p = e.clone() / e.sum_dim(3).add_scalar(EMPTY_ROW);
     p.matmul(v)
 }

@@ -322,8 +322,9 @@ async fn an_interrupted_run_resumes_without_losing_or_duplicating() {
     };
     let j = judge(&server, |_| {});
     // Interrupt mid-run: the future is dropped with requests in flight.
+    // 60 items at 4 in flight and 20 ms each need ≥ 300 ms: 200 ms cuts the run in the middle.
     let cut = tokio::time::timeout(
-        Duration::from_millis(150),
+        Duration::from_millis(200),
         annotate_pairs(&j, &items, &out, options, |_| {}),
     )
     .await;

@@ -48,9 +48,13 @@ fn main() {
         let _ = s.clone() * s.clone();
     });
     let (qq, kk, vv) = (q.clone(), q.clone(), q.clone());
-    let causal = burn::tensor::ops::AttentionModuleOptions { is_causal: true, ..Default::default() };
+    let causal = burn::tensor::ops::AttentionModuleOptions {
+        is_causal: true,
+        ..Default::default()
+    };
     t("flex fused attention (fwd)", &mut || {
-        let _ = burn::tensor::module::attention(qq.clone(), kk.clone(), vv.clone(), None, None, causal);
+        let _ =
+            burn::tensor::module::attention(qq.clone(), kk.clone(), vv.clone(), None, None, causal);
     });
     t("clone+into_data", &mut || {
         let _ = s.clone().into_data();

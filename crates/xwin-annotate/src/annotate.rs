@@ -193,12 +193,14 @@ fn item_key(input: &PairInput, judge: &Value, options: &AnnotateOptions) -> Stri
 fn done_keys(output: &Path, failures: &Path) -> Result<HashSet<String>> {
     let mut done = HashSet::new();
     for (path, is_output) in [(output, true), (failures, false)] {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        // Line by line: an annotation run's output can be gigabytes.
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(xwin_data::DataError::io(path, e).into()),
         };
-        for (i, line) in text.lines().enumerate() {
+        for (i, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
+            let line = line.map_err(|e| xwin_data::DataError::io(path, e))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -208,11 +210,11 @@ fn done_keys(output: &Path, failures: &Path) -> Result<HashSet<String>> {
                 message,
             };
             if is_output {
-                let pair: XwinPair = serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
+                let pair: XwinPair = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
                 done.insert(pair.judge.key);
             } else {
                 let f: FailureRecord =
-                    serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
+                    serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
                 if f.kind != "failure" {
                     done.insert(f.key);
                 }

@@ -96,7 +96,7 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
     put("attention_forward_backward", &mut || {
         let _ = attn().sum().backward();
     });
-    // What the model trains with (xwin_model::attention::causal_attention_tracked).
+    // What the model trains with (xwin_model::attention::attention_with_bias).
     put("attention_xwin_forward_backward", &mut || {
         let out =
             xwin_model::attention::causal_attention_tracked(q.clone(), k.clone(), v.clone(), None);

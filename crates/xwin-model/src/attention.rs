@@ -7,7 +7,8 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use std::cell::OnceCell;
 
 /// Configuration of [`Attention`].
 #[derive(Debug, Clone)]
@@ -68,7 +69,7 @@ pub struct LayerCache {
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share each key/value head.
 ///
 /// # Shapes
-/// - input: `[batch, seq, hidden]`, mask `[batch, heads, seq, seq_past + seq]` (true = hidden)
+/// - input: `[batch, seq, hidden]`, mask over `[batch, heads, seq, seq_past + seq]`
 /// - output: `[batch, seq, hidden]`
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -87,7 +88,7 @@ impl Attention {
         x: Tensor<3>,
         rope: &RotaryEmbedding,
         tables: &RopeTables,
-        mask: Option<Tensor<4, Bool>>,
+        mask: &KeyMask,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
@@ -120,11 +121,12 @@ impl Attention {
             is_causal: true,
         };
         // Training builds a graph: there our composite beats burn's fallback (see
-        // `causal_attention_tracked`); inference keeps burn's fused kernel.
+        // `attention_with_bias`); inference keeps burn's fused kernel.
         let out = if q.is_tracked() {
-            causal_attention_tracked(q, k, v, mask)
+            let bias = mask.bias(q.dims()[2], k.dims()[2], &q.device());
+            attention_with_bias(q, k, v, bias)
         } else {
-            attention(q, k, v, mask, None, options)
+            attention(q, k, v, mask.padding.clone(), None, options)
         };
         self.o_proj.forward(
             out.swap_dims(1, 2)
@@ -169,11 +171,80 @@ const HIDDEN: f32 = f32::NEG_INFINITY;
 /// f32 resolution. Its square must stay a normal f32 (the division's gradient divides by it).
 const EMPTY_ROW: f64 = 1e-15;
 
-/// Causal attention `softmax(q·kᵀ/√d + bias)·v` written for autodiff: the scale goes on `q`
-/// (16× smaller than the scores at head_dim 32), masks are one constant additive bias, and
-/// the softmax shift is a detached row max (softmax is shift-invariant, so its gradient is
-/// exact). burn's composite fallback tracks 9 ops over the `[seq, seq]` scores, this 5, with
-/// the same values (tested against it); fully hidden rows give 0, as burn's do.
+/// Which keys a query may not see, made once per forward and shared by every layer: padding
+/// as booleans for burn's fused kernel (which adds causality itself), and, the first time a
+/// layer trains (builds a graph), causality plus padding as one additive bias for
+/// [`attention_with_bias`].
+///
+/// # Shapes
+/// - padding `[batch, heads, seq_q, seq_k]` (true = hidden)
+#[derive(Debug, Default)]
+pub struct KeyMask {
+    padding: Option<Tensor<4, Bool>>,
+    bias: OnceCell<Tensor<4>>,
+}
+
+impl KeyMask {
+    pub fn new(padding: Option<Tensor<4, Bool>>) -> Self {
+        Self {
+            padding,
+            bias: OnceCell::new(),
+        }
+    }
+
+    fn bias(&self, seq_q: usize, seq_k: usize, device: &Device) -> Tensor<4> {
+        self.bias
+            .get_or_init(|| attention_bias(seq_q, seq_k, self.padding.clone(), device))
+            .clone()
+    }
+}
+
+/// The additive bias of causal attention plus `padding` (true = hidden): 0 where a query may
+/// look, −∞ elsewhere. Bottom-right aligned, as with a KV cache: query i sees keys ≤ i + (sk − sq).
+///
+/// # Shapes
+/// - padding `[batch, heads, seq_q, seq_k]` → `[batch, heads, seq_q, seq_k]` (`[1, 1, …]` without)
+pub fn attention_bias(
+    seq_q: usize,
+    seq_k: usize,
+    padding: Option<Tensor<4, Bool>>,
+    device: &Device,
+) -> Tensor<4> {
+    let offset = seq_k - seq_q.min(seq_k);
+    let causal: Vec<f32> = (0..seq_q)
+        .flat_map(|i| (0..seq_k).map(move |j| if j > i + offset { HIDDEN } else { 0.0 }))
+        .collect();
+    let bias = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, seq_q, seq_k]), device);
+    match padding {
+        Some(mask) => bias.expand(mask.dims()).mask_fill(mask, HIDDEN),
+        None => bias,
+    }
+}
+
+/// Attention `softmax(q·kᵀ/√d + bias)·v` written for autodiff: the scale goes on `q` (16×
+/// smaller than the scores at head_dim 32), masks are one constant additive bias (see
+/// [`attention_bias`]), and the softmax shift is a detached row max (softmax is
+/// shift-invariant, so its gradient is exact). burn's composite fallback tracks 9 ops over the
+/// `[seq, seq]` scores, this 5, with the same values (tested against it); fully hidden rows
+/// give 0, as burn's do.
+///
+/// # Shapes
+/// - q `[batch, heads, seq_q, head_dim]`, k and v `[batch, heads, seq_k, head_dim]`, bias
+///   broadcastable to `[batch, heads, seq_q, seq_k]` → `[batch, heads, seq_q, head_dim]`
+pub fn attention_with_bias(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
+    let d = q.dims()[3];
+    let scores = q
+        .mul_scalar(1.0 / (d as f64).sqrt())
+        .matmul(k.swap_dims(2, 3))
+        + bias;
+    // A fully hidden row has max −∞; clamping the shift keeps (−∞) − shift at −∞, not NaN.
+    let shift = scores.clone().detach().max_dim(3).clamp_min(f32::MIN);
+    let e = (scores - shift).exp();
+    let p = e.clone() / e.sum_dim(3).add_scalar(EMPTY_ROW);
+    p.matmul(v)
+}
+
+/// [`attention_with_bias`] with the bias of [`attention_bias`], in one call.
 ///
 /// # Shapes
 /// - q `[batch, heads, seq_q, head_dim]`, k and v `[batch, heads, seq_k, head_dim]`,
@@ -184,25 +255,6 @@ pub fn causal_attention_tracked(
     v: Tensor<4>,
     mask: Option<Tensor<4, Bool>>,
 ) -> Tensor<4> {
-    let [b, h, sq, d] = q.dims();
-    let sk = k.dims()[2];
-    let device = q.device();
-    // Bottom-right aligned, as with a KV cache: query i sees keys ≤ i + (sk − sq).
-    let offset = sk - sq.min(sk);
-    let causal: Vec<f32> = (0..sq)
-        .flat_map(|i| (0..sk).map(move |j| if j > i + offset { HIDDEN } else { 0.0 }))
-        .collect();
-    let mut bias = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, sq, sk]), &device);
-    if let Some(mask) = mask {
-        bias = bias.expand([b, h, sq, sk]).mask_fill(mask, HIDDEN);
-    }
-    let scores = q
-        .mul_scalar(1.0 / (d as f64).sqrt())
-        .matmul(k.swap_dims(2, 3))
-        + bias;
-    // A fully hidden row has max −∞; clamping the shift keeps (−∞) − shift at −∞, not NaN.
-    let shift = scores.clone().detach().max_dim(3).clamp_min(f32::MIN);
-    let e = (scores - shift).exp();
-    let p = e.clone() / e.sum_dim(3).add_scalar(EMPTY_ROW);
-    p.matmul(v)
+    let bias = attention_bias(q.dims()[2], k.dims()[2], mask, &q.device());
+    attention_with_bias(q, k, v, bias)
 }

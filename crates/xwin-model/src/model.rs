@@ -1,6 +1,6 @@
 //! The Llama decoder stack and the causal language model on top of it.
 
-use crate::attention::{Attention, AttentionConfig, LayerCache};
+use crate::attention::{Attention, AttentionConfig, KeyMask, LayerCache};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::layout::BatchLayout;
@@ -76,7 +76,7 @@ pub struct DecoderLayer {
 struct LayerInputs<'a> {
     rope: &'a RotaryEmbedding,
     tables: crate::rope::RopeTables,
-    mask: Option<Tensor<4, burn::tensor::Bool>>,
+    mask: KeyMask,
 }
 
 impl DecoderLayer {
@@ -90,7 +90,7 @@ impl DecoderLayer {
             self.input_layernorm.forward(x.clone()),
             ctx.rope,
             &ctx.tables,
-            ctx.mask.clone(),
+            &ctx.mask,
             cache,
         );
         let x = x + attn;
@@ -200,7 +200,7 @@ impl LlamaModel {
         let ctx = LayerInputs {
             rope: &self.rope,
             tables: self.rope.tables(&layout.positions, &device),
-            mask: layout.padding_mask(self.num_heads, &device),
+            mask: KeyMask::new(layout.padding_mask(self.num_heads, &device)),
         };
         let mut x = self.embed_tokens.forward(ids);
         match cache {

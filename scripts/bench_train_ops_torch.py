@@ -1,23 +1,18 @@
 """PyTorch reference for `xwin-bench train-ops`: the training step split (forward,
 forward+backward, full step with AdamW) and its kernels timed alone at the step's shapes,
 under the same names. Prints one JSON line."""
-import argparse
 import json
 
 import torch
 import torch.nn.functional as F
-from transformers import LlamaForCausalLM
 
 from bench_common import timed
-from bench_infer_torch import config, prompts
+from bench_infer_torch import config
+from bench_train_torch import step_args, training_step
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--seq", type=int, default=512)
-    a = p.parse_args()
+    a = step_args()
     cfg = config()
     n = a.batch * a.seq
     h, heads, hd, vocab = cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim, cfg.vocab_size
@@ -27,18 +22,11 @@ def main():
         s = timed(a.repeats, fn)
         out[name] = {"median_s": s, "tokens_per_s": n / s}
 
-    model = LlamaForCausalLM(cfg).train()
-    ids = prompts(a.batch, a.seq, vocab)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    model, ids, step = training_step(a.batch, a.seq)
 
     def fwd_bwd():
         model(input_ids=ids, labels=ids).loss.backward()
         model.zero_grad(set_to_none=True)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        model(input_ids=ids, labels=ids).loss.backward()
-        opt.step()
 
     def fwd():
         with torch.no_grad():

@@ -12,22 +12,34 @@ from bench_common import timed
 from bench_infer_torch import config, prompts
 
 
-def main():
+def step_args():
+    """The command line both training references take."""
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=512)
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def training_step(batch, seq):
+    """The benchmark model in training mode, its input ids and one full step (forward with
+    labels, backward, torch.optim.AdamW with the paper's settings)."""
     cfg = config()
     model = LlamaForCausalLM(cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    ids = prompts(a.batch, a.seq, cfg.vocab_size)
+    ids = prompts(batch, seq, cfg.vocab_size)
 
     def step():
         opt.zero_grad(set_to_none=True)
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
 
+    return model, ids, step
+
+
+def main():
+    a = step_args()
+    model, _, step = training_step(a.batch, a.seq)
     s = timed(a.repeats, step)
     print(json.dumps({
         "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",

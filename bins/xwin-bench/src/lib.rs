@@ -21,6 +21,44 @@ pub fn bench_config() -> LlamaConfig {
     }
 }
 
+/// `batch` rows of `len` token ids spread over the vocabulary (above the special ids 0–2).
+pub fn token_ids(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    (0..batch)
+        .map(|b| {
+            (0..len)
+                .map(|t| ((b * 7919 + t * 104_729) % (vocab - 3) + 3) as u32)
+                .collect()
+        })
+        .collect()
+}
+
+/// A training batch with the loss on every token, as the PyTorch reference computes it.
+pub fn full_loss_batch(batch: usize, seq: usize, vocab: usize) -> xwin_data::Batch {
+    xwin_data::Batch {
+        attention: vec![vec![true; seq]; batch],
+        loss_mask: vec![vec![true; seq]; batch],
+        ids: token_ids(batch, seq, vocab),
+    }
+}
+
+/// Median seconds of a full training step (SFT loss, backward, AdamW) of `model` on `data`.
+pub fn train_step_seconds(
+    model: xwin_model::LlamaForCausalLM,
+    data: &xwin_data::Batch,
+    device: &burn::tensor::Device,
+    repeats: usize,
+) -> f64 {
+    let mut optim = xwin_train::AdamWSettings::default().build();
+    let mut model = Some(model);
+    median(time(repeats, || {
+        let m = model.take().expect("model");
+        let loss = xwin_train::sft_loss(&m, data, device).expect("loss");
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
+        model = Some(optim.step(1e-4, m, grads));
+        device.sync().expect("sync");
+    }))
+}
+
 pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]

@@ -8,7 +8,7 @@ static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use xwin_bench::{bench_config, median, time};
+use xwin_bench::{bench_config, full_loss_batch, median, time, token_ids, train_step_seconds};
 use xwin_model::{BatchLayout, GenerationConfig, LlamaForCausalLM, generate, parse_device};
 
 #[derive(Parser)]
@@ -76,16 +76,6 @@ enum Command {
     },
 }
 
-fn prompts(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
-    (0..batch)
-        .map(|b| {
-            (0..len)
-                .map(|t| ((b * 7919 + t * 104_729) % (vocab - 3) + 3) as u32)
-                .collect()
-        })
-        .collect()
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     xwin_alloc::keep_freed_memory();
     let cli = Cli::parse();
@@ -94,22 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Train { batch, seq } => {
             let device = device.autodiff();
-            let mut model = Some(LlamaForCausalLM::random(&config, &device));
-            let ids = prompts(batch, seq, config.vocab_size);
-            let data = xwin_data::Batch {
-                attention: vec![vec![true; seq]; batch],
-                loss_mask: vec![vec![true; seq]; batch],
-                ids,
-            };
-            let mut optim = xwin_train::AdamWSettings::default().build();
-            let step_s = median(time(cli.repeats, || {
-                let m = model.take().expect("model");
-                let loss = xwin_train::sft_loss(&m, &data, &device).expect("loss");
-                let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
-                let m = optim.step(1e-4, m, grads);
-                device.sync().expect("sync");
-                model = Some(m);
-            }));
+            let model = LlamaForCausalLM::random(&config, &device);
+            let data = full_loss_batch(batch, seq, config.vocab_size);
+            let step_s = train_step_seconds(model, &data, &device, cli.repeats);
             println!(
                 "{}",
                 json!({
@@ -175,7 +152,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             new_tokens,
         } => {
             let model = LlamaForCausalLM::random(&config, &device);
-            let ids = prompts(prefill_batch, prefill_seq, config.vocab_size);
+            let ids = token_ids(prefill_batch, prefill_seq, config.vocab_size);
             let layout = BatchLayout::contiguous(prefill_batch, prefill_seq, 0);
             let prefill = time(cli.repeats, || {
                 let t = model.ids_tensor(&ids, &device).expect("valid ids");
@@ -183,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let _logits = model.forward(t, &layout, None);
                 device.sync().expect("device sync");
             });
-            let decode_prompts = prompts(decode_batch, prompt_len, config.vocab_size);
+            let decode_prompts = token_ids(decode_batch, prompt_len, config.vocab_size);
             let generation = GenerationConfig {
                 max_new_tokens: new_tokens,
                 ..GenerationConfig::default()

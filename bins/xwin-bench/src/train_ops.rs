@@ -1,11 +1,11 @@
 //! Where a training step's time goes: the whole step split into forward, backward and AdamW,
-//! and the step's kernels timed alone at the step's shapes (attention, the MLP's matmul, RMSNorm,
-//! the LM head's log-softmax loss, composite and fused), each forward and forward+backward. The PyTorch script
-//! `scripts/bench_train_ops_torch.py` times the same list, so each kernel has its own ratio.
+//! and the step's kernels timed alone at the step's shapes (attention, the MLP's matmul,
+//! RMSNorm, the LM head's log-softmax loss, composite and fused), each forward and
+//! forward+backward. `scripts/bench_train_ops_torch.py` times the same list in PyTorch, so
+//! each kernel has its own ratio.
 
-use crate::{bench_config, median, time};
+use crate::{bench_config, full_loss_batch, median, time, train_step_seconds};
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Int, Tensor, activation::log_softmax};
@@ -35,18 +35,7 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
 
     // The whole step, split.
     let model = LlamaForCausalLM::random(&config, &device);
-    let ids: Vec<Vec<u32>> = (0..batch)
-        .map(|b| {
-            (0..seq)
-                .map(|t| ((b * 7919 + t * 104_729) % (config.vocab_size - 3) + 3) as u32)
-                .collect()
-        })
-        .collect();
-    let data = xwin_data::Batch {
-        attention: vec![vec![true; seq]; batch],
-        loss_mask: vec![vec![true; seq]; batch],
-        ids,
-    };
+    let data = full_loss_batch(batch, seq, config.vocab_size);
     let loss = || xwin_train::sft_loss(&model, &data, &device).expect("loss");
     // The forward alone, without a graph: a tracked forward whose graph is never consumed by a
     // backward keeps burn's autodiff bookkeeping alive and would time that instead.
@@ -60,15 +49,7 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
         let _ = loss().backward();
         sync();
     }));
-    let mut optim = xwin_train::AdamWSettings::default().build();
-    let mut m = Some(model.clone());
-    let step = median(time(repeats, || {
-        let cur = m.take().expect("model");
-        let l = xwin_train::sft_loss(&cur, &data, &device).expect("loss");
-        let grads = GradientsParams::from_grads(l.backward(), &cur);
-        m = Some(optim.step(1e-4, cur, grads));
-        sync();
-    }));
+    let step = train_step_seconds(model.clone(), &data, &device, repeats);
     out.insert("step_forward_untracked".into(), entry(fwd, tokens));
     out.insert("step_forward_backward".into(), entry(fwd_bwd, tokens));
     out.insert("step_full".into(), entry(step, tokens));

@@ -29,6 +29,13 @@ pub fn lm_head_nll_mean(
     let [b, s, h] = hidden.dims();
     let vocab = model.config().vocab_size;
     let device = hidden.device();
+    if ids.len() != b || mask.len() != b {
+        return Err(ModelError::InvalidInput(format!(
+            "{} rows of ids and {} of mask for a batch of {b}",
+            ids.len(),
+            mask.len()
+        )));
+    }
     let mut rows = Vec::new();
     let mut targets = Vec::new();
     for (r, (row_ids, row_mask)) in ids.iter().zip(mask).enumerate() {
@@ -51,12 +58,6 @@ pub fn lm_head_nll_mean(
                 targets.push(id);
             }
         }
-    }
-    if ids.len() != b {
-        return Err(ModelError::InvalidInput(format!(
-            "{} rows of ids for a batch of {b}",
-            ids.len()
-        )));
     }
     let n = targets.len();
     if n == 0 {

@@ -301,17 +301,21 @@ impl Objective<LlamaForCausalLM> for SftObjective {
     }
 }
 
-/// Identity of the training data for resume checks: every id and mask bit of every batch.
+/// Identity of the training data for resume checks: every id and mask bit of every batch,
+/// hashed batch by batch so that memory stays one batch, whatever the data set's size.
 fn data_fingerprint(batches: &[Batch]) -> String {
+    let mut digests = Vec::with_capacity(batches.len() * 8);
     let mut bytes = Vec::new();
     for b in batches {
+        bytes.clear();
         for (ids, mask) in b.ids.iter().zip(&b.loss_mask) {
             bytes.extend(ids.iter().flat_map(|i| i.to_le_bytes()));
             bytes.extend(mask.iter().map(|m| u8::from(*m)));
             bytes.push(0xff);
         }
+        digests.extend(stable_hash(&bytes).to_le_bytes());
     }
-    format!("{:016x}", stable_hash(&bytes))
+    format!("{:016x}", stable_hash(&digests))
 }
 
 /// Runs SFT, resuming from the newest checkpoint of the same run when there is one.

@@ -178,12 +178,9 @@ fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, factor: f64) 
     module.visit(&mut Scale { grads, factor });
 }
 
-/// splitmix64 of (seed, step): a well-mixed per-step seed.
+/// A well-mixed seed for (seed, step).
 fn step_seed(seed: u64, step: usize) -> u64 {
-    let mut z = seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    xwin_data::stable_hash(&[seed.to_le_bytes(), (step as u64).to_le_bytes()].concat())
 }
 
 fn fingerprint(config: &LoopConfig, run: &Run) -> String {

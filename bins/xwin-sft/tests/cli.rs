@@ -44,28 +44,18 @@ fn demo_sft_lowers_the_loss_and_exports_a_loadable_model() {
     assert_eq!(s["conversations"], 59);
     assert_eq!(s["eval_conversations"], 5);
     assert_eq!(s["steps"], 32);
-    let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
-    let losses: Vec<f64> = metrics
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect();
+    let steps = metrics(&out_dir.join("metrics.jsonl"));
+    let losses: Vec<f32> = steps.iter().map(|m| m.loss).collect();
     assert_eq!(losses.len(), 32);
-    let first = losses[..8].iter().sum::<f64>() / 8.0;
-    let last = losses[24..].iter().sum::<f64>() / 8.0;
+    let first = losses[..8].iter().sum::<f32>() / 8.0;
+    let last = losses[24..].iter().sum::<f32>() / 8.0;
     assert!(
         last < 0.6 * first,
         "mean loss of the first epoch {first}, of the last {last}"
     );
     // Evaluation ran every 8 steps and the held-out loss fell too.
-    let evals: Vec<f64> = metrics
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["eval_loss"].as_f64())
-        .collect();
-    assert_eq!(evals.len(), 4, "{metrics}");
+    let evals: Vec<f64> = steps.iter().filter_map(|m| m.eval_loss).collect();
+    assert_eq!(evals.len(), 4, "{steps:?}");
     assert!(evals[3] < 0.7 * evals[0], "{evals:?}");
     // The export is a HF checkpoint our loader (and transformers) reads.
     let device = burn::tensor::Device::flex();
@@ -115,15 +105,17 @@ fn shipped_configs_parse_with_the_paper_settings() {
     }
 }
 
-fn losses(metrics: &std::path::Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(metrics)
+/// The run's `metrics.jsonl`, one record per step.
+fn metrics(path: &std::path::Path) -> Vec<xwin_train::StepMetrics> {
+    std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
-        })
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+fn losses(path: &std::path::Path) -> Vec<(usize, f32)> {
+    metrics(path).iter().map(|m| (m.step, m.loss)).collect()
 }
 
 /// kill -9 in the middle of a run, rerun the same command: the loss curve equals that of a

@@ -48,17 +48,35 @@ fn verdict(req: &Request) -> String {
     )
 }
 
+/// An Xwin-format judge on `server`, with short backoff and timeout, adjusted by `tweak`.
 fn judge(server: &TestServer, tweak: impl FnOnce(&mut EndpointConfig)) -> LlmJudge {
+    judge_with(server, VerdictFormat::Xwin, "xwin-pairwise", tweak)
+}
+
+fn judge_with(
+    server: &TestServer,
+    format: VerdictFormat,
+    pair_template: &str,
+    tweak: impl FnOnce(&mut EndpointConfig),
+) -> LlmJudge {
     let mut config = EndpointConfig::new(server.base_url(), "gpt-4-test");
     config.backoff_s = 0.05;
     config.timeout_s = 5.0;
     tweak(&mut config);
     LlmJudge::new(
         ChatClient::new(config).unwrap(),
-        VerdictFormat::Xwin,
-        PromptTemplate::builtin("xwin-pairwise").unwrap(),
+        format,
+        PromptTemplate::builtin(pair_template).unwrap(),
         PromptTemplate::builtin("mt-bench-single").unwrap(),
     )
+}
+
+/// One request at a time, so that the server sees them in item order.
+fn one_at_a_time() -> AnnotateOptions {
+    AnnotateOptions {
+        concurrency: 1,
+        ..Default::default()
+    }
 }
 
 fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Vec<T> {
@@ -124,10 +142,7 @@ async fn garbage_is_retried_then_recorded_as_a_failure_with_the_raw_text() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pairs.jsonl");
-    let options = AnnotateOptions {
-        concurrency: 1,
-        ..Default::default()
-    };
+    let options = one_at_a_time();
     let summary = annotate_pairs(&judge(&server, |_| {}), &inputs(2), &out, options, |_| {})
         .await
         .unwrap();
@@ -217,10 +232,7 @@ async fn unauthorized_stops_the_run_and_keeps_what_was_done() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pairs.jsonl");
-    let options = AnnotateOptions {
-        concurrency: 1,
-        ..Default::default()
-    };
+    let options = one_at_a_time();
     // The key comes from the environment and is sent as a bearer token.
     unsafe { std::env::set_var("XWIN_TEST_JUDGE_KEY", "sk-test-secret") };
     let j = judge(&server, |c| {
@@ -355,17 +367,6 @@ async fn an_interrupted_run_resumes_without_losing_or_duplicating() {
     );
 }
 
-fn judge_with(server: &TestServer, format: VerdictFormat, pair: &str) -> LlmJudge {
-    let mut config = EndpointConfig::new(server.base_url(), "gpt-4-test");
-    config.backoff_s = 0.05;
-    LlmJudge::new(
-        ChatClient::new(config).unwrap(),
-        format,
-        PromptTemplate::builtin(pair).unwrap(),
-        PromptTemplate::builtin("mt-bench-single").unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grading_and_the_mt_bench_and_alpaca_eval_formats_go_through_the_same_judge() {
     use xwin_annotate::{GradeQuery, Judge, PairQuery, Shown};
@@ -387,7 +388,7 @@ async fn grading_and_the_mt_bench_and_alpaca_eval_formats_go_through_the_same_ju
     })
     .await
     .unwrap();
-    let j = judge_with(&server, VerdictFormat::MtBench, "mt-bench-pair");
+    let j = judge_with(&server, VerdictFormat::MtBench, "mt-bench-pair", |_| {});
     let grade = |answer: &'static str| GradeQuery {
         question: "Explain rust",
         answer,
@@ -406,7 +407,7 @@ async fn grading_and_the_mt_bench_and_alpaca_eval_formats_go_through_the_same_ju
     };
     let tie = j.compare(q).await.unwrap();
     assert_eq!((tie.winner, tie.rating), (Shown::Tie, None));
-    let alpaca = judge_with(&server, VerdictFormat::AlpacaRanking, "alpaca-eval");
+    let alpaca = judge_with(&server, VerdictFormat::AlpacaRanking, "alpaca-eval", |_| {});
     assert_eq!(alpaca.compare(q).await.unwrap().winner, Shown::Second);
     // Xwin-Pair output needs the four-level rating: other formats are refused up front.
     let dir = tempfile::tempdir().unwrap();

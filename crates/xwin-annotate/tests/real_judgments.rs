@@ -16,6 +16,10 @@ fn jsonl(path: &PathBuf) -> Vec<Value> {
         .collect()
 }
 
+fn json_array(path: &PathBuf) -> Vec<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn by_question(path: &PathBuf) -> HashMap<i64, Value> {
     jsonl(path)
         .into_iter()
@@ -100,7 +104,7 @@ fn alpaca_eval_ranking_judgments_give_the_recorded_preferences() {
     ) else {
         return;
     };
-    let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let rows = json_array(&path);
     assert_eq!(rows.len(), 60);
     for (i, row) in rows.iter().enumerate() {
         let pref = parse_ordered_models(&row["raw_completion"], &row["referenced_models"]).unwrap();
@@ -115,7 +119,7 @@ fn alpaca_eval_weighted_judgments_match_the_recorded_preferences() {
     ) else {
         return;
     };
-    let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let rows = json_array(&path);
     assert_eq!(rows.len(), 805);
     let (mut parsed, mut failures, mut swapped) = (0, 0, 0);
     for (i, row) in rows.iter().enumerate() {

@@ -1,12 +1,15 @@
 //! The pairwise (reward-model) objective through the same loop: a scalar head on the final
 //! hidden states, loss −log σ(r(chosen) − r(rejected)).
 
+mod common;
+
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor};
-use xwin_model::{BatchLayout, LlamaConfig, LlamaForCausalLM, ModelError};
-use xwin_train::{AdamWSettings, FnObjective, LoopConfig, Run, Schedule, Warmup, train};
+use common::{loop_config, tiny_llama, train_in_memory};
+use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError};
+use xwin_train::{FnObjective, Schedule, Warmup};
 
 #[derive(Module, Debug)]
 struct ScalarHead {
@@ -42,16 +45,7 @@ fn pairwise_loss(m: &ScalarHead, p: &Pairs, device: &Device) -> Result<Tensor<1>
 fn scalar_head_learns_preferences_through_the_shared_loop() {
     let device = Device::flex().autodiff();
     device.seed(42); // deterministic init: the test must not depend on luck
-    let config = LlamaConfig {
-        vocab_size: 32,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 1,
-        num_attention_heads: 4,
-        num_key_value_heads: 4,
-        head_dim: 8,
-        ..LlamaConfig::llama2_7b()
-    };
+    let config = tiny_llama(32, 1, 4);
     let model = ScalarHead {
         base: LlamaForCausalLM::random(&config, &device),
         // HF initialises the score head with normal(0, 0.02): margins start near 0.
@@ -73,31 +67,12 @@ fn scalar_head_learns_preferences_through_the_shared_loop() {
             .collect(),
     };
     let train_set = [pairs(0), pairs(8)];
-    let loop_config = LoopConfig {
-        lr: 5e-3,
-        schedule: Schedule::Cosine,
-        warmup: Warmup::Fraction(0.03),
-        grad_accum: 2,
-        max_grad_norm: Some(1.0),
-        adamw: AdamWSettings::default(),
-        seed: 0,
-        eval_every: None,
-    };
-    let mut losses = Vec::new();
+    let settings = loop_config(5e-3, Schedule::Cosine, Warmup::Fraction(0.03), 2);
     let mut objective = FnObjective {
         batch: |_, micro: usize| &train_set[micro],
         loss: |m: &ScalarHead, p: &&Pairs| pairwise_loss(m, p, &device),
     };
-    let trained = train(
-        model,
-        &loop_config,
-        &Run::in_memory(40, &device),
-        &mut objective,
-        |s| losses.push(s.loss),
-    )
-    .map_err(|(_, e)| e)
-    .unwrap()
-    .model;
+    let (trained, losses) = train_in_memory(model, &settings, 40, &device, &mut objective);
     assert!(
         (losses[0] - std::f32::consts::LN_2).abs() < 0.2,
         "starts near ln 2: {}",
@@ -147,16 +122,7 @@ fn reply_logps(
 #[test]
 fn frozen_reference_objective_trains_through_the_shared_loop() {
     let device = Device::flex().autodiff();
-    let config = LlamaConfig {
-        vocab_size: 32,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 1,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        ..LlamaConfig::llama2_7b()
-    };
+    let config = tiny_llama(32, 1, 2);
     let policy = LlamaForCausalLM::random(&config, &device);
     let reference = policy.valid();
     let inner = device.clone().inner();
@@ -182,27 +148,8 @@ fn frozen_reference_objective_trains_through_the_shared_loop() {
             Ok(log_sigmoid(margin.mul_scalar(beta)).mean().neg())
         },
     };
-    let loop_config = LoopConfig {
-        lr: 5e-3,
-        schedule: Schedule::Constant,
-        warmup: Warmup::Steps(0),
-        grad_accum: 1,
-        max_grad_norm: Some(1.0),
-        adamw: AdamWSettings::default(),
-        seed: 0,
-        eval_every: None,
-    };
-    let mut losses = Vec::new();
-    let trained = train(
-        policy,
-        &loop_config,
-        &Run::in_memory(30, &device),
-        &mut objective,
-        |s| losses.push(s.loss),
-    )
-    .map_err(|(_, e)| e)
-    .unwrap()
-    .model;
+    let settings = loop_config(5e-3, Schedule::Constant, Warmup::Steps(0), 1);
+    let (trained, losses) = train_in_memory(policy, &settings, 30, &device, &mut objective);
     assert!(
         (losses[0] - std::f32::consts::LN_2).abs() < 1e-6,
         "policy == reference at step 1: {}",

@@ -1,24 +1,18 @@
 //! Real training steps of a tiny Llama through the shared loop.
 
+mod common;
+
 use burn::tensor::Device;
+use common::{loop_config, tiny_llama, train_in_memory};
 use xwin_data::Batch;
 use xwin_model::{LlamaConfig, LlamaForCausalLM};
 use xwin_train::{
-    AdamWSettings, CheckpointPolicy, Checkpointing, FnObjective, LoopConfig, Run, Schedule,
-    TrainError, Warmup, sft_loss, train,
+    CheckpointPolicy, Checkpointing, FnObjective, LoopConfig, Run, Schedule, TrainError, Warmup,
+    sft_loss, train,
 };
 
 fn tiny() -> LlamaConfig {
-    LlamaConfig {
-        vocab_size: 64,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        ..LlamaConfig::llama2_7b()
-    }
+    tiny_llama(64, 2, 2)
 }
 
 /// 16 "conversations": a prompt of 4 tokens and a reply of 6 that the loss trains on.
@@ -48,31 +42,12 @@ fn tiny_model_overfits_16_conversations() {
     device.seed(42); // deterministic init: the test must not depend on luck
     let model = LlamaForCausalLM::random(&tiny(), &device);
     let batches = data();
-    let config = LoopConfig {
-        lr: 1e-2,
-        schedule: Schedule::Cosine,
-        warmup: Warmup::Steps(5),
-        grad_accum: 2,
-        max_grad_norm: Some(1.0),
-        adamw: AdamWSettings::default(),
-        seed: 0,
-        eval_every: None,
-    };
-    let mut losses = Vec::new();
+    let config = loop_config(1e-2, Schedule::Cosine, Warmup::Steps(5), 2);
     let mut objective = FnObjective {
         batch: |step: usize, micro: usize| batches[(step * 2 + micro) % 4].clone(),
         loss: |m: &LlamaForCausalLM, b: &Batch| sft_loss(m, b, &device),
     };
-    let trained = train(
-        model,
-        &config,
-        &Run::in_memory(120, &device),
-        &mut objective,
-        |s| losses.push(s.loss),
-    )
-    .map_err(|(_, e)| e)
-    .unwrap()
-    .model;
+    let (trained, losses) = train_in_memory(model, &config, 120, &device, &mut objective);
     assert_eq!(losses.len(), 120);
     assert!(losses[0] > 3.5, "starts near ln(64) = 4.16: {}", losses[0]);
     let last = losses[115..].iter().sum::<f32>() / 5.0;
@@ -95,14 +70,8 @@ fn non_finite_loss_stops_with_the_last_good_parameters() {
     let model = LlamaForCausalLM::random(&tiny(), &device);
     let batches = data();
     let config = LoopConfig {
-        lr: 1e-3,
-        schedule: Schedule::Constant,
-        warmup: Warmup::Steps(0),
-        grad_accum: 1,
         max_grad_norm: None,
-        adamw: AdamWSettings::default(),
-        seed: 0,
-        eval_every: None,
+        ..loop_config(1e-3, Schedule::Constant, Warmup::Steps(0), 1)
     };
     let dir = tempfile::tempdir().unwrap();
     let run = Run {
@@ -167,14 +136,9 @@ fn non_finite_loss_stops_with_the_last_good_parameters() {
 fn crashed_run_resumes_as_if_never_stopped() {
     let batches = data();
     let config = LoopConfig {
-        lr: 5e-3,
-        schedule: Schedule::Cosine,
-        warmup: Warmup::Steps(3),
-        grad_accum: 2,
-        max_grad_norm: Some(1.0),
-        adamw: AdamWSettings::default(),
         seed: 7,
         eval_every: Some(4),
+        ..loop_config(5e-3, Schedule::Cosine, Warmup::Steps(3), 2)
     };
     // One initial model cloned for both runs: burn's RNG is process-global and other tests
     // running in parallel threads reseed it, so two seeded inits need not agree.

@@ -71,6 +71,23 @@ fn judge_with(
     )
 }
 
+/// A server whose judge prefers the answer containing GOOD, replying at once.
+async fn good_server() -> TestServer {
+    TestServer::start(Duration::ZERO, |r| Action::Reply(verdict(r)))
+        .await
+        .unwrap()
+}
+
+/// Wall time of judging `n` items with default options into a file in `dir`.
+async fn time_run(judge: &LlmJudge, n: usize, dir: &std::path::Path) -> Duration {
+    let started = Instant::now();
+    let out = dir.join("p.jsonl");
+    annotate_pairs(judge, &inputs(n), &out, AnnotateOptions::default(), |_| {})
+        .await
+        .unwrap();
+    started.elapsed()
+}
+
 /// One request at a time, so that the server sees them in item order.
 fn one_at_a_time() -> AnnotateOptions {
     AnnotateOptions {
@@ -89,9 +106,7 @@ fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Vec<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_map_back_through_the_random_order() {
-    let server = TestServer::start(Duration::ZERO, |r| Action::Reply(verdict(r)))
-        .await
-        .unwrap();
+    let server = good_server().await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pairs.jsonl");
     let items = inputs(40);
@@ -283,9 +298,7 @@ async fn both_orders_turns_a_position_biased_judge_into_ties() {
             .all(|r| r.kind == "inconsistent" && r.raw.len() == 2)
     );
     // A consistent judge keeps every verdict.
-    let server = TestServer::start(Duration::ZERO, |r| Action::Reply(verdict(r)))
-        .await
-        .unwrap();
+    let server = good_server().await;
     let out2 = dir.path().join("pairs2.jsonl");
     let summary = annotate_pairs(&judge(&server, |_| {}), &inputs(6), &out2, options, |_| {})
         .await
@@ -301,22 +314,10 @@ async fn both_orders_turns_a_position_biased_judge_into_ties() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_minute_spaces_requests() {
-    let server = TestServer::start(Duration::ZERO, |r| Action::Reply(verdict(r)))
-        .await
-        .unwrap();
+    let server = good_server().await;
     let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
     let j = judge(&server, |c| c.requests_per_minute = Some(600)); // one per 100 ms
-    annotate_pairs(
-        &j,
-        &inputs(6),
-        &dir.path().join("p.jsonl"),
-        AnnotateOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
-    let elapsed = started.elapsed();
+    let elapsed = time_run(&j, 6, dir.path()).await;
     assert!(elapsed >= Duration::from_millis(480), "{elapsed:?}");
 }
 
@@ -427,9 +428,7 @@ async fn grading_and_the_mt_bench_and_alpaca_eval_formats_go_through_the_same_ju
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_per_minute_spaces_requests_by_their_size() {
-    let server = TestServer::start(Duration::ZERO, |r| Action::Reply(verdict(r)))
-        .await
-        .unwrap();
+    let server = good_server().await;
     let dir = tempfile::tempdir().unwrap();
     // Each request books ~(prompt chars / 4 + 64 max tokens) ≈ 300 tokens; at 60,000 tokens
     // per minute that is ~0.3 s per request, so 4 requests need ≥ 0.9 s.
@@ -437,17 +436,7 @@ async fn tokens_per_minute_spaces_requests_by_their_size() {
         c.tokens_per_minute = Some(60_000);
         c.max_tokens = 64;
     });
-    let started = Instant::now();
-    annotate_pairs(
-        &j,
-        &inputs(4),
-        &dir.path().join("p.jsonl"),
-        AnnotateOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
-    let elapsed = started.elapsed();
+    let elapsed = time_run(&j, 4, dir.path()).await;
     assert!(elapsed >= Duration::from_millis(700), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
 }

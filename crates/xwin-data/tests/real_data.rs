@@ -1,6 +1,5 @@
 //! The importers, templates and statistics on the real samples in `../shared/data`.
 
-use std::path::PathBuf;
 use xwin_data::*;
 
 fn llama2() -> Option<tokenizers::Tokenizer> {

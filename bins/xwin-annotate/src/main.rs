@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_annotate::{
     AnnotateOptions, AnnotateSummary, ChatClient, EndpointConfig, Judge, LlmJudge, OracleJudge,
-    PromptTemplate, VerdictFormat, annotate_pairs, failures_path, read_pair_inputs,
+    PromptTemplate, VerdictFormat, annotate_file, failures_path,
 };
 use xwin_data::ReadOptions;
 
@@ -17,6 +17,26 @@ enum JudgeKind {
     Openai,
     /// The offline rule-based oracle (reference overlap, else length without refusal).
     Oracle,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// `[[A]]`/`[[B]]` and `Rating: [[… better]]` (the paper's four levels).
+    Xwin,
+    /// `[[A]]`/`[[B]]`/`[[C]]` (MT-bench pair-v2).
+    MtBench,
+    /// AlpacaEval 1's ranking list.
+    AlpacaRanking,
+}
+
+impl From<Format> for VerdictFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Xwin => Self::Xwin,
+            Format::MtBench => Self::MtBench,
+            Format::AlpacaRanking => Self::AlpacaRanking,
+        }
+    }
 }
 
 #[derive(Parser)]
@@ -47,9 +67,13 @@ struct Cli {
     /// Send no API key (local servers).
     #[arg(long)]
     no_api_key: bool,
-    /// Built-in template name (xwin-pairwise) or a template file.
+    /// Built-in template name (xwin-pairwise, mt-bench-pair, alpaca-eval) or a template file.
     #[arg(long, default_value = "xwin-pairwise")]
     template: String,
+    /// How the judge states its verdict; defaults to the built-in template's own format
+    /// (xwin for files). Formats without the four-level rating write `rating: null`.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
     #[arg(long, default_value_t = 1024)]
@@ -94,6 +118,7 @@ fn table(s: &AnnotateSummary, cli: &Cli) -> String {
         out.push_str(&format!("{label:<28}{n:>8}\n"));
     }
     for (label, n) in [
+        ("won, no rating (format)", s.by_rating.get("unrated").copied().unwrap_or(0)),
         ("tie", s.ties),
         ("inconsistent (2 orders)", s.inconsistent),
         ("failed (retried next run)", s.failures),
@@ -116,16 +141,6 @@ fn table(s: &AnnotateSummary, cli: &Cli) -> String {
 }
 
 async fn run<J: Judge>(judge: J, cli: &Cli) -> Result<AnnotateSummary, String> {
-    let (inputs, report) = read_pair_inputs(
-        &cli.input,
-        ReadOptions {
-            skip_bad: cli.skip_bad,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    if report.skipped > 0 {
-        tracing::warn!(skipped = report.skipped, "malformed input records skipped");
-    }
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} pairs  {msg}  {per_sec}  ETA {eta}")
@@ -136,14 +151,21 @@ async fn run<J: Judge>(judge: J, cli: &Cli) -> Result<AnnotateSummary, String> {
         seed: cli.seed,
         both_orders: cli.both_orders,
     };
-    let result = annotate_pairs(&judge, &inputs, &cli.output, options, |p| {
+    let read = ReadOptions {
+        skip_bad: cli.skip_bad,
+    };
+    let result = annotate_file(&judge, &cli.input, read, &cli.output, options, |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
         bar.set_message(format!("{} failed", p.failures));
     })
     .await;
     bar.finish_and_clear();
-    result.map_err(|e| e.to_string())
+    let (summary, report) = result.map_err(|e| e.to_string())?;
+    if report.skipped > 0 {
+        tracing::warn!(skipped = report.skipped, "malformed input records skipped");
+    }
+    Ok(summary)
 }
 
 #[tokio::main]
@@ -174,7 +196,12 @@ async fn main() -> ExitCode {
                     let pair = PromptTemplate::resolve(&cli.template).map_err(|e| e.to_string())?;
                     let grade =
                         PromptTemplate::builtin("mt-bench-single").map_err(|e| e.to_string())?;
-                    Ok(LlmJudge::new(client, VerdictFormat::Xwin, pair, grade))
+                    let format = cli
+                        .format
+                        .map(VerdictFormat::from)
+                        .or_else(|| PromptTemplate::builtin_format(&cli.template))
+                        .unwrap_or(VerdictFormat::Xwin);
+                    Ok(LlmJudge::new(client, format, pair, grade))
                 });
             match judge {
                 Ok(j) => run(j, &cli).await,

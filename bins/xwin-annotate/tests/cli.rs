@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use xwin_annotate::test_server::{Action, TestServer};
+use xwin_testkit::test_server::{Action, TestServer};
 use xwin_data::XwinPair;
 
 fn root() -> PathBuf {

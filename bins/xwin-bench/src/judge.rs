@@ -4,7 +4,7 @@
 use crate::median;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use xwin_annotate::test_server::{Action, TestServer};
+use xwin_testkit::test_server::{Action, TestServer};
 use xwin_annotate::{
     AnnotateOptions, ChatClient, EndpointConfig, LlmJudge, PairInput, PromptTemplate,
     VerdictFormat, annotate_pairs,

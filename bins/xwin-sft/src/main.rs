@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use xwin_train::{SftConfig, run_sft};
+use xwin_train::{SftConfig, read_config, run_sft};
 
 #[derive(Parser)]
 #[command(
@@ -32,13 +32,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let config: SftConfig = match std::fs::read_to_string(&cli.config)
-        .map_err(|e| e.to_string())
-        .and_then(|t| toml::from_str(&t).map_err(|e| e.to_string()))
-    {
+    let config: SftConfig = match read_config(&cli.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("xwin-sft: {}: {e}", cli.config.display());
+            eprintln!("xwin-sft: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -14,105 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use xwin_data::io::{for_each_value, from_value};
+use crate::pairs::PairInput;
+use xwin_data::io::for_each_value;
 use xwin_data::{
-    Conversation, FieldError, JsonlWriter, JudgeMeta, ReadOptions, ReadReport, Role, Turn, Winner,
-    XwinPair, stable_hash,
+    JsonlWriter, JudgeMeta, OutputLock, ReadOptions, ReadReport, Winner, XwinPair,
+    lock_path_for, stable_hash,
 };
-
-/// Two responses to one prompt, to be judged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairInput {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    pub prompt: Conversation,
-    pub response_a: String,
-    pub response_b: String,
-    /// A reference answer for judges that use one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-}
-
-impl PairInput {
-    /// `{prompt | conversations, response_a, response_b}` or AlpacaFarm's
-    /// `{instruction, input, output_1, output_2}`.
-    pub fn from_value(value: Value) -> std::result::Result<Self, FieldError> {
-        if value.get("output_1").is_some() {
-            let text = |k: &str| {
-                value
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| FieldError::new(k, "missing or not a string"))
-            };
-            let instruction = text("instruction")?;
-            let input = value.get("input").and_then(Value::as_str).unwrap_or("");
-            let question = if input.is_empty() {
-                instruction
-            } else {
-                format!("{instruction}\n\n{input}")
-            };
-            return Ok(Self {
-                id: value.get("id").and_then(Value::as_str).map(str::to_string),
-                prompt: Conversation::new(vec![Turn::human(question)]),
-                response_a: text("output_1")?,
-                response_b: text("output_2")?,
-                reference: None,
-            });
-        }
-        let mut value = value;
-        if let Some(obj) = value.as_object_mut()
-            && !obj.contains_key("prompt")
-            && let Some(turns) = obj.remove("conversations")
-        {
-            obj.insert(
-                "prompt".into(),
-                serde_json::json!({ "conversations": turns }),
-            );
-        }
-        let input: Self = from_value(value)?;
-        input
-            .prompt
-            .validate()
-            .map_err(|e| FieldError::new(format!("prompt.{}", e.field), e.message))?;
-        Ok(input)
-    }
-
-    /// The prompt as the judge sees it: the question alone for one turn, else a transcript.
-    pub fn question(&self) -> String {
-        let turns = &self.prompt.turns;
-        match turns.as_slice() {
-            [only] if only.from == Role::Human && self.prompt.system.is_none() => {
-                only.value.clone()
-            }
-            _ => {
-                let mut out = String::new();
-                if let Some(s) = &self.prompt.system {
-                    out.push_str(&format!("SYSTEM: {s}\n"));
-                }
-                for t in turns {
-                    let who = match t.from {
-                        Role::Human => "USER",
-                        Role::Gpt => "ASSISTANT",
-                        Role::System => "SYSTEM",
-                    };
-                    out.push_str(&format!("{who}: {}\n", t.value));
-                }
-                out.trim_end().to_string()
-            }
-        }
-    }
-}
-
-/// Reads pair inputs (JSONL or a JSON array, optionally gzipped).
-pub fn read_pair_inputs(path: &Path, options: ReadOptions) -> Result<(Vec<PairInput>, ReadReport)> {
-    let mut out = Vec::new();
-    let report = for_each_value(path, options, |v, _| {
-        out.push(PairInput::from_value(v)?);
-        Ok(())
-    })?;
-    Ok((out, report))
-}
 
 /// How a run treats position bias and parallelism.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -311,7 +218,7 @@ async fn judge_item<J: Judge>(
             });
         }
     }
-    let (Some(winner), Some(rating)) = (winner, first.rating) else {
+    let Some(winner) = winner else {
         return Outcome::Final(FailureRecord {
             key,
             id,
@@ -327,7 +234,7 @@ async fn judge_item<J: Judge>(
         response_a: input.response_a.clone(),
         response_b: input.response_b.clone(),
         winner,
-        rating,
+        rating: first.rating,
         reason: first.reason,
         judge: JudgeMeta {
             key,
@@ -343,19 +250,59 @@ pub async fn annotate_pairs<J: Judge>(
     inputs: &[PairInput],
     output: &Path,
     options: AnnotateOptions,
+    on_progress: impl FnMut(Progress),
+) -> Result<AnnotateSummary> {
+    let stream = futures::stream::iter(inputs.iter().cloned());
+    annotate_stream(judge, stream, inputs.len(), output, options, on_progress).await
+}
+
+/// [`annotate_pairs`] over a file read as it is judged (JSONL or a JSON array, optionally
+/// gzipped): memory holds the items in flight, not the file. A first pass counts the items
+/// for the progress bar; a bad record stops the run (or is skipped and counted) as usual.
+pub async fn annotate_file<J: Judge>(
+    judge: &J,
+    input: &Path,
+    read: ReadOptions,
+    output: &Path,
+    options: AnnotateOptions,
+    on_progress: impl FnMut(Progress),
+) -> Result<(AnnotateSummary, ReadReport)> {
+    let mut total = 0;
+    for_each_value(input, read, |v, _| {
+        PairInput::from_value(v)?;
+        total += 1;
+        Ok(())
+    })?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<PairInput>(4 * options.concurrency.max(1));
+    let path = input.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || {
+        for_each_value(&path, read, |v, _| {
+            // A closed channel means the run stopped (a fatal endpoint error): drain quietly.
+            let _ = tx.blocking_send(PairInput::from_value(v)?);
+            Ok(())
+        })
+    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let summary = annotate_stream(judge, stream, total, output, options, on_progress).await;
+    let report = reader
+        .await
+        .map_err(|e| AnnotateError::Config(format!("input reader: {e}")))??;
+    Ok((summary?, report))
+}
+
+async fn annotate_stream<J: Judge>(
+    judge: &J,
+    inputs: impl futures::Stream<Item = PairInput>,
+    count: usize,
+    output: &Path,
+    options: AnnotateOptions,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<AnnotateSummary> {
     if options.concurrency == 0 {
         return Err(AnnotateError::Config("concurrency must be ≥ 1".into()));
     }
+    let _lock = OutputLock::acquire(lock_path_for(output, false))?;
     let identity = judge.identity();
-    if identity.format != crate::judge::VerdictFormat::Xwin {
-        return Err(AnnotateError::Config(format!(
-            "Xwin-Pair records need the four-level rating, which the {:?} format does not give; \
-             use the xwin format here (MT-bench and AlpacaEval formats are for evaluation)",
-            identity.format
-        )));
-    }
     let identity_value = serde_json::to_value(&identity).unwrap_or_default();
     let meta = JudgeMeta {
         model: identity.model.clone(),
@@ -370,30 +317,37 @@ pub async fn annotate_pairs<J: Judge>(
     let done = done_keys(output, &failures_path)?;
 
     let mut summary = AnnotateSummary {
-        inputs: inputs.len(),
+        inputs: count,
         ..Default::default()
     };
+    // Items already done or repeated are counted as they stream past, so the total to
+    // judge is known only at the end; progress counts against what is not yet known done.
     let mut seen = HashSet::new();
-    let mut todo = Vec::new();
-    for input in inputs {
-        let key = item_key(input, &identity_value, &options);
-        if !seen.insert(key.clone()) {
-            summary.duplicates += 1;
+    let skipped = std::cell::Cell::new((0usize, 0usize));
+    let todo = inputs.filter_map(|input| {
+        let key = item_key(&input, &identity_value, &options);
+        let keep = if !seen.insert(key.clone()) {
+            skipped.set((skipped.get().0 + 1, skipped.get().1));
+            false
         } else if done.contains(&key) {
-            summary.already_done += 1;
+            skipped.set((skipped.get().0, skipped.get().1 + 1));
+            false
         } else {
-            todo.push((input, key));
-        }
-    }
-    let total = todo.len();
+            true
+        };
+        std::future::ready(keep.then_some((input, key)))
+    });
     tracing::info!(
-        inputs = inputs.len(),
-        already_done = summary.already_done,
-        to_judge = total,
+        inputs = count,
+        already_done = done.len(),
         "judging pairs"
     );
-    let mut results = futures::stream::iter(todo)
-        .map(|(input, key)| judge_item(judge, input, key, &meta, &options))
+    let mut results = todo
+        .map(|(input, key)| {
+            let meta = &meta;
+            let options = &options;
+            async move { judge_item(judge, &input, key, meta, options).await }
+        })
         .buffer_unordered(options.concurrency);
     let mut finished = 0;
     let mut fatal = None;
@@ -403,7 +357,7 @@ pub async fn annotate_pairs<J: Judge>(
             Outcome::Pair(pair) => {
                 *summary
                     .by_rating
-                    .entry(pair.rating.as_str().to_string())
+                    .entry(pair.rating.map_or("unrated", |r| r.as_str()).to_string())
                     .or_default() += 1;
                 summary.judged += 1;
                 out.write(&pair)?;
@@ -424,15 +378,18 @@ pub async fn annotate_pairs<J: Judge>(
                 failures.write(&record)?;
             }
         }
+        let (duplicates, already_done) = skipped.get();
         on_progress(Progress {
             done: finished,
-            total,
+            total: count.saturating_sub(duplicates + already_done),
             failures: summary.failures,
         });
         if fatal.is_some() {
             break;
         }
     }
+    drop(results);
+    (summary.duplicates, summary.already_done) = skipped.get();
     summary.usage = judge.usage();
     if let Some(e) = fatal {
         return Err(AnnotateError::Config(format!(

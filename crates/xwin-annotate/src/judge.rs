@@ -66,7 +66,13 @@ pub struct JudgeFailure {
 pub struct JudgeIdentity {
     pub model: String,
     pub template: String,
+    /// Hash of the pairwise template's text: editing a prompt file changes the identity, so
+    /// a rerun judges again instead of reusing verdicts given to another prompt.
+    pub template_digest: String,
     pub temperature: f32,
+    pub max_tokens: u32,
+    /// The endpoint's base URL (another server is another judge).
+    pub endpoint: String,
     pub format: VerdictFormat,
 }
 
@@ -192,10 +198,14 @@ fn reason_of(reply: &str) -> String {
 
 impl Judge for LlmJudge {
     fn identity(&self) -> JudgeIdentity {
+        let config = self.client.config();
         JudgeIdentity {
-            model: self.client.config().model.clone(),
+            model: config.model.clone(),
             template: self.pair_template.name.clone(),
-            temperature: self.client.config().temperature,
+            template_digest: self.pair_template.digest(),
+            temperature: config.temperature,
+            max_tokens: config.max_tokens,
+            endpoint: config.base_url.clone(),
             format: self.format,
         }
     }
@@ -322,7 +332,10 @@ impl Judge for OracleJudge {
         JudgeIdentity {
             model: "oracle".into(),
             template: "rule: reference F1, else length without refusal".into(),
+            template_digest: String::new(),
             temperature: 0.0,
+            max_tokens: 0,
+            endpoint: String::new(),
             format: VerdictFormat::Xwin,
         }
     }

@@ -115,6 +115,24 @@ impl PromptTemplate {
     }
 
     /// A built-in name or a path to a template file.
+    /// Hash of the template's text (system and user parts).
+    pub fn digest(&self) -> String {
+        let text = format!("{}\u{0}{}", self.system, self.user);
+        format!("{:016x}", xwin_data::stable_hash(text.as_bytes()))
+    }
+
+    /// The verdict format a built-in pairwise template is written for; `None` for files and
+    /// for templates that grade rather than compare.
+    pub fn builtin_format(name: &str) -> Option<crate::judge::VerdictFormat> {
+        use crate::judge::VerdictFormat;
+        match name {
+            "xwin-pairwise" => Some(VerdictFormat::Xwin),
+            "mt-bench-pair" => Some(VerdictFormat::MtBench),
+            "alpaca-eval" => Some(VerdictFormat::AlpacaRanking),
+            _ => None,
+        }
+    }
+
     pub fn resolve(name_or_path: &str) -> Result<Self> {
         let path = Path::new(name_or_path);
         if path.extension().is_some() || path.components().count() > 1 {

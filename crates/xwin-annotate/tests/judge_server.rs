@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use xwin_annotate::test_server::{Action, Request, TestServer};
+use xwin_testkit::test_server::{Action, Request, TestServer};
 use xwin_annotate::{
     AnnotateOptions, ChatClient, EndpointConfig, FailureRecord, LlmJudge, PairInput,
     PromptTemplate, VerdictFormat, annotate_pairs, failures_path,

@@ -29,7 +29,7 @@ fn by_question(path: &PathBuf) -> HashMap<i64, Value> {
 
 #[test]
 fn mt_bench_single_grades_parse_to_the_recorded_scores() {
-    let Some(path) = xwin_data::shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl")
+    let Some(path) = xwin_testkit::shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl")
     else {
         return;
     };
@@ -51,10 +51,10 @@ fn mt_bench_single_grades_parse_to_the_recorded_scores() {
 #[test]
 fn our_mt_bench_prompts_render_exactly_what_gpt4_was_sent() {
     let (Some(judgments), Some(questions), Some(answers), Some(refs)) = (
-        xwin_data::shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl"),
-        xwin_data::shared_data("data/mt_bench/question.jsonl"),
-        xwin_data::shared_data("data/mt_bench/model_answer/phi-3-dpo.jsonl"),
-        xwin_data::shared_data("data/mt_bench/reference_answer_gpt-4.jsonl"),
+        xwin_testkit::shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl"),
+        xwin_testkit::shared_data("data/mt_bench/question.jsonl"),
+        xwin_testkit::shared_data("data/mt_bench/model_answer/phi-3-dpo.jsonl"),
+        xwin_testkit::shared_data("data/mt_bench/reference_answer_gpt-4.jsonl"),
     ) else {
         return;
     };
@@ -99,7 +99,7 @@ fn our_mt_bench_prompts_render_exactly_what_gpt4_was_sent() {
 
 #[test]
 fn alpaca_eval_ranking_judgments_give_the_recorded_preferences() {
-    let Some(path) = xwin_data::shared_data(
+    let Some(path) = xwin_testkit::shared_data(
         "data/alpaca_eval/annotations/alpaca_eval_cot_gpt4_turbo_fn__alpaca-7b__first60.json",
     ) else {
         return;
@@ -114,7 +114,7 @@ fn alpaca_eval_ranking_judgments_give_the_recorded_preferences() {
 
 #[test]
 fn alpaca_eval_weighted_judgments_match_the_recorded_preferences() {
-    let Some(path) = xwin_data::shared_data(
+    let Some(path) = xwin_testkit::shared_data(
         "data/alpaca_eval/annotations/weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json",
     ) else {
         return;

@@ -120,35 +120,3 @@ pub fn length_buckets(
     batches
 }
 
-/// Several sequences concatenated into one row (first-fit decreasing).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Packed {
-    pub ids: Vec<u32>,
-    pub mask: Vec<bool>,
-    /// Start of each packed sequence; attention must not cross them.
-    pub starts: Vec<usize>,
-    /// Which inputs went in, in order.
-    pub members: Vec<usize>,
-}
-
-/// Packs sequences into rows of at most `max_len` tokens. Longer sequences get a row alone.
-pub fn pack(seqs: &[TokenizedConversation], max_len: usize) -> Vec<Packed> {
-    let mut order: Vec<usize> = (0..seqs.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(seqs[i].len()), i));
-    let mut rows: Vec<Packed> = Vec::new();
-    for i in order {
-        let s = &seqs[i];
-        let row = match rows.iter_mut().find(|r| r.ids.len() + s.len() <= max_len) {
-            Some(r) => r,
-            None => {
-                rows.push(Packed::default());
-                rows.last_mut().expect("just pushed")
-            }
-        };
-        row.starts.push(row.ids.len());
-        row.members.push(i);
-        row.ids.extend_from_slice(&s.ids);
-        row.mask.extend_from_slice(&s.mask);
-    }
-    rows
-}

@@ -26,6 +26,9 @@ pub enum DataError {
     Tokenizer(String),
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// Another run holds the output (see [`crate::lock::OutputLock`]).
+    #[error("{path}: the output is in use by another run ({holder}); wait for it to finish or stop it")]
+    Locked { path: PathBuf, holder: String },
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;

@@ -7,24 +7,24 @@ pub mod conversation;
 pub mod error;
 pub mod formats;
 pub mod io;
+pub mod lock;
 pub mod records;
-pub mod shared;
 pub mod stats;
 pub mod template;
 pub mod transform;
 
-pub use batch::{Batch, Packed, PadSide, length_buckets, pack, pad_batch};
+pub use batch::{Batch, PadSide, length_buckets, pad_batch};
 pub use conversation::{Conversation, Role, Turn};
 pub use error::{DataError, FieldError, Location, Result};
 pub use formats::{
     PreferencePair, for_each_conversation, for_each_preference_pair, read_conversations,
 };
 pub use io::{JsonlWriter, ReadOptions, ReadReport, for_each_record, read_records};
+pub use lock::{OutputLock, lock_path_for};
 pub use records::{
     EvalRecord, JudgeMeta, Rating, ResponseSamples, SampledResponse, SamplingSettings,
     ScoredResponse, Winner, XwinPair, XwinSet,
 };
-pub use shared::shared_data;
 pub use stats::{ConversationStats, PairStats};
 pub use template::{
     ChatTemplate, TextEncoder, TokenizedConversation, TrainOn, VICUNA_SYSTEM, tokenize,

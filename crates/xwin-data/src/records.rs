@@ -92,7 +92,9 @@ pub struct XwinPair {
     pub response_a: String,
     pub response_b: String,
     pub winner: Winner,
-    pub rating: Rating,
+    /// By how much (the Xwin judge's four levels); `null` when the judge's format states
+    /// no margin (MT-bench pair, AlpacaEval ranking).
+    pub rating: Option<Rating>,
     pub reason: String,
     pub judge: JudgeMeta,
     /// Order shown to the judge: `["a","b"]` or `["b","a"]`.

@@ -89,7 +89,7 @@ impl PairStats {
         self.pairs += 1;
         *self
             .per_rating
-            .entry(pair.rating.as_str().to_string())
+            .entry(pair.rating.map_or("unrated", Rating::as_str).to_string())
             .or_default() += 1;
     }
 

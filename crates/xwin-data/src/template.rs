@@ -52,6 +52,34 @@ impl ChatTemplate {
         }
     }
 
+    /// The same rendering as a Jinja chat template for `tokenizer_config.json`, so that
+    /// `transformers`' `apply_chat_template` and servers such as vLLM format prompts exactly
+    /// as training did (the assistant cue always follows a user turn, as in FastChat).
+    pub fn hf_chat_template(self) -> String {
+        match self {
+            Self::VicunaV11 => format!(
+                "{{{{ bos_token }}}}{{% if messages[0]['role'] == 'system' %}}\
+                 {{{{ messages[0]['content'] }}}}{{% set loop_messages = messages[1:] %}}\
+                 {{% else %}}{{{{ \"{VICUNA_SYSTEM}\" }}}}{{% set loop_messages = messages %}}{{% endif %}}\
+                 {{% for message in loop_messages %}}{{% if message['role'] == 'user' %}}\
+                 {{% if loop.first %}}{{{{ ' ' }}}}{{% endif %}}\
+                 {{{{ 'USER: ' + message['content'] + ' ASSISTANT:' }}}}\
+                 {{% elif message['role'] == 'assistant' %}}\
+                 {{{{ ' ' + message['content'] + eos_token }}}}{{% endif %}}{{% endfor %}}"
+            ),
+            Self::Llama2Chat => "{% if messages[0]['role'] == 'system' %}\
+                 {% set system = messages[0]['content'] %}{% set loop_messages = messages[1:] %}\
+                 {% else %}{% set system = '' %}{% set loop_messages = messages %}{% endif %}\
+                 {% for message in loop_messages %}{% if message['role'] == 'user' %}\
+                 {{ bos_token + '[INST] ' }}{% if loop.first and system %}\
+                 {{ '<<SYS>>\n' + system + '\n<</SYS>>\n\n' }}{% endif %}\
+                 {{ message['content'] | trim + ' [/INST]' }}\
+                 {% elif message['role'] == 'assistant' %}\
+                 {{ ' ' + message['content'] | trim + ' ' + eos_token }}{% endif %}{% endfor %}"
+                .to_string(),
+        }
+    }
+
     fn default_system(self) -> &'static str {
         match self {
             Self::VicunaV11 => VICUNA_SYSTEM,

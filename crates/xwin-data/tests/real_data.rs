@@ -1,6 +1,7 @@
 //! The importers, templates and statistics on the real samples in `../shared/data`.
 
 use xwin_data::*;
+use xwin_testkit::shared_data;
 
 fn llama2() -> Option<tokenizers::Tokenizer> {
     shared_data("data/tokenizers/llama2/tokenizer.json").map(|p| load_tokenizer(&p).unwrap())

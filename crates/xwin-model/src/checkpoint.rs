@@ -97,6 +97,14 @@ impl Checkpoint {
         Ok(data)
     }
 
+    /// Marks `name` as consumed without reading it: a tensor HF itself ignores, such as the
+    /// `lm_head.weight` that some tied-embedding checkpoints store anyway.
+    pub fn skip(&mut self, name: &str) {
+        if self.index.contains_key(name) {
+            self.used.insert(name.to_string());
+        }
+    }
+
     /// Fails if the checkpoint holds tensors nobody asked for (except those HF itself drops,
     /// such as precomputed rotary buffers).
     pub fn finish(self) -> Result<()> {
@@ -297,15 +305,133 @@ impl Default for SaveOptions {
 }
 
 /// Writes `config.json` and the safetensors weights of `tensors` into `dir`, HF style.
-/// Files are written to temporary names and renamed, so a crash leaves no torn shard.
+/// Same as [`save_hf_with`] without extra files.
 pub fn save_hf(
     config: &LlamaConfig,
     tensors: &HfTensors,
     dir: impl AsRef<Path>,
     options: SaveOptions,
 ) -> Result<()> {
+    save_hf_with(config, tensors, dir, options, &[])
+}
+
+/// Files the model-directory writer may replace; any other file already in the target
+/// directory stops the save instead of being deleted with the old model.
+const MODEL_DIR_FILES: [&str; 6] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+];
+
+/// Writes a whole model directory atomically: `config.json`, the weights (sharded with an
+/// index when large), a `generation_config.json` with the model's special ids unless `files`
+/// brings one, and `files` (name, bytes) beside them. Everything goes to a hidden sibling
+/// directory, is fsynced, and replaces `dir` by renames, so no reader ever sees a mix of two
+/// saves and no shard or index of an older save survives.
+pub fn save_hf_with(
+    config: &LlamaConfig,
+    tensors: &HfTensors,
+    dir: impl AsRef<Path>,
+    options: SaveOptions,
+    files: &[(String, Vec<u8>)],
+) -> Result<()> {
     let dir = dir.as_ref();
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    refuse_foreign_files(dir)?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
+    let partial = parent.join(format!(".{name}.partial"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| ModelError::io(&partial, e))?;
+    }
+    std::fs::create_dir(&partial).map_err(|e| ModelError::io(&partial, e))?;
+    write_weights(config, tensors, &partial, options)?;
+    if !files.iter().any(|(n, _)| n == "generation_config.json") {
+        let generation = generation_config(config);
+        write_atomic(
+            &partial.join("generation_config.json"),
+            generation.to_string().as_bytes(),
+        )?;
+    }
+    for (file, bytes) in files {
+        write_atomic(&partial.join(file), bytes)?;
+    }
+    for entry in std::fs::read_dir(&partial).map_err(|e| ModelError::io(&partial, e))? {
+        let path = entry.map_err(|e| ModelError::io(&partial, e))?.path();
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| ModelError::io(&path, e))?;
+    }
+    let old = parent.join(format!(".{name}.old"));
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+    }
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
+    }
+    std::fs::rename(&partial, dir).map_err(|e| ModelError::io(dir, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+    }
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// `generation_config.json` with the model's special ids (all EOS ids, as HF allows a list).
+fn generation_config(config: &LlamaConfig) -> serde_json::Value {
+    let eos = match config.eos_token_ids.as_slice() {
+        [one] => serde_json::json!(one),
+        many => serde_json::json!(many),
+    };
+    serde_json::json!({
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": eos,
+        "pad_token_id": config.pad_token_id,
+    })
+}
+
+/// An existing directory may only hold what a model save writes (so replacing it loses
+/// nothing of the user's).
+fn refuse_foreign_files(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ModelError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| ModelError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = MODEL_DIR_FILES.contains(&name.as_str())
+            || name.ends_with(".safetensors")
+            || name == "model.safetensors.index.json"
+            || (name.starts_with('.') && name.ends_with(".tmp"));
+        if !ours {
+            return Err(ModelError::io(
+                entry.path(),
+                std::io::Error::other(
+                    "not part of a saved model; refusing to replace the directory that holds it",
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `config.json` and the weights into `dir` (which exists and is empty).
+fn write_weights(
+    config: &LlamaConfig,
+    tensors: &HfTensors,
+    dir: &Path,
+    options: SaveOptions,
+) -> Result<()> {
     let mut config_json = config.to_json();
     config_json["torch_dtype"] = serde_json::json!(options.dtype.name());
     let config_path = dir.join("config.json");

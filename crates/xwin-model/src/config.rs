@@ -103,6 +103,32 @@ impl LlamaConfig {
         embed + self.num_hidden_layers * layer + h + head
     }
 
+    /// Adds the stop ids of `dir/generation_config.json` (when present) to
+    /// [`Self::eos_token_ids`]: generation stops on any of them, as `transformers` does with
+    /// Llama-3's several end-of-turn ids, which only that file lists.
+    pub fn add_generation_stop_ids(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join("generation_config.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ModelError::io(&path, e)),
+        };
+        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        let Some(map) = value.as_object() else {
+            return Ok(());
+        };
+        let fields = Fields { map, path };
+        for id in fields.token_ids("eos_token_id")? {
+            if !self.eos_token_ids.contains(&id) {
+                self.eos_token_ids.push(id);
+            }
+        }
+        Ok(())
+    }
+
     /// Reads `config.json` (the file or the directory holding it).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let mut path = path.as_ref().to_path_buf();
@@ -179,19 +205,7 @@ impl LlamaConfig {
             ));
         }
         let (rope_theta, rope_scaling) = fields.rope()?;
-        let eos_token_ids = match fields.map.get("eos_token_id") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(ids)) => ids
-                .iter()
-                .map(|v| {
-                    as_u32(v).ok_or_else(|| fields.err("eos_token_id", "expected token ids".into()))
-                })
-                .collect::<Result<_>>()?,
-            Some(v) => vec![
-                as_u32(v)
-                    .ok_or_else(|| fields.err("eos_token_id", "expected a token id".into()))?,
-            ],
-        };
+        let eos_token_ids = fields.token_ids("eos_token_id")?;
         let config = Self {
             vocab_size: fields.usize("vocab_size")?,
             hidden_size,
@@ -301,6 +315,20 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
+    /// A token id or a list of them (HF allows both); absent or null is empty.
+    fn token_ids(&self, field: &str) -> Result<Vec<u32>> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .map(|v| as_u32(v).ok_or_else(|| self.err(field, "expected token ids".into())))
+                .collect(),
+            Some(v) => Ok(vec![
+                as_u32(v).ok_or_else(|| self.err(field, "expected a token id".into()))?,
+            ]),
+        }
+    }
+
     fn err(&self, field: &str, message: String) -> ModelError {
         ModelError::Config {
             path: self.path.clone(),

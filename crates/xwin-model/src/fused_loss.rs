@@ -26,6 +26,30 @@ pub fn lm_head_nll_mean(
     ids: &[Vec<u32>],
     mask: &[Vec<bool>],
 ) -> Result<Tensor<1>> {
+    lm_head_nll(model, hidden, ids, mask, true)
+}
+
+/// Summed negative log-likelihood of the same tokens: what a loop that weights every token of
+/// an accumulated optimizer step equally divides by the step's token count.
+///
+/// # Shapes
+/// - hidden `[batch, seq, hidden]`, ids and mask `[batch][seq]` → `[1]`
+pub fn lm_head_nll_sum(
+    model: &LlamaForCausalLM,
+    hidden: Tensor<3>,
+    ids: &[Vec<u32>],
+    mask: &[Vec<bool>],
+) -> Result<Tensor<1>> {
+    lm_head_nll(model, hidden, ids, mask, false)
+}
+
+fn lm_head_nll(
+    model: &LlamaForCausalLM,
+    hidden: Tensor<3>,
+    ids: &[Vec<u32>],
+    mask: &[Vec<bool>],
+    mean: bool,
+) -> Result<Tensor<1>> {
     let [b, s, h] = hidden.dims();
     let vocab = model.config().vocab_size;
     let device = hidden.device();
@@ -79,8 +103,9 @@ pub fn lm_head_nll_mean(
         .into_data()
         .try_into_vec::<f32>()
         .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))?;
-    let (grad, loss_sum) = softmax_xent_grad(logits, &targets, vocab, 1.0 / n as f32);
-    let value = Tensor::<1>::from_floats([(loss_sum / n as f64) as f32], &device);
+    let divisor = if mean { n as f64 } else { 1.0 };
+    let (grad, loss_sum) = softmax_xent_grad(logits, &targets, vocab, (1.0 / divisor) as f32);
+    let value = Tensor::<1>::from_floats([(loss_sum / divisor) as f32], &device);
     if !selected.is_tracked() && !weight.is_tracked() {
         return Ok(value);
     }

@@ -77,6 +77,7 @@ pub fn generate(
         }
     }
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    model.check_context(max_len + config.max_new_tokens)?;
     let padded: Vec<Vec<u32>> = rows
         .iter()
         .map(|r| {

@@ -5,15 +5,57 @@ use crate::error::{ModelError, Result};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 /// Positions of the queries in this call and validity of every key (past and present).
+/// Built only through constructors that check the shapes, so the mask and rotary tables made
+/// from it never index out of bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchLayout {
     /// `[batch][seq]`: rotary position of each query token.
-    pub positions: Vec<Vec<usize>>,
+    pub(crate) positions: Vec<Vec<usize>>,
     /// `[batch][past + seq]`: false where the key is padding. `None` means no padding.
-    pub key_valid: Option<Vec<Vec<bool>>>,
+    pub(crate) key_valid: Option<Vec<Vec<bool>>>,
 }
 
 impl BatchLayout {
+    /// A layout from its parts: every row of `positions` as long as the first, and, with
+    /// padding, one `key_valid` row per sequence covering at least the queries.
+    pub fn new(positions: Vec<Vec<usize>>, key_valid: Option<Vec<Vec<bool>>>) -> Result<Self> {
+        let seq = positions.first().map_or(0, Vec::len);
+        if positions.iter().any(|r| r.len() != seq) {
+            return Err(ModelError::InvalidInput(
+                "layout: position rows differ in length".into(),
+            ));
+        }
+        if let Some(keys) = &key_valid {
+            let k = keys.first().map_or(0, Vec::len);
+            if keys.len() != positions.len() {
+                return Err(ModelError::InvalidInput(format!(
+                    "layout: {} key rows for {} sequences",
+                    keys.len(),
+                    positions.len()
+                )));
+            }
+            if keys.iter().any(|r| r.len() != k) || k < seq {
+                return Err(ModelError::InvalidInput(format!(
+                    "layout: key rows must be equally long and cover the {seq} queries"
+                )));
+            }
+        }
+        Ok(Self {
+            positions,
+            key_valid,
+        })
+    }
+
+    /// `[batch][seq]`: rotary position of each query token.
+    pub fn positions(&self) -> &[Vec<usize>] {
+        &self.positions
+    }
+
+    /// `[batch][past + seq]`: false where a key is padding; `None` without padding.
+    pub fn key_valid(&self) -> Option<&[Vec<bool>]> {
+        self.key_valid.as_deref()
+    }
+
     /// Unpadded sequences starting at position `past`.
     pub fn contiguous(batch: usize, seq: usize, past: usize) -> Self {
         Self {

@@ -25,11 +25,11 @@ pub mod rope;
 pub mod sampling;
 pub mod tokenizer;
 
-pub use checkpoint::{Checkpoint, SaveDtype, SaveOptions, save_hf};
+pub use checkpoint::{Checkpoint, SaveDtype, SaveOptions, save_hf, save_hf_with};
 pub use config::{LlamaConfig, RopeScaling};
 pub use device::parse_device;
 pub use error::{ModelError, Result};
-pub use fused_loss::lm_head_nll_mean;
+pub use fused_loss::{lm_head_nll_mean, lm_head_nll_sum};
 pub use generate::{GenerationConfig, Generations, generate};
 pub use layout::BatchLayout;
 pub use logprob::{SpanLogProbs, masked_logprob_sum, next_token_logprobs, span_logprobs};
@@ -44,19 +44,35 @@ use std::path::Path;
 /// Every tensor must be used and shaped as the config says.
 pub fn load_causal_lm(dir: impl AsRef<Path>, device: &Device) -> Result<LlamaForCausalLM> {
     let dir = dir.as_ref();
-    let config = LlamaConfig::from_file(dir)?;
+    let mut config = LlamaConfig::from_file(dir)?;
+    config.add_generation_stop_ids(dir)?;
     let mut checkpoint = Checkpoint::open(dir, device)?;
+    if config.tie_word_embeddings {
+        // Some tied checkpoints store the head too; HF ties it to the embedding and ignores it.
+        checkpoint.skip("lm_head.weight");
+    }
     let model = LlamaForCausalLM::init(&config, &mut checkpoint)?;
     checkpoint.finish()?;
     tracing::info!(dir = %dir.display(), params = config.num_parameters(), "loaded model");
     Ok(model)
 }
 
-/// Saves `model` as a HF checkpoint directory.
+/// Saves `model` as a HF checkpoint directory, atomically (see [`save_hf_with`]).
 pub fn save_causal_lm(
     model: &LlamaForCausalLM,
     dir: impl AsRef<Path>,
     options: SaveOptions,
 ) -> Result<()> {
     save_hf(model.config(), &model.hf_tensors(), dir, options)
+}
+
+/// [`save_causal_lm`] with extra files (tokenizer, tokenizer config) written in the same
+/// atomic directory swap.
+pub fn save_causal_lm_with(
+    model: &LlamaForCausalLM,
+    dir: impl AsRef<Path>,
+    options: SaveOptions,
+    files: &[(String, Vec<u8>)],
+) -> Result<()> {
+    save_hf_with(model.config(), &model.hf_tensors(), dir, options, files)
 }

@@ -317,8 +317,24 @@ impl LlamaForCausalLM {
     }
 
     /// Uploads token ids (`[batch][seq]`, equal lengths) after checking them against the vocabulary.
+    /// Checks every id against the vocabulary and the length against the context
+    /// (`max_position_embeddings`: positions past it were never trained, and RoPE scaling
+    /// is declared in `config.json` by raising it with `rope_scaling`).
     pub fn ids_tensor(&self, ids: &[Vec<u32>], device: &Device) -> Result<Tensor<2, Int>> {
+        let seq = ids.first().map_or(0, Vec::len);
+        self.check_context(seq)?;
         ids_tensor(ids, self.config.vocab_size, device)
+    }
+
+    /// Fails when `len` tokens exceed the model's context.
+    pub fn check_context(&self, len: usize) -> Result<()> {
+        let max = self.config.max_position_embeddings;
+        if len > max {
+            return Err(ModelError::InvalidInput(format!(
+                "{len} tokens exceed the model's context of {max} (max_position_embeddings)"
+            )));
+        }
+        Ok(())
     }
 
     /// Every parameter under its HF name and layout, in a stable order.

@@ -8,7 +8,7 @@ use xwin_model::Tokenizer;
 
 #[test]
 fn llama2_ids_are_exact_on_all_46_sentencepiece_vectors() {
-    let Some(tokenizer_path) = xwin_data::shared_data("data/tokenizers/llama2/tokenizer.json")
+    let Some(tokenizer_path) = xwin_testkit::shared_data("data/tokenizers/llama2/tokenizer.json")
     else {
         return;
     };
@@ -40,7 +40,7 @@ fn llama2_ids_are_exact_on_all_46_sentencepiece_vectors() {
 
 #[test]
 fn llama2_decode_round_trips() {
-    let Some(path) = xwin_data::shared_data("data/tokenizers/llama2/tokenizer.json") else {
+    let Some(path) = xwin_testkit::shared_data("data/tokenizers/llama2/tokenizer.json") else {
         return;
     };
     let tok = Tokenizer::from_file(&path).unwrap();

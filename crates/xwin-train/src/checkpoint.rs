@@ -42,8 +42,6 @@ pub struct LoopState {
     /// Optimizer steps completed.
     pub step: usize,
     pub total_steps: usize,
-    /// Micro-batches consumed (the data position: step × accumulation).
-    pub micro_batches: usize,
     /// Identity of the run (config, data, step count); a checkpoint of another run is refused.
     pub fingerprint: String,
     /// Loss of the last step, for the log.

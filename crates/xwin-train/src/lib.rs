@@ -3,17 +3,22 @@
 //! objectives that plug into it, starting with SFT.
 
 pub mod checkpoint;
+pub mod epochs;
 pub mod objective;
 pub mod optim;
 pub mod schedule;
 pub mod sft;
+pub mod stage;
 pub mod trainer;
 
 pub use checkpoint::{CheckpointError, CheckpointPolicy, Checkpointing, LoopState};
-pub use objective::{num_targets, sft_loss, sft_loss_composite};
+pub use epochs::EpochPlan;
+pub use objective::{num_targets, sft_loss, sft_loss_sum};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
-pub use sft::{SftConfig, SftSummary, run_sft};
+pub use sft::{SftConfig, SftObjective, SftSummary, run_sft};
+pub use stage::{ModelSection, StageDir, StageError, base_fingerprint, export_model, read_config};
 pub use trainer::{
-    FnObjective, LoopConfig, Objective, Run, StepMetrics, TrainError, Trained, train,
+    Evaluation, FnObjective, LoopConfig, MessageError, MicroLoss, Objective, Run, StepMetrics,
+    TrainError, Trained, train,
 };

@@ -1,6 +1,10 @@
 //! AdamW with the paper's settings as defaults.
 
+use burn::module::ParamGroup;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+
+/// Parameters whose module path contains one of these are not decayed.
+pub const NO_DECAY: [&str; 2] = ["norm", "bias"];
 use serde::{Deserialize, Serialize};
 
 /// AdamW hyper-parameters; defaults are the paper's (β 0.9/0.999, ε 1e-8, no weight decay).
@@ -25,13 +29,25 @@ impl Default for AdamWSettings {
 }
 
 impl AdamWSettings {
+    /// AdamW over a whole model, with Hugging Face Trainer's parameter groups: weight decay
+    /// on every parameter except norm weights and biases (`get_decay_parameter_names`
+    /// excludes LayerNorm-family modules and names containing "bias" or "norm"; embeddings
+    /// and the LM head are decayed).
     pub fn build(&self) -> ModuleOptimizer {
-        AdamWConfig::new()
+        let config = AdamWConfig::new()
             .with_beta_1(self.beta1)
             .with_beta_2(self.beta2)
-            .with_epsilon(self.eps)
-            .with_weight_decay(self.weight_decay)
-            .init()
+            .with_epsilon(self.eps);
+        let decayed = config.clone().with_weight_decay(self.weight_decay).init();
+        if self.weight_decay == 0.0 {
+            return decayed;
+        }
+        // Module paths are field names: `…input_layernorm.gamma`, `model.norm.gamma`, `…bias`.
+        decayed.with_group(
+            ParamGroup::from_any_predicates(NO_DECAY.to_vec()),
+            config.with_weight_decay(0.0).build(),
+            None,
+        )
     }
 }
 

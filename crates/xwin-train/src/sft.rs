@@ -3,10 +3,15 @@
 //! HF layout.
 
 use crate::checkpoint::{CheckpointPolicy, Checkpointing};
-use crate::objective::{num_targets, sft_loss};
-use crate::trainer::{LoopConfig, Objective, Run, StepMetrics, TrainError, train};
+use crate::epochs::EpochPlan;
+pub use crate::stage::ModelSection;
+use crate::stage::{StageDir, StageError, base_fingerprint, export_model};
+use crate::objective::{num_targets, sft_loss_sum};
+use crate::trainer::{
+    Evaluation, LoopConfig, MicroLoss, Objective, Run, StepMetrics, TrainError, train,
+};
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xwin_data::{
@@ -14,33 +19,7 @@ use xwin_data::{
     for_each_conversation, is_validation, length_buckets, load_tokenizer, pad_batch,
     split_into_blocks, stable_hash, tokenize,
 };
-use xwin_model::{LlamaForCausalLM, SaveOptions, load_causal_lm, parse_device, save_causal_lm};
-
-/// The `[model]` table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    /// HF model directory to start from.
-    pub path: PathBuf,
-    /// `tokenizer.json`; defaults to the one in `path`.
-    #[serde(default)]
-    pub tokenizer: Option<PathBuf>,
-    #[serde(default = "cpu")]
-    pub device: String,
-}
-
-impl ModelSection {
-    /// The tokenizer file: the configured one or `tokenizer.json` in the model directory.
-    pub fn tokenizer_path(&self) -> PathBuf {
-        self.tokenizer
-            .clone()
-            .unwrap_or_else(|| self.path.join("tokenizer.json"))
-    }
-}
-
-fn cpu() -> String {
-    "cpu".into()
-}
+use xwin_model::{LlamaForCausalLM, load_causal_lm, parse_device};
 
 /// The `[data]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,7 +58,7 @@ pub struct BatchingSection {
     /// Most padded tokens in one micro-batch.
     #[serde(default = "max_batch_tokens")]
     pub max_batch_tokens: usize,
-    /// Shuffles the order of the length buckets.
+    /// Seeds each epoch's order of the length buckets (and the held-out split).
     #[serde(default)]
     pub seed: u64,
 }
@@ -113,6 +92,8 @@ pub enum SftError {
     Model(#[from] xwin_model::ModelError),
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error(transparent)]
+    Stage(#[from] StageError),
     #[error("{0}")]
     Setup(String),
 }
@@ -260,23 +241,47 @@ fn build_batches(
     ))
 }
 
-/// SFT as an [`Objective`]: epochs wrap around the batch list.
-struct SftObjective {
+/// SFT as an [`Objective`]: next-token loss on the masked tokens, every trained token of an
+/// optimizer step weighted equally; epochs as [`EpochPlan`] lays them out. Built from padded
+/// micro-batches, so other stages (RS) can feed it tokenized data of their own.
+pub struct SftObjective {
     batches: Vec<Batch>,
     eval: Vec<Batch>,
-    accum: usize,
+    plan: EpochPlan,
     device: Device,
+}
+
+impl SftObjective {
+    /// `batches` for training (visited per `plan`), `eval` held out, on `device`.
+    pub fn new(batches: Vec<Batch>, eval: Vec<Batch>, plan: EpochPlan, device: Device) -> Self {
+        Self {
+            batches,
+            eval,
+            plan,
+            device,
+        }
+    }
+
+    pub fn plan(&self) -> &EpochPlan {
+        &self.plan
+    }
 }
 
 impl Objective<LlamaForCausalLM> for SftObjective {
     type Batch = Batch;
+    type Error = xwin_model::ModelError;
 
-    fn micro_batch(&mut self, step: usize, micro: usize) -> Batch {
-        self.batches[(step * self.accum + micro) % self.batches.len()].clone()
+    fn micro_batch(&mut self, step: usize, micro: usize) -> Option<Batch> {
+        let (_, index) = self.plan.locate(step, micro)?;
+        self.batches.get(index).cloned()
     }
 
-    fn loss(&mut self, model: &LlamaForCausalLM, batch: &Batch) -> Result<Tensor<1>, String> {
-        sft_loss(model, batch, &self.device).map_err(|e| e.to_string())
+    fn items(&self, batch: &Batch) -> usize {
+        num_targets(batch)
+    }
+
+    fn loss(&mut self, model: &LlamaForCausalLM, batch: &Batch) -> Result<MicroLoss, Self::Error> {
+        sft_loss_sum(model, batch, &self.device).map(MicroLoss::new)
     }
 
     fn tokens(&self, batch: &Batch) -> usize {
@@ -284,7 +289,7 @@ impl Objective<LlamaForCausalLM> for SftObjective {
     }
 
     /// Token-weighted mean loss over the held-out batches, without building a graph.
-    fn evaluate(&mut self, model: &LlamaForCausalLM) -> Result<Option<f64>, String> {
+    fn evaluate(&mut self, model: &LlamaForCausalLM) -> Result<Option<Evaluation>, Self::Error> {
         if self.eval.is_empty() {
             return Ok(None);
         }
@@ -292,12 +297,14 @@ impl Objective<LlamaForCausalLM> for SftObjective {
         let device = self.device.clone().inner();
         let (mut sum, mut count) = (0.0f64, 0usize);
         for b in &self.eval {
-            let n = num_targets(b);
-            let loss = sft_loss(&frozen, b, &device).map_err(|e| e.to_string())?;
-            sum += f64::from(loss.into_scalar::<f32>()) * n as f64;
-            count += n;
+            let loss = sft_loss_sum(&frozen, b, &device)?;
+            sum += f64::from(loss.into_scalar::<f32>());
+            count += num_targets(b);
         }
-        Ok(Some(sum / count.max(1) as f64))
+        Ok(Some(Evaluation {
+            loss: Some(sum / count.max(1) as f64),
+            metrics: Vec::new(),
+        }))
     }
 }
 
@@ -324,8 +331,18 @@ pub fn run_sft(
     config: &SftConfig,
     mut on_step: impl FnMut(&StepMetrics),
 ) -> Result<SftSummary, SftError> {
+    let out = StageDir::open(&config.output)?;
     let device = parse_device(&config.model.device)?.autodiff();
     let model = load_causal_lm(&config.model.path, &device)?;
+    let context = model.config().max_position_embeddings;
+    if config.data.max_len > context {
+        return Err(SftError::Setup(format!(
+            "data.max_len = {} exceeds the model's context of {context} tokens \
+             (max_position_embeddings in {})",
+            config.data.max_len,
+            config.model.path.join("config.json").display()
+        )));
+    }
     let pad_id = model
         .config()
         .pad_token_id
@@ -333,9 +350,13 @@ pub fn run_sft(
         .unwrap_or(0);
     let (batches, eval, mut summary) = build_batches(config, pad_id)?;
     let loop_config = &config.train;
-    let accum = loop_config.grad_accum.max(1);
-    let steps_per_epoch = batches.len().div_ceil(accum);
-    let total = steps_per_epoch * config.batching.epochs;
+    let plan = EpochPlan::new(
+        batches.len(),
+        loop_config.grad_accum,
+        config.batching.epochs,
+        config.batching.seed,
+    );
+    let total = plan.total_steps();
     tracing::info!(
         blocks = summary.blocks,
         batches = batches.len(),
@@ -343,24 +364,22 @@ pub fn run_sft(
         steps = total,
         "SFT data ready"
     );
-    std::fs::create_dir_all(&config.output)
-        .map_err(|e| SftError::Setup(format!("{}: {e}", config.output.display())))?;
     let run = Run {
         total_steps: total,
         device: device.clone(),
         checkpoints: config.checkpoint.map(|policy| Checkpointing {
-            dir: config.output.join("checkpoints"),
+            dir: out.checkpoints(),
             policy,
         }),
-        metrics: Some(config.output.join("metrics.jsonl")),
-        fingerprint: data_fingerprint(&batches),
+        metrics: Some(out.metrics()),
+        fingerprint: format!(
+            "{}|{}|{}",
+            data_fingerprint(&batches),
+            base_fingerprint(&config.model)?,
+            serde_json::to_string(&config.batching).unwrap_or_default()
+        ),
     };
-    let mut objective = SftObjective {
-        batches,
-        eval,
-        accum,
-        device,
-    };
+    let mut objective = SftObjective::new(batches, eval, plan, device);
     let result = train(model, loop_config, &run, &mut objective, |s| {
         if summary.first_loss.is_nan() {
             summary.first_loss = s.loss;
@@ -377,11 +396,6 @@ pub fn run_sft(
         Err((_, e)) => return Err(e.into()),
     };
     summary.resumed_from = trained.resumed_from;
-    let model = trained.model;
-    let out = config.output.join("model");
-    save_causal_lm(&model, &out, SaveOptions::default())?;
-    let tok_src = config.model.tokenizer_path();
-    std::fs::copy(&tok_src, out.join("tokenizer.json"))
-        .map_err(|e| SftError::Setup(format!("{}: {e}", tok_src.display())))?;
+    export_model(&trained.model, &config.model, config.data.template, &out.model())?;
     Ok(summary)
 }

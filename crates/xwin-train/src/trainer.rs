@@ -12,6 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xwin_data::JsonlWriter;
@@ -29,8 +30,13 @@ pub enum TrainError {
         loss: f32,
         last_checkpoint: Option<PathBuf>,
     },
-    #[error("objective failed at step {step}: {message}")]
-    Objective { step: usize, message: String },
+    #[error("objective failed at step {step}: {source}")]
+    Objective {
+        step: usize,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("step {step}: {what}")]
+    EmptyStep { step: usize, what: &'static str },
     #[error("invalid training config: {0}")]
     Config(String),
     #[error(transparent)]
@@ -73,8 +79,13 @@ fn one() -> usize {
 pub struct StepMetrics {
     pub step: usize,
     pub total_steps: usize,
-    /// Mean of the micro-batch losses.
+    /// Loss of the optimizer step: the sum over every loss item (trained token, pair) of its
+    /// micro-batches divided by their number, as `transformers` ≥ 4.46 computes it with
+    /// `num_items_in_batch`; comparable with the evaluation loss.
     pub loss: f32,
+    /// Loss items in this step (what `loss` is averaged over).
+    #[serde(default)]
+    pub items: usize,
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
@@ -84,27 +95,72 @@ pub struct StepMetrics {
     /// Held-out loss, on steps where evaluation ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_loss: Option<f64>,
+    /// The objective's named metrics, averaged over the step's items like the loss.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// The evaluation's named metrics, on steps where evaluation ran.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub eval_metrics: BTreeMap<String, f64>,
+}
+
+/// A micro-batch's loss as an objective reports it: sums over its items, never means, so
+/// that the loop can weight every item of an optimizer step equally.
+pub struct MicroLoss {
+    /// Sum of the per-item losses (a 1-element tensor carrying gradients).
+    pub sum: Tensor<1>,
+    /// Named metrics, each summed over the items (the loop divides by the step's items).
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl MicroLoss {
+    /// A loss sum without metrics.
+    pub fn new(sum: Tensor<1>) -> Self {
+        Self {
+            sum,
+            metrics: Vec::new(),
+        }
+    }
+}
+
+/// A held-out evaluation: the mean loss per item and named metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    pub loss: Option<f64>,
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// What a stage plugs into the loop.
 pub trait Objective<M> {
     type Batch;
-    /// Micro-batch `micro` of optimizer step `step` (both from 0). Must depend only on its
-    /// arguments: that is the data position a resumed run restarts from.
-    fn micro_batch(&mut self, step: usize, micro: usize) -> Self::Batch;
-    /// Mean loss of one micro-batch (a 1-element tensor carrying gradients).
-    fn loss(&mut self, model: &M, batch: &Self::Batch) -> Result<Tensor<1>, String>;
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Micro-batch `micro` of optimizer step `step` (both from 0), or `None` when the step's
+    /// accumulation window ends early (the last, shorter window of an epoch). Must depend
+    /// only on its arguments: that is the data position a resumed run restarts from.
+    fn micro_batch(&mut self, step: usize, micro: usize) -> Option<Self::Batch>;
+    /// Loss items in a micro-batch: trained tokens (SFT), pairs (RM, DPO). Known before the
+    /// forward pass, so that every micro-batch's gradient is scaled by the step's total.
+    fn items(&self, batch: &Self::Batch) -> usize;
+    /// Summed loss (and summed metrics) of one micro-batch.
+    fn loss(&mut self, model: &M, batch: &Self::Batch) -> Result<MicroLoss, Self::Error>;
     /// Tokens in a micro-batch, for tokens/s.
     fn tokens(&self, _batch: &Self::Batch) -> usize {
         0
     }
-    /// Held-out loss; `None` when the stage has no evaluation data.
-    fn evaluate(&mut self, _model: &M) -> Result<Option<f64>, String> {
+    /// Held-out evaluation; `None` when the stage has no evaluation data.
+    fn evaluate(&mut self, _model: &M) -> Result<Option<Evaluation>, Self::Error> {
         Ok(None)
     }
 }
 
-/// An [`Objective`] from two closures: `batch(step, micro)` and `loss(model, batch)`.
+/// An error carried as its message (what [`FnObjective`]'s closures return).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MessageError(pub String);
+
+/// An [`Objective`] from two closures: `batch(step, micro)` and `loss(model, batch)` giving a
+/// micro-batch's *mean* loss. Every micro-batch counts as one item (the step's loss is the
+/// mean of its micro-batch means); objectives that weight tokens or pairs implement
+/// [`Objective`] themselves. The window is always `grad_accum` micro-batches.
 pub struct FnObjective<F, L> {
     pub batch: F,
     pub loss: L,
@@ -117,11 +173,17 @@ where
     E: std::fmt::Display,
 {
     type Batch = B;
-    fn micro_batch(&mut self, step: usize, micro: usize) -> B {
-        (self.batch)(step, micro)
+    type Error = MessageError;
+    fn micro_batch(&mut self, step: usize, micro: usize) -> Option<B> {
+        Some((self.batch)(step, micro))
     }
-    fn loss(&mut self, model: &M, batch: &B) -> Result<Tensor<1>, String> {
-        (self.loss)(model, batch).map_err(|e| e.to_string())
+    fn items(&self, _batch: &B) -> usize {
+        1
+    }
+    fn loss(&mut self, model: &M, batch: &B) -> Result<MicroLoss, MessageError> {
+        (self.loss)(model, batch)
+            .map(MicroLoss::new)
+            .map_err(|e| MessageError(e.to_string()))
     }
 }
 
@@ -303,19 +365,42 @@ where
     for step in start..run.total_steps {
         let started = Instant::now();
         run.device.seed(step_seed(config.seed, step));
+        // The whole window first: each micro-batch's gradient is scaled by the step's total
+        // item count, which is known only once every micro-batch is in hand.
+        let window: Vec<O::Batch> = (0..config.grad_accum)
+            .map_while(|micro| objective.micro_batch(step, micro))
+            .collect();
+        if window.is_empty() {
+            let e = TrainError::EmptyStep {
+                step,
+                what: "the objective gave no micro-batch",
+            };
+            return Err((model, e));
+        }
+        let items: usize = window.iter().map(|b| objective.items(b)).sum();
+        let tokens: usize = window.iter().map(|b| objective.tokens(b)).sum();
+        if items == 0 {
+            let e = TrainError::EmptyStep {
+                step,
+                what: "no loss items (trained tokens or pairs) in the step's micro-batches",
+            };
+            return Err((model, e));
+        }
         let mut accumulator = GradientsAccumulator::<M>::new();
-        let mut loss_sum = 0.0f32;
-        let mut tokens = 0;
-        for micro in 0..config.grad_accum {
-            let batch = objective.micro_batch(step, micro);
-            tokens += objective.tokens(&batch);
-            let value = match objective.loss(&model, &batch) {
+        let mut loss_sum = 0.0f64;
+        let mut metric_sums: BTreeMap<String, f64> = BTreeMap::new();
+        for batch in &window {
+            let out = match objective.loss(&model, batch) {
                 Ok(v) => v,
-                Err(message) => {
-                    return Err((model, TrainError::Objective { step, message }));
+                Err(e) => {
+                    let e = TrainError::Objective {
+                        step,
+                        source: Box::new(e),
+                    };
+                    return Err((model, e));
                 }
             };
-            let scalar = value.clone().into_scalar::<f32>();
+            let scalar = out.sum.clone().into_scalar::<f32>();
             if !scalar.is_finite() {
                 let e = TrainError::NonFinite {
                     step,
@@ -324,8 +409,11 @@ where
                 };
                 return Err((model, e));
             }
-            loss_sum += scalar;
-            let scaled = value.div_scalar(config.grad_accum as f64);
+            loss_sum += f64::from(scalar);
+            for (name, value) in out.metrics {
+                *metric_sums.entry(name).or_default() += value;
+            }
+            let scaled = out.sum.div_scalar(items as f64);
             let grads = GradientsParams::from_grads(scaled.backward(), &model);
             accumulator.accumulate(&model, grads);
         }
@@ -342,32 +430,40 @@ where
         if let Some(max) = config.max_grad_norm
             && norm > max
         {
+            // torch's clip_grad_norm_: scale by max / (norm + 1e-6).
             scale_grads(&model, &mut grads, max / (norm + 1e-6));
         }
         let lr = config
             .schedule
             .lr(config.lr, step, run.total_steps, config.warmup);
-        if lr > 0.0 {
-            model = optim.step(lr, model, grads);
-        }
+        // Also at lr 0 (the first warm-up step): torch still advances Adam's moments and
+        // step count, so skipping would lose this gradient and shift bias correction.
+        model = optim.step(lr, model, grads);
         let done = step + 1;
-        let loss = loss_sum / config.grad_accum as f32;
+        let loss = (loss_sum / items as f64) as f32;
         let eval_due = config
             .eval_every
             .is_some_and(|k| k > 0 && (done % k == 0 || done == run.total_steps));
-        let eval_loss = if eval_due {
+        let evaluation = if eval_due {
             match objective.evaluate(&model) {
-                Ok(v) => v,
-                Err(message) => return Err((model, TrainError::Objective { step, message })),
+                Ok(v) => v.unwrap_or_default(),
+                Err(e) => {
+                    let e = TrainError::Objective {
+                        step,
+                        source: Box::new(e),
+                    };
+                    return Err((model, e));
+                }
             }
         } else {
-            None
+            Evaluation::default()
         };
         let seconds = started.elapsed().as_secs_f64();
         let m = StepMetrics {
             step: done,
             total_steps: run.total_steps,
             loss,
+            items,
             lr,
             grad_norm: norm,
             tokens,
@@ -376,7 +472,12 @@ where
             } else {
                 0.0
             },
-            eval_loss,
+            eval_loss: evaluation.loss,
+            metrics: metric_sums
+                .into_iter()
+                .map(|(k, v)| (k, v / items as f64))
+                .collect(),
+            eval_metrics: evaluation.metrics.into_iter().collect(),
         };
         if let Some(w) = metrics.as_mut()
             && let Err(e) = w.write(&m)
@@ -390,7 +491,6 @@ where
             let state = LoopState {
                 step: done,
                 total_steps: run.total_steps,
-                micro_batches: done * config.grad_accum,
                 fingerprint: fingerprint.clone(),
                 loss,
             };

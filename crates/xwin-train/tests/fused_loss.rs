@@ -7,7 +7,8 @@ use burn::tensor::{Device, Tensor};
 use std::path::PathBuf;
 use xwin_data::Batch;
 use xwin_model::{LlamaForCausalLM, load_causal_lm};
-use xwin_train::{sft_loss, sft_loss_composite};
+use xwin_testkit::reference::sft_loss_composite;
+use xwin_train::sft_loss;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")

@@ -5,10 +5,10 @@ mod common;
 use burn::tensor::Device;
 use common::{loop_config, tiny_llama, train_in_memory};
 use xwin_data::Batch;
-use xwin_model::{LlamaConfig, LlamaForCausalLM};
+use xwin_model::{LlamaConfig, LlamaForCausalLM, params::HfTensor};
 use xwin_train::{
-    CheckpointPolicy, Checkpointing, FnObjective, LoopConfig, Run, Schedule, TrainError, Warmup,
-    sft_loss, train,
+    CheckpointPolicy, Checkpointing, EpochPlan, Evaluation, FnObjective, LoopConfig, MessageError,
+    MicroLoss, Objective, Run, Schedule, SftObjective, TrainError, Warmup, sft_loss, train,
 };
 
 fn tiny() -> LlamaConfig {
@@ -129,6 +129,40 @@ fn non_finite_loss_stops_with_the_last_good_parameters() {
     assert!(l.is_finite());
 }
 
+/// An SFT objective whose loss fails at one step, as a killed process would stop there.
+struct Crashing {
+    inner: SftObjective,
+    crash_at: Option<usize>,
+}
+
+impl Objective<LlamaForCausalLM> for Crashing {
+    type Batch = (usize, Batch);
+    type Error = MessageError;
+    fn micro_batch(&mut self, step: usize, micro: usize) -> Option<(usize, Batch)> {
+        self.inner.micro_batch(step, micro).map(|b| (step, b))
+    }
+    fn items(&self, (_, b): &(usize, Batch)) -> usize {
+        self.inner.items(b)
+    }
+    fn loss(
+        &mut self,
+        model: &LlamaForCausalLM,
+        (step, b): &(usize, Batch),
+    ) -> Result<MicroLoss, MessageError> {
+        if Some(*step) == self.crash_at {
+            return Err(MessageError("simulated crash".into()));
+        }
+        self.inner
+            .loss(model, b)
+            .map_err(|e| MessageError(e.to_string()))
+    }
+    fn evaluate(&mut self, model: &LlamaForCausalLM) -> Result<Option<Evaluation>, MessageError> {
+        self.inner
+            .evaluate(model)
+            .map_err(|e| MessageError(e.to_string()))
+    }
+}
+
 /// A run that crashes (the objective fails at step 7) and is started again continues from the
 /// checkpoint after step 6 and ends with the same losses, evaluation and weights as a run
 /// that never stopped: optimizer moments, schedule position and data position all restored.
@@ -156,18 +190,12 @@ fn crashed_run_resumes_as_if_never_stopped() {
         fingerprint: "tiny-data".into(),
         ..Run::in_memory(12, device)
     };
-    // `crash_at`: the step whose loss fails, as a killed process would stop.
+    // `crash_at`: the step whose loss fails, as a killed process would stop. SFT over 6
+    // epochs of the 4 batches (2 steps each, a fresh order per epoch), 1 held out.
     let objective = |device: Device, crash_at: Option<usize>| {
-        let batches = batches.clone();
-        let mut objective = xwin_train::FnObjective {
-            batch: move |step: usize, micro: usize| (step, batches[(step * 2 + micro) % 4].clone()),
-            loss: move |m: &LlamaForCausalLM, (step, b): &(usize, Batch)| {
-                if Some(*step) == crash_at {
-                    return Err("simulated crash".to_string());
-                }
-                sft_loss(m, b, &device).map_err(|e| e.to_string())
-            },
-        };
+        let plan = EpochPlan::new(3, 2, 6, 5);
+        let inner = SftObjective::new(batches[..3].to_vec(), batches[3..].to_vec(), plan, device);
+        let mut objective = Crashing { inner, crash_at };
         move |model, config: &LoopConfig, run: &Run| {
             let mut log = Vec::new();
             let r = train(model, config, run, &mut objective, |s| log.push(s.clone()));
@@ -197,27 +225,47 @@ fn crashed_run_resumes_as_if_never_stopped() {
     assert_eq!(resumed.resumed_from, Some(6));
     assert_eq!(second_half.first().map(|m| m.step), Some(7));
 
-    let read = |d: &std::path::Path| -> Vec<(usize, f32, Option<f64>)> {
+    // Every logged number (loss, items, lr, gradient norm, evaluation) but the timings.
+    let read = |d: &std::path::Path| -> Vec<xwin_train::StepMetrics> {
         std::fs::read_to_string(d.join("metrics.jsonl"))
             .unwrap()
             .lines()
-            .map(|l| {
-                let m: xwin_train::StepMetrics = serde_json::from_str(l).unwrap();
-                (m.step, m.loss, m.eval_loss)
+            .map(|l| xwin_train::StepMetrics {
+                tokens_per_s: 0.0,
+                ..serde_json::from_str(l).unwrap()
             })
             .collect()
     };
     let expected = read(whole_dir.path());
     assert_eq!(expected.len(), 12);
+    let evaluated: Vec<usize> = expected
+        .iter()
+        .filter(|m| m.eval_loss.is_some_and(f64::is_finite))
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(evaluated, [4, 8, 12]);
     assert_eq!(read(dir.path()), expected);
-    // Same final weights, element for element.
-    let a = sft_loss(&whole.model, &batches[1], &device)
-        .unwrap()
-        .into_scalar::<f32>();
-    let b = sft_loss(&resumed.model, &batches[1], &device)
-        .unwrap()
-        .into_scalar::<f32>();
-    assert_eq!(a, b);
+    // Same final weights, every element of every parameter, bit for bit.
+    let weights = |m: &LlamaForCausalLM| -> Vec<(String, Vec<f32>)> {
+        m.hf_tensors()
+            .into_iter()
+            .map(|(name, t)| {
+                let v = match t {
+                    HfTensor::Linear(t) | HfTensor::Matrix(t) => t.try_to_vec_as::<f32>(),
+                    HfTensor::Vector(t) => t.try_to_vec_as::<f32>(),
+                };
+                (name, v.unwrap())
+            })
+            .collect()
+    };
+    let (a, b) = (weights(&whole.model), weights(&resumed.model));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            x.iter().zip(y).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name} differs after resuming"
+        );
+    }
     // keep_last = 1: only the final checkpoint remains.
     let kept: Vec<_> = std::fs::read_dir(dir.path().join("ckpt"))
         .unwrap()

@@ -43,25 +43,75 @@ fn demo_sft_lowers_the_loss_and_exports_a_loadable_model() {
     // 64 conversations: about a tenth held out for the evaluation loss.
     assert_eq!(s["conversations"], 59);
     assert_eq!(s["eval_conversations"], 5);
-    assert_eq!(s["steps"], 32);
+    // 10 micro-batches per epoch (256-token blocks), accumulation 1.
+    assert_eq!(s["steps"], 40);
     let steps = metrics(&out_dir.join("metrics.jsonl"));
     let losses: Vec<f32> = steps.iter().map(|m| m.loss).collect();
-    assert_eq!(losses.len(), 32);
-    let first = losses[..8].iter().sum::<f32>() / 8.0;
-    let last = losses[24..].iter().sum::<f32>() / 8.0;
+    assert_eq!(losses.len(), 40);
+    let first = losses[..10].iter().sum::<f32>() / 10.0;
+    let last = losses[30..].iter().sum::<f32>() / 10.0;
     assert!(
         last < 0.6 * first,
         "mean loss of the first epoch {first}, of the last {last}"
     );
     // Evaluation ran every 8 steps and the held-out loss fell too.
     let evals: Vec<f64> = steps.iter().filter_map(|m| m.eval_loss).collect();
-    assert_eq!(evals.len(), 4, "{steps:?}");
-    assert!(evals[3] < 0.7 * evals[0], "{evals:?}");
+    assert_eq!(evals.len(), 5, "{steps:?}");
+    assert!(evals[4] < 0.7 * evals[0], "{evals:?}");
     // The export is a HF checkpoint our loader (and transformers) reads.
     let device = burn::tensor::Device::flex();
     let model = xwin_model::load_causal_lm(out_dir.join("model"), &device).unwrap();
     assert_eq!(model.config().vocab_size, 512);
     assert!(out_dir.join("model/tokenizer.json").exists());
+    // What transformers and vLLM read beside the weights: the base model's generation
+    // config, and a tokenizer config with the special tokens and the Vicuna chat template.
+    let read_json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("model").join(name)).unwrap())
+            .unwrap()
+    };
+    assert_eq!(read_json("generation_config.json")["bos_token_id"], 1);
+    let tokenizer_config = read_json("tokenizer_config.json");
+    assert_eq!(tokenizer_config["eos_token"], "</s>");
+    assert_eq!(tokenizer_config["bos_token"], "<s>");
+    let template = tokenizer_config["chat_template"].as_str().unwrap();
+    assert!(template.contains("USER: ") && template.contains(" ASSISTANT:"), "{template}");
+}
+
+/// A second run on an output directory that a running one holds is refused, naming it.
+#[test]
+fn a_second_run_on_the_same_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let path = dir.path().join("sft.toml");
+    std::fs::write(&path, demo_config(&out_dir, 8, "")).unwrap();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_xwin-sft"))
+        .args(["--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = out_dir.join("metrics.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(std::time::Instant::now() < deadline, "first run made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = run(&demo_config(&out_dir, 8, ""), dir.path());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another run") && err.contains("pid"), "{err}");
+}
+
+#[test]
+fn blocks_longer_than_the_context_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(&dir.path().join("run"), 1, "").replace("max_len = 256", "max_len = 512");
+    let out = run(&config, dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data.max_len = 512") && err.contains("256"), "{err}");
 }
 
 #[test]
@@ -137,7 +187,7 @@ fn killed_run_resumes_as_if_never_stopped() {
         String::from_utf8_lossy(&out.stderr)
     );
     let expected = losses(&whole.join("run/metrics.jsonl"));
-    assert_eq!(expected.len(), 32);
+    assert_eq!(expected.len(), 40);
 
     let cut = dir.path().join("cut");
     std::fs::create_dir_all(&cut).unwrap();
@@ -167,7 +217,7 @@ fn killed_run_resumes_as_if_never_stopped() {
     child.kill().unwrap();
     child.wait().unwrap();
     let before = losses(&metrics).len();
-    assert!((14..32).contains(&before), "{before}");
+    assert!((14..40).contains(&before), "{before}");
 
     let out = run(&config("cut/run"), &cut);
     assert!(
@@ -185,7 +235,7 @@ fn killed_run_resumes_as_if_never_stopped() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     kept.sort();
-    assert_eq!(kept, ["step-00000028", "step-00000032"]);
+    assert_eq!(kept, ["step-00000036", "step-00000040"]);
 }
 
 #[test]
@@ -199,7 +249,7 @@ fn checkpoint_of_another_run_is_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("different run") && err.contains("step-00000008"),
+        err.contains("different run") && err.contains("step-00000010"),
         "{err}"
     );
 }

@@ -342,13 +342,13 @@ async fn annotate_stream<J: Judge>(
         already_done = done.len(),
         "judging pairs"
     );
-    let mut results = todo
+    let mut results = std::pin::pin!(todo
         .map(|(input, key)| {
             let meta = &meta;
             let options = &options;
             async move { judge_item(judge, &input, key, meta, options).await }
         })
-        .buffer_unordered(options.concurrency);
+        .buffer_unordered(options.concurrency));
     let mut finished = 0;
     let mut fatal = None;
     while let Some(outcome) = results.next().await {

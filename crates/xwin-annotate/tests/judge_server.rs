@@ -287,7 +287,8 @@ async fn both_orders_turns_a_position_biased_judge_into_ties() {
         both_orders: true,
         ..Default::default()
     };
-    let summary = annotate_pairs(&judge(&server, |_| {}), &inputs(6), &out, options, |_| {})
+    let biased = server;
+    let summary = annotate_pairs(&judge(&biased, |_| {}), &inputs(6), &out, options, |_| {})
         .await
         .unwrap();
     assert_eq!((summary.judged, summary.inconsistent), (0, 6));
@@ -305,11 +306,13 @@ async fn both_orders_turns_a_position_biased_judge_into_ties() {
         .unwrap();
     assert_eq!((summary.judged, summary.inconsistent), (6, 0));
     assert_eq!(server.requests(), 12);
-    // Inconsistent items are final: a rerun does not ask again.
-    let again = annotate_pairs(&judge(&server, |_| {}), &inputs(6), &out, options, |_| {})
+    // Inconsistent items are final: a rerun with the same judge does not ask again.
+    let asked = biased.requests();
+    let again = annotate_pairs(&judge(&biased, |_| {}), &inputs(6), &out, options, |_| {})
         .await
         .unwrap();
     assert_eq!(again.already_done, 6);
+    assert_eq!(biased.requests(), asked);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,20 +413,21 @@ async fn grading_and_the_mt_bench_and_alpaca_eval_formats_go_through_the_same_ju
     assert_eq!((tie.winner, tie.rating), (Shown::Tie, None));
     let alpaca = judge_with(&server, VerdictFormat::AlpacaRanking, "alpaca-eval", |_| {});
     assert_eq!(alpaca.compare(q).await.unwrap().winner, Shown::Second);
-    // Xwin-Pair output needs the four-level rating: other formats are refused up front.
+    // Formats without the four-level rating still annotate: the winner with `rating: null`,
+    // a tie as a final item.
     let dir = tempfile::tempdir().unwrap();
-    let err = annotate_pairs(
-        &j,
-        &inputs(1),
-        &dir.path().join("o.jsonl"),
-        AnnotateOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("four-level rating"), "{err}");
-    assert_eq!(j.usage().requests, 3);
+    let out = dir.path().join("o.jsonl");
+    let tie = annotate_pairs(&j, &inputs(1), &out, AnnotateOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!((tie.judged, tie.ties), (0, 1));
+    let out = dir.path().join("alpaca.jsonl");
+    let won = annotate_pairs(&alpaca, &inputs(1), &out, AnnotateOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(won.judged, 1);
+    let pairs: Vec<XwinPair> = read(&out);
+    assert_eq!(pairs[0].rating, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,3 +444,90 @@ async fn tokens_per_minute_spaces_requests_by_their_size() {
     assert!(elapsed >= Duration::from_millis(700), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
 }
+
+/// The resume key covers what decides a verdict: editing the prompt file, or changing
+/// `max_tokens`, judges again; the same configuration skips what is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_template_or_max_tokens_judges_again() {
+    let server = good_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let template_path = dir.path().join("my-judge.txt");
+    let builtin = xwin_annotate::template::builtin::XWIN_PAIRWISE;
+    std::fs::write(&template_path, builtin).unwrap();
+    let with_file = |max_tokens: u32| {
+        let mut config = EndpointConfig::new(server.base_url(), "gpt-4-test");
+        config.max_tokens = max_tokens;
+        LlmJudge::new(
+            ChatClient::new(config).unwrap(),
+            VerdictFormat::Xwin,
+            PromptTemplate::resolve(template_path.to_str().unwrap()).unwrap(),
+            PromptTemplate::builtin("mt-bench-single").unwrap(),
+        )
+    };
+    let out = dir.path().join("pairs.jsonl");
+    let run = |j: LlmJudge| {
+        let out = out.clone();
+        async move {
+            annotate_pairs(&j, &inputs(4), &out, AnnotateOptions::default(), |_| {})
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(run(with_file(1024)).await.judged, 4);
+    assert_eq!(run(with_file(1024)).await.already_done, 4, "same config: nothing to do");
+    std::fs::write(&template_path, builtin.replace("helpful", "useful")).unwrap();
+    assert_eq!(run(with_file(1024)).await.judged, 4, "edited template: judged again");
+    assert_eq!(run(with_file(512)).await.judged, 4, "other max_tokens: judged again");
+    assert_eq!(server.requests(), 12);
+}
+
+/// A plain-string `prompt` is a one-turn conversation; the file is judged as it streams;
+/// a second run on the same output while the first holds it is refused, naming the holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_prompts_stream_and_one_run_per_output() {
+    let server = good_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let lines: String = (0..5)
+        .map(|i| {
+            let (a, b) = if i % 2 == 0 { ("GOOD", "weak") } else { ("weak", "GOOD") };
+            format!(
+                "{}\n",
+                serde_json::json!({"prompt": format!("question {i}"), "response_a": a, "response_b": b})
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let held = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(&out, false)).unwrap();
+    let plain = xwin_data::ReadOptions::default();
+    let err = xwin_annotate::annotate_file(
+        &judge(&server, |_| {}),
+        &input,
+        plain,
+        &out,
+        AnnotateOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("in use by another run") && err.contains("pid"), "{err}");
+    assert_eq!(server.requests(), 0, "nothing judged while the output is held");
+    drop(held);
+    let (summary, report) = xwin_annotate::annotate_file(
+        &judge(&server, |_| {}),
+        &input,
+        plain,
+        &out,
+        AnnotateOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.inputs, summary.judged, report.records), (5, 5, 5));
+    let pairs: Vec<XwinPair> = read(&out);
+    assert!(pairs.iter().all(|p| p.chosen() == "GOOD"));
+    assert_eq!(pairs[0].prompt.turns[0].value, "question 0");
+}
+

@@ -79,7 +79,8 @@ fn every_written_record_validates() {
             }],
         },
     );
-    for rating in Rating::ALL {
+    // Every level, and no rating (judges whose format states no margin).
+    for rating in Rating::ALL.map(Some).into_iter().chain([None]) {
         assert_valid(
             "xwin-pair",
             &XwinPair {

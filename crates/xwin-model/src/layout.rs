@@ -140,3 +140,19 @@ impl BatchLayout {
         Some(mask.expand([b, heads, q, k]))
     }
 }
+
+#[cfg(test)]
+mod checks {
+    use super::BatchLayout;
+
+    /// Inconsistent parts are an error, not a panic later in the mask or rotary tables.
+    #[test]
+    fn inconsistent_layouts_are_errors() {
+        assert!(BatchLayout::new(vec![vec![0, 1], vec![0]], None).is_err());
+        let keys = Some(vec![vec![true; 3]]);
+        assert!(BatchLayout::new(vec![vec![0, 1], vec![0, 1]], keys).is_err());
+        assert!(BatchLayout::new(vec![vec![2, 3]], Some(vec![vec![true]])).is_err());
+        let ok = BatchLayout::new(vec![vec![2, 3]], Some(vec![vec![false, true, true, true]]));
+        assert_eq!(ok.unwrap().positions(), [vec![2, 3]]);
+    }
+}

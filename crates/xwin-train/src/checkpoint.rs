@@ -55,7 +55,7 @@ pub enum CheckpointError {
     Io { path: PathBuf, message: String },
     #[error(
         "{path}: checkpoint belongs to a different run (its fingerprint {found} != {expected}: \
-         the config, data or step count changed); move it away to start afresh"
+         the config, data, base model, tokenizer or step count changed); move it away to start afresh"
     )]
     OtherRun {
         path: PathBuf,

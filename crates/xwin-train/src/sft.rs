@@ -197,8 +197,9 @@ fn to_batches(blocks: &[TokenizedConversation], config: &SftConfig, pad_id: u32)
     .collect()
 }
 
-/// Training and evaluation micro-batches, and the summary's data counts.
-fn build_batches(
+/// Training and evaluation micro-batches as a run builds them (length-bucketed, padded with
+/// `pad_id`), and the summary's data counts.
+pub fn build_batches(
     config: &SftConfig,
     pad_id: u32,
 ) -> Result<(Vec<Batch>, Vec<Batch>, SftSummary), SftError> {

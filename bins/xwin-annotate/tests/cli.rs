@@ -158,3 +158,50 @@ fn killed_run_restarts_without_losing_or_duplicating() {
     // Requests: each item once, plus at most the ones in flight at the kill.
     assert!(server.requests() <= 60 + 3, "{}", server.requests());
 }
+
+/// `--template mt-bench-pair` judges in MT-bench's own verdict format (`[[A]]`/`[[B]]`/`[[C]]`):
+/// winners are written with `rating: null`, ties go to the failures file as final. Before,
+/// the CLI parsed every reply with the Xwin format and recorded them all as failures.
+#[test]
+fn mt_bench_pair_template_uses_its_own_verdict_format() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(TestServer::start(Duration::ZERO, |r| {
+            let user = r.user();
+            let verdict = if user.contains("tie") {
+                "[[C]]"
+            } else if user.contains("[The Start of Assistant A's Answer]\nGOOD") {
+                "[[A]]"
+            } else {
+                "[[B]]"
+            };
+            Action::Reply(format!("Explanation.\n{verdict}"))
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let lines: String = (0..6)
+        .map(|i| {
+            let q = if i == 5 { "tie question" } else { "question" };
+            let (a, b) = if i % 2 == 0 { ("GOOD", "bad") } else { ("bad", "GOOD") };
+            format!("{}\n", serde_json::json!({"prompt": format!("{q} {i}"), "response_a": a, "response_b": b}))
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let o = bin()
+        .args(["--base-url", &server.base_url(), "--model", "judge-test", "--no-api-key"])
+        .args(["--template", "mt-bench-pair", "--json", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["summary"]["judged"], 5);
+    assert_eq!(summary["summary"]["ties"], 1);
+    assert_eq!(summary["summary"]["failures"], 0);
+    let judged = pairs(&out);
+    assert!(judged.iter().all(|p| p.chosen() == "GOOD" && p.rating.is_none()));
+}

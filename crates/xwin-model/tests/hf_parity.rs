@@ -50,6 +50,8 @@ fn logits_match_transformers_on_every_fixture() {
             .collect();
         let got = logits_of(&model, &ids, &device);
         let diff = max_abs_diff(&got, &want);
+        // The measured error, for the README's parity table (`-- --nocapture`).
+        eprintln!("{}: max |Δlogit| = {diff:.2e}", dir.display());
         assert!(diff < 1e-4, "{}: max |Δlogit| = {diff}", dir.display());
     }
 }

@@ -34,10 +34,4 @@ pub fn floats3(value: &Value) -> Vec<Vec<Vec<f32>>> {
     serde_json::from_value(value.clone()).expect("3-d float array")
 }
 
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+pub use xwin_testkit::max_abs_diff;

@@ -253,3 +253,32 @@ fn checkpoint_of_another_run_is_refused() {
         "{err}"
     );
 }
+
+/// The same config over other base weights (same path, same architecture) is another run:
+/// its checkpoint is refused instead of silently mixing two models.
+#[test]
+fn checkpoint_over_other_base_weights_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(root().join("fixtures/tiny-llama").join(file), base.join(file)).unwrap();
+    }
+    let config = demo_config(&dir.path().join("run"), 1, "")
+        .replace("every = 16", "every = 2")
+        .replace(
+            &format!("{:?}", root().join("fixtures/tiny-llama").display().to_string()),
+            &format!("{:?}", base.display().to_string()),
+        );
+    assert!(config.contains(base.to_str().unwrap()), "{config}");
+    assert!(run(&config, dir.path()).status.success());
+    std::fs::copy(
+        root().join("fixtures/train/after_adamw/model.safetensors"),
+        base.join("model.safetensors"),
+    )
+    .unwrap();
+    let out = run(&config, dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("different run") && err.contains("base model"), "{err}");
+}

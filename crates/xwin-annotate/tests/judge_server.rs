@@ -528,6 +528,9 @@ async fn string_prompts_stream_and_one_run_per_output() {
     assert_eq!((summary.inputs, summary.judged, report.records), (5, 5, 5));
     let pairs: Vec<XwinPair> = read(&out);
     assert!(pairs.iter().all(|p| p.chosen() == "GOOD"));
-    assert_eq!(pairs[0].prompt.turns[0].value, "question 0");
+    let mut prompts: Vec<&str> = pairs.iter().map(|p| p.prompt.turns[0].value.as_str()).collect();
+    prompts.sort();
+    let want: Vec<String> = (0..5).map(|i| format!("question {i}")).collect();
+    assert_eq!(prompts, want);
 }
 

@@ -34,4 +34,5 @@ pub fn floats3(value: &Value) -> Vec<Vec<Vec<f32>>> {
     serde_json::from_value(value.clone()).expect("3-d float array")
 }
 
+#[allow(unused_imports)] // each test file uses its own subset
 pub use xwin_testkit::max_abs_diff;

@@ -118,7 +118,10 @@ fn table(s: &AnnotateSummary, cli: &Cli) -> String {
         out.push_str(&format!("{label:<28}{n:>8}\n"));
     }
     for (label, n) in [
-        ("won, no rating (format)", s.by_rating.get("unrated").copied().unwrap_or(0)),
+        (
+            "won, no rating (format)",
+            s.by_rating.get("unrated").copied().unwrap_or(0),
+        ),
         ("tie", s.ties),
         ("inconsistent (2 orders)", s.inconsistent),
         ("failed (retried next run)", s.failures),

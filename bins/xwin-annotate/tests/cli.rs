@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use xwin_testkit::test_server::{Action, TestServer};
 use xwin_data::XwinPair;
+use xwin_testkit::test_server::{Action, TestServer};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -183,14 +183,27 @@ fn mt_bench_pair_template_uses_its_own_verdict_format() {
     let lines: String = (0..6)
         .map(|i| {
             let q = if i == 5 { "tie question" } else { "question" };
-            let (a, b) = if i % 2 == 0 { ("GOOD", "bad") } else { ("bad", "GOOD") };
-            format!("{}\n", serde_json::json!({"prompt": format!("{q} {i}"), "response_a": a, "response_b": b}))
+            let (a, b) = if i % 2 == 0 {
+                ("GOOD", "bad")
+            } else {
+                ("bad", "GOOD")
+            };
+            format!(
+                "{}\n",
+                serde_json::json!({"prompt": format!("{q} {i}"), "response_a": a, "response_b": b})
+            )
         })
         .collect();
     std::fs::write(&input, lines).unwrap();
     let out = dir.path().join("out.jsonl");
     let o = bin()
-        .args(["--base-url", &server.base_url(), "--model", "judge-test", "--no-api-key"])
+        .args([
+            "--base-url",
+            &server.base_url(),
+            "--model",
+            "judge-test",
+            "--no-api-key",
+        ])
         .args(["--template", "mt-bench-pair", "--json", "--input"])
         .arg(&input)
         .arg("--output")
@@ -203,5 +216,9 @@ fn mt_bench_pair_template_uses_its_own_verdict_format() {
     assert_eq!(summary["summary"]["ties"], 1);
     assert_eq!(summary["summary"]["failures"], 0);
     let judged = pairs(&out);
-    assert!(judged.iter().all(|p| p.chosen() == "GOOD" && p.rating.is_none()));
+    assert!(
+        judged
+            .iter()
+            .all(|p| p.chosen() == "GOOD" && p.rating.is_none())
+    );
 }

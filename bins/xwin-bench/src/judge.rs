@@ -4,12 +4,12 @@
 use crate::median;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use xwin_testkit::test_server::{Action, TestServer};
 use xwin_annotate::{
     AnnotateOptions, ChatClient, EndpointConfig, LlmJudge, PairInput, PromptTemplate,
     VerdictFormat, annotate_pairs,
 };
 use xwin_data::{Conversation, Turn};
+use xwin_testkit::test_server::{Action, TestServer};
 
 /// Judges `items` pairs `repeats` times; JSON with the median judgments/s and the ideal.
 pub fn judge_throughput(

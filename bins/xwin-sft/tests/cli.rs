@@ -74,7 +74,10 @@ fn demo_sft_lowers_the_loss_and_exports_a_loadable_model() {
     assert_eq!(tokenizer_config["eos_token"], "</s>");
     assert_eq!(tokenizer_config["bos_token"], "<s>");
     let template = tokenizer_config["chat_template"].as_str().unwrap();
-    assert!(template.contains("USER: ") && template.contains(" ASSISTANT:"), "{template}");
+    assert!(
+        template.contains("USER: ") && template.contains(" ASSISTANT:"),
+        "{template}"
+    );
 }
 
 /// A second run on an output directory that a running one holds is refused, naming it.
@@ -93,7 +96,10 @@ fn a_second_run_on_the_same_output_is_refused() {
     let metrics = out_dir.join("metrics.jsonl");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 2 {
-        assert!(std::time::Instant::now() < deadline, "first run made no progress");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first run made no progress"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = run(&demo_config(&out_dir, 8, ""), dir.path());
@@ -101,17 +107,24 @@ fn a_second_run_on_the_same_output_is_refused() {
     first.wait().unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("in use by another run") && err.contains("pid"), "{err}");
+    assert!(
+        err.contains("in use by another run") && err.contains("pid"),
+        "{err}"
+    );
 }
 
 #[test]
 fn blocks_longer_than_the_context_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let config = demo_config(&dir.path().join("run"), 1, "").replace("max_len = 256", "max_len = 512");
+    let config =
+        demo_config(&dir.path().join("run"), 1, "").replace("max_len = 256", "max_len = 512");
     let out = run(&config, dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("data.max_len = 512") && err.contains("256"), "{err}");
+    assert!(
+        err.contains("data.max_len = 512") && err.contains("256"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -262,12 +275,19 @@ fn checkpoint_over_other_base_weights_is_refused() {
     let base = dir.path().join("base");
     std::fs::create_dir_all(&base).unwrap();
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
-        std::fs::copy(root().join("fixtures/tiny-llama").join(file), base.join(file)).unwrap();
+        std::fs::copy(
+            root().join("fixtures/tiny-llama").join(file),
+            base.join(file),
+        )
+        .unwrap();
     }
     let config = demo_config(&dir.path().join("run"), 1, "")
         .replace("every = 16", "every = 2")
         .replace(
-            &format!("{:?}", root().join("fixtures/tiny-llama").display().to_string()),
+            &format!(
+                "{:?}",
+                root().join("fixtures/tiny-llama").display().to_string()
+            ),
             &format!("{:?}", base.display().to_string()),
         );
     assert!(config.contains(base.to_str().unwrap()), "{config}");
@@ -280,5 +300,8 @@ fn checkpoint_over_other_base_weights_is_refused() {
     let out = run(&config, dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("different run") && err.contains("base model"), "{err}");
+    assert!(
+        err.contains("different run") && err.contains("base model"),
+        "{err}"
+    );
 }

@@ -8,17 +8,17 @@
 use crate::client::Usage;
 use crate::error::{AnnotateError, Result};
 use crate::judge::{Judge, JudgeFailure, PairQuery, PairVerdict};
+use crate::pairs::PairInput;
 use crate::parse::Shown;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use crate::pairs::PairInput;
 use xwin_data::io::for_each_value;
 use xwin_data::{
-    JsonlWriter, JudgeMeta, OutputLock, ReadOptions, ReadReport, Winner, XwinPair,
-    lock_path_for, stable_hash,
+    JsonlWriter, JudgeMeta, OutputLock, ReadOptions, ReadReport, Winner, XwinPair, lock_path_for,
+    stable_hash,
 };
 
 /// How a run treats position bias and parallelism.
@@ -337,18 +337,15 @@ async fn annotate_stream<J: Judge>(
         };
         std::future::ready(keep.then_some((input, key)))
     });
-    tracing::info!(
-        inputs = count,
-        already_done = done.len(),
-        "judging pairs"
-    );
-    let mut results = std::pin::pin!(todo
-        .map(|(input, key)| {
+    tracing::info!(inputs = count, already_done = done.len(), "judging pairs");
+    let mut results = std::pin::pin!(
+        todo.map(|(input, key)| {
             let meta = &meta;
             let options = &options;
             async move { judge_item(judge, &input, key, meta, options).await }
         })
-        .buffer_unordered(options.concurrency));
+        .buffer_unordered(options.concurrency)
+    );
     let mut finished = 0;
     let mut fatal = None;
     while let Some(outcome) = results.next().await {

@@ -17,12 +17,12 @@ pub use annotate::{
     AnnotateOptions, AnnotateSummary, FailureRecord, Progress, annotate_file, annotate_pairs,
     failures_path,
 };
-pub use pairs::{PairInput, read_pair_inputs};
 pub use client::{CallError, ChatClient, EndpointConfig, Usage};
 pub use error::{AnnotateError, Result};
 pub use judge::{
     Grade, GradeQuery, Judge, JudgeFailure, JudgeIdentity, LlmJudge, OracleJudge, PairQuery,
     PairVerdict, VerdictFormat,
 };
+pub use pairs::{PairInput, read_pair_inputs};
 pub use parse::{ParseError, Shown};
 pub use template::PromptTemplate;

@@ -1,11 +1,11 @@
 //! The pairs a judge compares: the input record and its readers.
 
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
 use xwin_data::io::{for_each_value, from_value};
 use xwin_data::{Conversation, FieldError, ReadOptions, ReadReport, Role, Turn};
-use crate::error::Result;
 
 /// Two responses to one prompt, to be judged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,7 +53,10 @@ impl PairInput {
             && let Some(Value::String(text)) = obj.get("prompt")
         {
             let turn = serde_json::json!({ "from": "human", "value": text });
-            obj.insert("prompt".into(), serde_json::json!({ "conversations": [turn] }));
+            obj.insert(
+                "prompt".into(),
+                serde_json::json!({ "conversations": [turn] }),
+            );
         }
         if let Some(obj) = value.as_object_mut()
             && !obj.contains_key("prompt")

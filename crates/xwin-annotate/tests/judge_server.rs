@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use xwin_testkit::test_server::{Action, Request, TestServer};
 use xwin_annotate::{
     AnnotateOptions, ChatClient, EndpointConfig, FailureRecord, LlmJudge, PairInput,
     PromptTemplate, VerdictFormat, annotate_pairs, failures_path,
 };
 use xwin_data::{Conversation, Turn, Winner, XwinPair};
+use xwin_testkit::test_server::{Action, Request, TestServer};
 
 /// Items whose better response contains "GOOD"; in odd items it is response B.
 fn inputs(n: usize) -> Vec<PairInput> {
@@ -422,9 +422,15 @@ async fn grading_and_the_mt_bench_and_alpaca_eval_formats_go_through_the_same_ju
         .unwrap();
     assert_eq!((tie.judged, tie.ties), (0, 1));
     let out = dir.path().join("alpaca.jsonl");
-    let won = annotate_pairs(&alpaca, &inputs(1), &out, AnnotateOptions::default(), |_| {})
-        .await
-        .unwrap();
+    let won = annotate_pairs(
+        &alpaca,
+        &inputs(1),
+        &out,
+        AnnotateOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(won.judged, 1);
     let pairs: Vec<XwinPair> = read(&out);
     assert_eq!(pairs[0].rating, None);
@@ -474,10 +480,22 @@ async fn an_edited_template_or_max_tokens_judges_again() {
         }
     };
     assert_eq!(run(with_file(1024)).await.judged, 4);
-    assert_eq!(run(with_file(1024)).await.already_done, 4, "same config: nothing to do");
+    assert_eq!(
+        run(with_file(1024)).await.already_done,
+        4,
+        "same config: nothing to do"
+    );
     std::fs::write(&template_path, builtin.replace("helpful", "useful")).unwrap();
-    assert_eq!(run(with_file(1024)).await.judged, 4, "edited template: judged again");
-    assert_eq!(run(with_file(512)).await.judged, 4, "other max_tokens: judged again");
+    assert_eq!(
+        run(with_file(1024)).await.judged,
+        4,
+        "edited template: judged again"
+    );
+    assert_eq!(
+        run(with_file(512)).await.judged,
+        4,
+        "other max_tokens: judged again"
+    );
     assert_eq!(server.requests(), 12);
 }
 
@@ -500,37 +518,34 @@ async fn string_prompts_stream_and_one_run_per_output() {
     std::fs::write(&input, lines).unwrap();
     let out = dir.path().join("out.jsonl");
     let held = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(&out, false)).unwrap();
-    let plain = xwin_data::ReadOptions::default();
-    let err = xwin_annotate::annotate_file(
-        &judge(&server, |_| {}),
-        &input,
-        plain,
-        &out,
-        AnnotateOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("in use by another run") && err.contains("pid"), "{err}");
-    assert_eq!(server.requests(), 0, "nothing judged while the output is held");
+    let run = || {
+        let (judge, input, out) = (judge(&server, |_| {}), input.clone(), out.clone());
+        async move {
+            let plain = xwin_data::ReadOptions::default();
+            let options = AnnotateOptions::default();
+            xwin_annotate::annotate_file(&judge, &input, plain, &out, options, |_| {}).await
+        }
+    };
+    let err = run().await.unwrap_err().to_string();
+    assert!(
+        err.contains("in use by another run") && err.contains("pid"),
+        "{err}"
+    );
+    assert_eq!(
+        server.requests(),
+        0,
+        "nothing judged while the output is held"
+    );
     drop(held);
-    let (summary, report) = xwin_annotate::annotate_file(
-        &judge(&server, |_| {}),
-        &input,
-        plain,
-        &out,
-        AnnotateOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (summary, report) = run().await.unwrap();
     assert_eq!((summary.inputs, summary.judged, report.records), (5, 5, 5));
     let pairs: Vec<XwinPair> = read(&out);
     assert!(pairs.iter().all(|p| p.chosen() == "GOOD"));
-    let mut prompts: Vec<&str> = pairs.iter().map(|p| p.prompt.turns[0].value.as_str()).collect();
+    let mut prompts: Vec<&str> = pairs
+        .iter()
+        .map(|p| p.prompt.turns[0].value.as_str())
+        .collect();
     prompts.sort();
     let want: Vec<String> = (0..5).map(|i| format!("question {i}")).collect();
     assert_eq!(prompts, want);
 }
-

@@ -119,4 +119,3 @@ pub fn length_buckets(
         .sort_by_key(|b| stable_hash(&[seed.to_le_bytes(), (b[0] as u64).to_le_bytes()].concat()));
     batches
 }
-

@@ -27,7 +27,9 @@ pub enum DataError {
     #[error("invalid input: {0}")]
     Invalid(String),
     /// Another run holds the output (see [`crate::lock::OutputLock`]).
-    #[error("{path}: the output is in use by another run ({holder}); wait for it to finish or stop it")]
+    #[error(
+        "{path}: the output is in use by another run ({holder}); wait for it to finish or stop it"
+    )]
     Locked { path: PathBuf, holder: String },
 }
 

@@ -81,7 +81,10 @@ mod tests {
         let first = OutputLock::acquire(&path).unwrap();
         let err = OutputLock::acquire(&path).unwrap_err();
         let message = err.to_string();
-        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
         assert!(message.contains("out.lock"), "{message}");
         drop(first);
         OutputLock::acquire(&path).expect("released on drop");

@@ -323,9 +323,11 @@ impl Fields<'_> {
                 .iter()
                 .map(|v| as_u32(v).ok_or_else(|| self.err(field, "expected token ids".into())))
                 .collect(),
-            Some(v) => Ok(vec![
-                as_u32(v).ok_or_else(|| self.err(field, "expected a token id".into()))?,
-            ]),
+            Some(v) => {
+                Ok(vec![as_u32(v).ok_or_else(|| {
+                    self.err(field, "expected a token id".into())
+                })?])
+            }
         }
     }
 

@@ -7,19 +7,7 @@ use common::*;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
-use xwin_model::{
-    BatchLayout, LlamaForCausalLM, ModelError, SaveDtype, SaveOptions, load_causal_lm,
-    save_causal_lm,
-};
-
-fn logits(model: &LlamaForCausalLM, device: &Device) -> Vec<f32> {
-    let ids = vec![vec![1u32, 45, 200, 17, 99, 5]];
-    let t = model.ids_tensor(&ids, device).unwrap();
-    model
-        .forward(t, &BatchLayout::contiguous(1, 6, 0), None)
-        .try_into_vec_as::<f32>()
-        .unwrap()
-}
+use xwin_model::{ModelError, SaveDtype, SaveOptions, load_causal_lm, save_causal_lm};
 
 /// Copies a fixture's single-file checkpoint, rewriting its tensors with `edit`.
 fn edited_copy(
@@ -66,12 +54,17 @@ fn load_save_load_gives_identical_logits() {
     let device = Device::flex();
     for dir in causal_fixtures() {
         let model = load_causal_lm(&dir, &device).unwrap();
-        let before = logits(&model, &device);
+        let before = probe_logits(&model, &device);
         let out = tempfile::tempdir().unwrap();
         save_causal_lm(&model, out.path(), SaveOptions::default()).unwrap();
         let reloaded = load_causal_lm(out.path(), &device).unwrap();
         assert_eq!(reloaded.config(), model.config(), "{}", dir.display());
-        assert_eq!(logits(&reloaded, &device), before, "{}", dir.display());
+        assert_eq!(
+            probe_logits(&reloaded, &device),
+            before,
+            "{}",
+            dir.display()
+        );
     }
 }
 
@@ -120,7 +113,10 @@ fn sharded_half_precision_save_round_trips() {
     assert!(out.path().join("model.safetensors.index.json").exists());
     // The weights were bf16 to begin with, so bf16 storage loses nothing.
     let reloaded = load_causal_lm(out.path(), &device).unwrap();
-    assert_eq!(logits(&reloaded, &device), logits(&model, &device));
+    assert_eq!(
+        probe_logits(&reloaded, &device),
+        probe_logits(&model, &device)
+    );
 }
 
 #[test]

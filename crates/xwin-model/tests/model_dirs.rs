@@ -5,22 +5,10 @@
 mod common;
 
 use burn::tensor::Device;
-use common::fixtures;
+use common::{fixtures, probe_logits};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
-use xwin_model::{
-    BatchLayout, GenerationConfig, LlamaForCausalLM, SaveOptions, generate, load_causal_lm,
-    save_causal_lm,
-};
-
-fn logits(model: &LlamaForCausalLM, device: &Device) -> Vec<f32> {
-    let ids = vec![vec![1u32, 45, 200, 17, 99, 5]];
-    let t = model.ids_tensor(&ids, device).unwrap();
-    model
-        .forward(t, &BatchLayout::contiguous(1, 6, 0), None)
-        .try_into_vec_as::<f32>()
-        .unwrap()
-}
+use xwin_model::{GenerationConfig, SaveOptions, generate, load_causal_lm, save_causal_lm};
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -51,10 +39,15 @@ fn saving_over_a_sharded_save_leaves_no_stale_shards() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert!(!names.iter().any(|n| n.contains("-of-") || n.ends_with("index.json")), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("-of-") || n.ends_with("index.json")),
+        "{names:?}"
+    );
     let loaded = load_causal_lm(&target, &device).unwrap();
-    assert_eq!(logits(&loaded, &device), logits(&new, &device));
-    assert_ne!(logits(&loaded, &device), logits(&old, &device));
+    assert_eq!(probe_logits(&loaded, &device), probe_logits(&new, &device));
+    assert_ne!(probe_logits(&loaded, &device), probe_logits(&old, &device));
     // No partial or old directory is left beside it.
     let siblings = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(siblings, 1);
@@ -70,7 +63,10 @@ fn a_directory_with_other_files_is_not_replaced() {
     std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
     let err = save_causal_lm(&model, dir.path(), SaveOptions::default()).unwrap_err();
     assert!(err.to_string().contains("notes.txt"), "{err}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
 }
 
 /// Llama-3 lists several end ids in `generation_config.json` only; generation stops on any.
@@ -81,7 +77,11 @@ fn generation_config_stop_ids_are_honoured() {
     copy_dir(&fixtures().join("tiny-llama"), dir.path());
     // The fixture's greedy continuation of its first prompt starts 262, 132, 99.
     let generation = serde_json::json!({ "bos_token_id": 1, "eos_token_id": [2, 99] });
-    std::fs::write(dir.path().join("generation_config.json"), generation.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        generation.to_string(),
+    )
+    .unwrap();
     let model = load_causal_lm(dir.path(), &device).unwrap();
     assert_eq!(model.config().eos_token_ids, [2, 99]);
     let config = GenerationConfig {
@@ -114,7 +114,10 @@ fn tied_checkpoint_with_a_stored_head_loads() {
     )
     .unwrap();
     let loaded = load_causal_lm(dir.path(), &device).unwrap();
-    assert_eq!(logits(&loaded, &device), logits(&reference, &device));
+    assert_eq!(
+        probe_logits(&loaded, &device),
+        probe_logits(&reference, &device)
+    );
 }
 
 /// Inputs past `max_position_embeddings` (256 here) are refused with the numbers, in the
@@ -124,7 +127,11 @@ fn inputs_longer_than_the_context_are_refused() {
     let device = Device::flex();
     let model = load_causal_lm(fixtures().join("tiny-llama"), &device).unwrap();
     let err = model.ids_tensor(&[vec![5u32; 257]], &device).unwrap_err();
-    assert!(err.to_string().contains("257 tokens exceed the model's context of 256"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("257 tokens exceed the model's context of 256"),
+        "{err}"
+    );
     model.ids_tensor(&[vec![5u32; 256]], &device).unwrap();
     let config = GenerationConfig {
         max_new_tokens: 16,

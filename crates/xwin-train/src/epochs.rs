@@ -70,7 +70,9 @@ impl EpochPlan {
 /// A permutation of `0..n` drawn from (seed, epoch).
 fn order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let key = |i: usize| {
-        let bytes = [seed, epoch as u64, i as u64].map(u64::to_le_bytes).concat();
+        let bytes = [seed, epoch as u64, i as u64]
+            .map(u64::to_le_bytes)
+            .concat();
         stable_hash(&bytes)
     };
     let mut order: Vec<usize> = (0..n).collect();
@@ -93,11 +95,7 @@ mod tests {
         let p = plan(5, 2, 2);
         assert_eq!(p.steps_per_epoch(), 3);
         assert_eq!(p.total_steps(), 6);
-        let window = |step| {
-            (0..2)
-                .map_while(|m| p.locate(step, m))
-                .collect::<Vec<_>>()
-        };
+        let window = |step| (0..2).map_while(|m| p.locate(step, m)).collect::<Vec<_>>();
         let sizes: Vec<usize> = (0..6).map(|s| window(s).len()).collect();
         assert_eq!(sizes, [2, 2, 1, 2, 2, 1]);
         for epoch in 0..2 {

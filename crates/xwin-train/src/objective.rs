@@ -3,9 +3,7 @@
 
 use burn::tensor::{Device, Int, Tensor};
 use xwin_data::Batch;
-use xwin_model::{
-    BatchLayout, LlamaForCausalLM, ModelError, lm_head_nll_mean, lm_head_nll_sum,
-};
+use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError, lm_head_nll_mean, lm_head_nll_sum};
 
 /// Number of loss targets in a batch (position 0 is never a target: nothing predicts it).
 pub fn num_targets(batch: &Batch) -> usize {

@@ -4,9 +4,9 @@
 
 use crate::checkpoint::{CheckpointPolicy, Checkpointing};
 use crate::epochs::EpochPlan;
+use crate::objective::{num_targets, sft_loss_sum};
 pub use crate::stage::ModelSection;
 use crate::stage::{StageDir, StageError, base_fingerprint, export_model};
-use crate::objective::{num_targets, sft_loss_sum};
 use crate::trainer::{
     Evaluation, LoopConfig, MicroLoss, Objective, Run, StepMetrics, TrainError, train,
 };
@@ -397,6 +397,11 @@ pub fn run_sft(
         Err((_, e)) => return Err(e.into()),
     };
     summary.resumed_from = trained.resumed_from;
-    export_model(&trained.model, &config.model, config.data.template, &out.model())?;
+    export_model(
+        &trained.model,
+        &config.model,
+        config.data.template,
+        &out.model(),
+    )?;
     Ok(summary)
 }

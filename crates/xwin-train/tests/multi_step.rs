@@ -106,16 +106,30 @@ fn four_steps_equal_the_trainer() {
     assert_eq!(log.len(), steps.len());
     for (ours, theirs) in log.iter().zip(steps) {
         let step = ours.step;
-        assert_eq!(ours.items, theirs["items"].as_u64().unwrap() as usize, "step {step}");
+        assert_eq!(
+            ours.items,
+            theirs["items"].as_u64().unwrap() as usize,
+            "step {step}"
+        );
         let want = |k: &str| theirs[k].as_f64().unwrap() as f32;
-        assert_close(&format!("step {step} loss"), &[ours.loss], &[want("loss")], 1e-5);
+        assert_close(
+            &format!("step {step} loss"),
+            &[ours.loss],
+            &[want("loss")],
+            1e-5,
+        );
         assert_close(
             &format!("step {step} grad norm"),
             &[ours.grad_norm as f32],
             &[want("grad_norm")],
             1e-5,
         );
-        assert_close(&format!("step {step} lr"), &[ours.lr as f32], &[want("lr")], 1e-7);
+        assert_close(
+            &format!("step {step} lr"),
+            &[ours.lr as f32],
+            &[want("lr")],
+            1e-7,
+        );
     }
     assert_eq!(log[0].lr, 0.0, "the warm-up step runs at lr 0");
 
@@ -147,10 +161,20 @@ fn four_steps_equal_the_trainer() {
                 .map(|(x, _)| *x)
                 .collect()
         };
-        assert_close(&format!("{name} after step 4"), &pick(&a, false), &pick(&b, false), 1e-5);
+        assert_close(
+            &format!("{name} after step 4"),
+            &pick(&a, false),
+            &pick(&b, false),
+            1e-5,
+        );
         worst = xwin_testkit::nan_max(worst, xwin_testkit::max_abs_diff(&a, &b));
         let (a, b) = (pick(&a, true), pick(&b, true));
-        assert_close(&format!("{name} after step 4, |g1| < 1e-5"), &a, &b, lr / 100.0);
+        assert_close(
+            &format!("{name} after step 4, |g1| < 1e-5"),
+            &a,
+            &b,
+            lr / 100.0,
+        );
     }
     // The measured errors, for the README's parity table (`-- --nocapture`).
     let loss_err = log
@@ -226,7 +250,12 @@ fn step_loss_weights_tokens_not_micro_batches() {
     }
     let weighted = sum / items as f64;
     let logged = exp["trainer_logs"][0]["loss"].as_f64().unwrap();
-    assert!((weighted - logged).abs() < 1e-5 * logged, "{weighted} vs {logged}");
-    assert!((means - logged).abs() > 1e-3, "micro-batch means would give {means}");
+    assert!(
+        (weighted - logged).abs() < 1e-5 * logged,
+        "{weighted} vs {logged}"
+    );
+    assert!(
+        (means - logged).abs() > 1e-3,
+        "micro-batch means would give {means}"
+    );
 }
-

@@ -5,7 +5,9 @@ use burn::tensor::Device;
 use std::path::PathBuf;
 use xwin_model::load_causal_lm;
 use xwin_train::sft::build_batches;
-use xwin_train::{EpochPlan, SftConfig, StepMetrics, num_targets, read_config, run_sft, sft_loss_sum};
+use xwin_train::{
+    EpochPlan, SftConfig, StepMetrics, num_targets, read_config, run_sft, sft_loss_sum,
+};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -35,10 +37,17 @@ fn demo_step_loss_is_the_token_weighted_mean() {
     let (batches, _, _) = build_batches(&config, pad).unwrap();
     let plan = EpochPlan::new(batches.len(), 2, 1, config.batching.seed);
     assert_eq!(logged.len(), plan.total_steps());
-    let window: Vec<_> = (0..2).map_while(|m| plan.locate(0, m)).map(|(_, i)| &batches[i]).collect();
+    let window: Vec<_> = (0..2)
+        .map_while(|m| plan.locate(0, m))
+        .map(|(_, i)| &batches[i])
+        .collect();
     let (mut sum, mut items, mut means) = (0.0f64, 0usize, 0.0f64);
     for b in &window {
-        let s = f64::from(sft_loss_sum(&model, b, &device).unwrap().into_scalar::<f32>());
+        let s = f64::from(
+            sft_loss_sum(&model, b, &device)
+                .unwrap()
+                .into_scalar::<f32>(),
+        );
         sum += s;
         items += num_targets(b);
         means += s / num_targets(b) as f64 / window.len() as f64;
@@ -46,6 +55,12 @@ fn demo_step_loss_is_the_token_weighted_mean() {
     let weighted = sum / items as f64;
     assert_eq!(logged[0].items, items);
     let first = f64::from(logged[0].loss);
-    assert!((first - weighted).abs() < 1e-5 * weighted, "logged {first} vs recomputed {weighted}");
-    assert!((means - weighted).abs() > 1e-3, "mean of micro-batch means {means} would differ");
+    assert!(
+        (first - weighted).abs() < 1e-5 * weighted,
+        "logged {first} vs recomputed {weighted}"
+    );
+    assert!(
+        (means - weighted).abs() > 1e-3,
+        "mean of micro-batch means {means} would differ"
+    );
 }

@@ -36,3 +36,16 @@ pub fn floats3(value: &Value) -> Vec<Vec<Vec<f32>>> {
 
 #[allow(unused_imports)] // each test file uses its own subset
 pub use xwin_testkit::max_abs_diff;
+
+/// Logits of one fixed 6-token prompt: a quick fingerprint of a model's weights.
+pub fn probe_logits(
+    model: &xwin_model::LlamaForCausalLM,
+    device: &burn::tensor::Device,
+) -> Vec<f32> {
+    let ids = vec![vec![1u32, 45, 200, 17, 99, 5]];
+    let t = model.ids_tensor(&ids, device).unwrap();
+    model
+        .forward(t, &xwin_model::BatchLayout::contiguous(1, 6, 0), None)
+        .try_into_vec_as::<f32>()
+        .unwrap()
+}

@@ -338,7 +338,27 @@ pub fn save_hf_with(
     options: SaveOptions,
     files: &[(String, Vec<u8>)],
 ) -> Result<()> {
-    let dir = dir.as_ref();
+    save_model_dir(config, Architecture::CausalLm, tensors, dir.as_ref(), options, files)
+}
+
+/// Which HF class a saved directory is for (`architectures` in `config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `LlamaForCausalLM`.
+    CausalLm,
+    /// `LlamaForSequenceClassification` with one label (a reward model).
+    Reward,
+}
+
+/// [`save_hf_with`] for either architecture.
+pub fn save_model_dir(
+    config: &LlamaConfig,
+    architecture: Architecture,
+    tensors: &HfTensors,
+    dir: &Path,
+    options: SaveOptions,
+    files: &[(String, Vec<u8>)],
+) -> Result<()> {
     refuse_foreign_files(dir)?;
     let name = dir
         .file_name()
@@ -351,7 +371,13 @@ pub fn save_hf_with(
         std::fs::remove_dir_all(&partial).map_err(|e| ModelError::io(&partial, e))?;
     }
     std::fs::create_dir(&partial).map_err(|e| ModelError::io(&partial, e))?;
-    write_weights(config, tensors, &partial, options)?;
+    let mut config_json = config.to_json();
+    if architecture == Architecture::Reward {
+        config_json["architectures"] = serde_json::json!(["LlamaForSequenceClassification"]);
+        config_json["id2label"] = serde_json::json!({ "0": "LABEL_0" });
+        config_json["label2id"] = serde_json::json!({ "LABEL_0": 0 });
+    }
+    write_weights(config_json, tensors, &partial, options)?;
     if !files.iter().any(|(n, _)| n == "generation_config.json") {
         let generation = generation_config(config);
         write_atomic(
@@ -427,12 +453,11 @@ fn refuse_foreign_files(dir: &Path) -> Result<()> {
 
 /// `config.json` and the weights into `dir` (which exists and is empty).
 fn write_weights(
-    config: &LlamaConfig,
+    mut config_json: serde_json::Value,
     tensors: &HfTensors,
     dir: &Path,
     options: SaveOptions,
 ) -> Result<()> {
-    let mut config_json = config.to_json();
     config_json["torch_dtype"] = serde_json::json!(options.dtype.name());
     let config_path = dir.join("config.json");
     write_atomic(

@@ -21,11 +21,15 @@ pub mod logprob;
 pub mod mlp;
 pub mod model;
 pub mod params;
+pub mod reward;
 pub mod rope;
 pub mod sampling;
 pub mod tokenizer;
 
-pub use checkpoint::{Checkpoint, SaveDtype, SaveOptions, save_hf, save_hf_with};
+pub use checkpoint::{
+    Architecture, Checkpoint, SaveDtype, SaveOptions, save_hf, save_hf_with, save_model_dir,
+};
+pub use reward::{LlamaForReward, load_reward_model, save_reward_model};
 pub use config::{LlamaConfig, RopeScaling};
 pub use device::parse_device;
 pub use error::{ModelError, Result};

@@ -1,0 +1,175 @@
+//! The reward model: HF `LlamaForSequenceClassification` with one label — the decoder plus a
+//! scalar `score` head without bias — read at each row's last real token.
+
+use crate::checkpoint::{Architecture, Checkpoint, SaveOptions, save_model_dir};
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::layout::BatchLayout;
+use crate::model::{LlamaForCausalLM, LlamaModel, ids_tensor};
+use crate::params::{HfTensor, HfTensors, ParamSource, linear};
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use std::path::Path;
+
+/// HF name of the head.
+const SCORE: &str = "score.weight";
+
+/// `LlamaForSequenceClassification(num_labels = 1)`.
+///
+/// # Shapes
+/// - input ids `[batch, seq]` → rewards `[batch]`
+#[derive(Module, Debug)]
+pub struct LlamaForReward {
+    pub model: LlamaModel,
+    /// `[hidden, 1]`, no bias.
+    pub score: Linear,
+    #[module(skip)]
+    config: LlamaConfig,
+}
+
+impl LlamaForReward {
+    /// Builds the model from any parameter source; the head is `score.weight`.
+    pub fn init(config: &LlamaConfig, source: &mut dyn ParamSource) -> Result<Self> {
+        Ok(Self {
+            model: LlamaModel::init(config, source)?,
+            score: linear(source, SCORE, config.hidden_size, 1)?,
+            config: config.clone(),
+        })
+    }
+
+    /// A reward model from a policy (the paper starts the RM from the SFT model): its decoder,
+    /// its LM head dropped, a fresh head drawn from normal(0, `std`) (HF's
+    /// `initializer_range`, 0.02 for Llama-2) with the device's current seed. `pad_token_id`
+    /// is set to `pad` when the policy has none, since HF pools at the last non-pad token.
+    pub fn from_policy(policy: LlamaForCausalLM, std: f64, pad: u32) -> Result<Self> {
+        let mut config = policy.config().clone();
+        config.pad_token_id = config.pad_token_id.or(Some(pad));
+        if let Some(p) = config.pad_token_id
+            && config.eos_token_ids.contains(&p)
+        {
+            return Err(ModelError::InvalidInput(format!(
+                "pad_token_id {p} is also an end-of-sequence id: HF pools the reward at the \
+                 last token that is not padding, which would skip the closing EOS; choose \
+                 another pad id (e.g. <unk>)"
+            )));
+        }
+        let device = policy.model.embed_tokens.weight.device();
+        let hidden = config.hidden_size;
+        let head = Tensor::<2>::random([hidden, 1], Distribution::Normal(0.0, std), &device);
+        Ok(Self {
+            model: policy.model,
+            score: Linear {
+                weight: Param::from_tensor(head),
+                bias: None,
+            },
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// One reward per row: the head applied to the final hidden state of the row's last
+    /// real token (`attention[row]` true), so right and left padding give the same rewards.
+    /// Carries gradients on an autodiff device.
+    pub fn rewards(
+        &self,
+        ids: &[Vec<u32>],
+        attention: &[Vec<bool>],
+        device: &Device,
+    ) -> Result<Tensor<1>> {
+        let seq = ids.first().map_or(0, Vec::len);
+        if seq > self.config.max_position_embeddings {
+            return Err(ModelError::InvalidInput(format!(
+                "{seq} tokens exceed the model's context of {} (max_position_embeddings)",
+                self.config.max_position_embeddings
+            )));
+        }
+        let last = last_real_tokens(attention, ids.len(), seq)?;
+        let tensor: Tensor<2, Int> = ids_tensor(ids, self.config.vocab_size, device)?;
+        let layout = BatchLayout::from_attention_mask(attention)?;
+        let hidden = self.model.forward(tensor, &layout, None);
+        let [b, s, h] = hidden.dims();
+        let rows: Vec<i64> = last
+            .iter()
+            .enumerate()
+            .map(|(r, &t)| (r * s + t) as i64)
+            .collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), device);
+        let pooled = hidden.reshape([b * s, h]).select(0, index);
+        Ok(self.score.forward(pooled).reshape([b]))
+    }
+
+    /// Every parameter under its HF name and layout, in a stable order.
+    pub fn hf_tensors(&self) -> HfTensors {
+        let mut out = Vec::new();
+        self.model.hf_tensors(&mut out);
+        out.push((SCORE.into(), HfTensor::Linear(self.score.weight.val())));
+        out
+    }
+}
+
+/// Index of the last true entry of each attention row.
+fn last_real_tokens(attention: &[Vec<bool>], batch: usize, seq: usize) -> Result<Vec<usize>> {
+    if attention.len() != batch {
+        return Err(ModelError::InvalidInput(format!(
+            "{} attention rows for {batch} sequences",
+            attention.len()
+        )));
+    }
+    attention
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            if row.len() != seq {
+                return Err(ModelError::InvalidInput(format!(
+                    "attention row {r} has {} entries for {seq} tokens",
+                    row.len()
+                )));
+            }
+            row.iter()
+                .rposition(|&a| a)
+                .ok_or_else(|| ModelError::InvalidInput(format!("row {r} has no real token")))
+        })
+        .collect()
+}
+
+/// Loads a HF `LlamaForSequenceClassification` directory with one label. A directory
+/// without a `score.weight` (a causal LM) is an error naming the tensor.
+pub fn load_reward_model(dir: impl AsRef<Path>, device: &Device) -> Result<LlamaForReward> {
+    let dir = dir.as_ref();
+    let config = LlamaConfig::from_file(dir)?;
+    let mut checkpoint = Checkpoint::open(dir, device)?;
+    if !checkpoint.contains(SCORE) {
+        return Err(ModelError::InvalidInput(format!(
+            "{}: no `{SCORE}` tensor: not a reward model (LlamaForSequenceClassification); \
+             train one with xwin-rm",
+            dir.display()
+        )));
+    }
+    // A classifier saved from a causal LM may keep the unused LM head.
+    checkpoint.skip("lm_head.weight");
+    let model = LlamaForReward::init(&config, &mut checkpoint)?;
+    checkpoint.finish()?;
+    Ok(model)
+}
+
+/// Saves a reward model in HF layout (`LlamaForSequenceClassification`, one label),
+/// atomically, with `files` beside the weights.
+pub fn save_reward_model(
+    model: &LlamaForReward,
+    dir: impl AsRef<Path>,
+    options: SaveOptions,
+    files: &[(String, Vec<u8>)],
+) -> Result<()> {
+    save_model_dir(
+        model.config(),
+        Architecture::Reward,
+        &model.hf_tensors(),
+        dir.as_ref(),
+        options,
+        files,
+    )
+}

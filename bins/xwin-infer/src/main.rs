@@ -11,8 +11,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_model::{
     BatchLayout, GenerationConfig, ModelError, SamplingConfig, SaveDtype, SaveOptions, Tokenizer,
-    generate, load_causal_lm, parse_device, save_causal_lm,
+    generate, load_causal_lm, load_reward_model, parse_device, save_causal_lm, save_reward_model,
+    span_logprobs,
 };
+
+/// Whether `config.json` in `dir` names `LlamaForSequenceClassification`.
+fn is_reward_model(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|c| c["architectures"][0] == "LlamaForSequenceClassification")
+}
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +87,26 @@ enum Command {
         /// f32, f16 or bf16.
         #[arg(long, default_value = "f32")]
         dtype: String,
+    },
+    /// Reward of each sequence under a reward model (LlamaForSequenceClassification, one
+    /// label), read at its last token: {"rewards": [f32 per sequence]}. Sequences may differ
+    /// in length (right-padded into one batch).
+    Reward {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long = "ids", required = true)]
+        ids: Vec<String>,
+    },
+    /// Log-probability of tokens FROM.. given the tokens before them (the quantity DPO uses):
+    /// {"sum": [f32 per sequence], "per_token": [[f32 per scored token] per sequence]}.
+    Logprobs {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long = "ids", required = true)]
+        ids: Vec<String>,
+        /// Index of the first scored token (≥ 1).
+        #[arg(long)]
+        from: usize,
     },
     /// Token ids of a text, without BOS: {"ids": [...]}.
     Tokenize {
@@ -178,16 +207,58 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
                 }
             };
             let device = parse_device(&model.device)?;
-            let llm = load_causal_lm(&model.model, &device)?;
-            save_causal_lm(
-                &llm,
-                &out,
-                SaveOptions {
-                    dtype,
-                    ..SaveOptions::default()
-                },
-            )?;
+            let options = SaveOptions {
+                dtype,
+                ..SaveOptions::default()
+            };
+            if is_reward_model(&model.model) {
+                let rm = load_reward_model(&model.model, &device)?;
+                save_reward_model(&rm, &out, options, &[])?;
+            } else {
+                let llm = load_causal_lm(&model.model, &device)?;
+                save_causal_lm(&llm, &out, options)?;
+            }
             Ok(json!({ "saved": out }))
+        }
+        Command::Reward { model, ids } => {
+            let device = parse_device(&model.device)?;
+            let rm = load_reward_model(&model.model, &device)?;
+            let rows = ids
+                .iter()
+                .map(|a| parse_ids(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            let pad = rm.config().pad_token_id.unwrap_or(0);
+            let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+            let padded: Vec<Vec<u32>> = rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(pad, width - r.len()))
+                        .collect()
+                })
+                .collect();
+            let mask: Vec<Vec<bool>> = rows
+                .iter()
+                .map(|r| (0..width).map(|t| t < r.len()).collect())
+                .collect();
+            let rewards = rm
+                .rewards(&padded, &mask, &device)?
+                .try_into_vec_as::<f32>()?;
+            Ok(json!({ "rewards": rewards }))
+        }
+        Command::Logprobs { model, ids, from } => {
+            let device = parse_device(&model.device)?;
+            let llm = load_causal_lm(&model.model, &device)?;
+            let requests = ids
+                .iter()
+                .map(|a| parse_ids(a).map(|r| (r, from)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let spans = span_logprobs(&llm, &requests, &device)?;
+            Ok(json!({
+                "sum": spans.iter().map(|s| s.sum).collect::<Vec<_>>(),
+                "per_token": spans.iter().map(|s| s.per_token.clone()).collect::<Vec<_>>(),
+            }))
         }
         Command::Tokenize { tokenizer, text } => {
             let tok = Tokenizer::from_file(&tokenizer)?;

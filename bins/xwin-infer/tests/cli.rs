@@ -207,3 +207,53 @@ fn convert_writes_a_loadable_checkpoint() {
     assert!(ok);
     assert_eq!(a, b);
 }
+
+/// `reward` on the reward-model fixture and `logprobs` on the causal one print what
+/// `transformers` computed (fixtures' expected.json), ragged rows padded by the tool.
+#[test]
+fn reward_and_logprobs_equal_transformers() {
+    let rm = fixture("tiny-llama-rm");
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(rm.join("expected.json")).unwrap()).unwrap();
+    let rm = rm.display().to_string();
+    let lengths: Vec<usize> = serde_json::from_value(exp["lengths"].clone()).unwrap();
+    let rows: Vec<String> = (0..lengths.len())
+        .map(|r| {
+            ids_arg(&Value::from(
+                exp["input_ids"][r].as_array().unwrap()[..lengths[r]].to_vec(),
+            ))
+        })
+        .collect();
+    let mut args = vec!["reward", "--model", &rm];
+    for row in &rows {
+        args.extend(["--ids", row]);
+    }
+    let (ok, got, err) = run(&args);
+    assert!(ok, "{err}");
+    let got: Vec<f32> = serde_json::from_value(got["rewards"].clone()).unwrap();
+    let want: Vec<f32> = serde_json::from_value(exp["rewards"].clone()).unwrap();
+    assert!(
+        xwin_testkit::max_abs_diff(&got, &want) < 1e-4,
+        "{got:?} vs {want:?}"
+    );
+
+    let exp = expected();
+    let lm = fixture("tiny-llama").display().to_string();
+    let (a, b) = (ids_arg(&exp["input_ids"][0]), ids_arg(&exp["input_ids"][1]));
+    let (ok, got, err) = run(&[
+        "logprobs", "--model", &lm, "--ids", &a, "--ids", &b, "--from", "6",
+    ]);
+    assert!(ok, "{err}");
+    let sums: Vec<f32> = serde_json::from_value(got["sum"].clone()).unwrap();
+    let want: Vec<f32> = serde_json::from_value(exp["completion_logps"]["sum"].clone()).unwrap();
+    assert!(
+        xwin_testkit::max_abs_diff(&sums, &want) < 1e-3,
+        "{sums:?} vs {want:?}"
+    );
+    let per: Vec<Vec<f32>> = serde_json::from_value(got["per_token"].clone()).unwrap();
+    let want: Vec<Vec<f32>> =
+        serde_json::from_value(exp["completion_logps"]["per_token"].clone()).unwrap();
+    for (p, w) in per.iter().zip(&want) {
+        assert!(xwin_testkit::max_abs_diff(p, w) < 1e-4, "{p:?} vs {w:?}");
+    }
+}

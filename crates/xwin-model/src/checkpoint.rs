@@ -338,7 +338,14 @@ pub fn save_hf_with(
     options: SaveOptions,
     files: &[(String, Vec<u8>)],
 ) -> Result<()> {
-    save_model_dir(config, Architecture::CausalLm, tensors, dir.as_ref(), options, files)
+    save_model_dir(
+        config,
+        Architecture::CausalLm,
+        tensors,
+        dir.as_ref(),
+        options,
+        files,
+    )
 }
 
 /// Which HF class a saved directory is for (`architectures` in `config.json`).

@@ -29,7 +29,6 @@ pub mod tokenizer;
 pub use checkpoint::{
     Architecture, Checkpoint, SaveDtype, SaveOptions, save_hf, save_hf_with, save_model_dir,
 };
-pub use reward::{LlamaForReward, load_reward_model, save_reward_model};
 pub use config::{LlamaConfig, RopeScaling};
 pub use device::parse_device;
 pub use error::{ModelError, Result};
@@ -38,6 +37,7 @@ pub use generate::{GenerationConfig, Generations, generate};
 pub use layout::BatchLayout;
 pub use logprob::{SpanLogProbs, masked_logprob_sum, next_token_logprobs, span_logprobs};
 pub use model::{KvCache, LlamaForCausalLM, LlamaModel};
+pub use reward::{LlamaForReward, load_reward_model, save_reward_model};
 pub use sampling::SamplingConfig;
 pub use tokenizer::Tokenizer;
 

@@ -10,7 +10,10 @@ use xwin_model::{SaveOptions, load_reward_model, save_reward_model};
 use xwin_testkit::max_abs_diff;
 
 fn bits(v: &serde_json::Value) -> Vec<Vec<bool>> {
-    ids(v).into_iter().map(|r| r.into_iter().map(|x| x == 1).collect()).collect()
+    ids(v)
+        .into_iter()
+        .map(|r| r.into_iter().map(|x| x == 1).collect())
+        .collect()
 }
 
 #[test]
@@ -20,7 +23,11 @@ fn rewards_equal_transformers() {
     let exp = expected(&dir);
     let model = load_reward_model(&dir, &device).unwrap();
     let got = model
-        .rewards(&ids(&exp["input_ids"]), &bits(&exp["attention_mask"]), &device)
+        .rewards(
+            &ids(&exp["input_ids"]),
+            &bits(&exp["attention_mask"]),
+            &device,
+        )
         .unwrap()
         .try_into_vec_as::<f32>()
         .unwrap();
@@ -34,14 +41,25 @@ fn rewards_equal_transformers() {
         .into_iter()
         .zip(bits(&exp["attention_mask"]))
         .map(|(r, m)| {
-            let real: Vec<u32> = r.iter().zip(&m).filter(|(_, m)| **m).map(|(t, _)| *t).collect();
+            let real: Vec<u32> = r
+                .iter()
+                .zip(&m)
+                .filter(|(_, m)| **m)
+                .map(|(t, _)| *t)
+                .collect();
             let pad = r.len() - real.len();
             let ids = std::iter::repeat_n(0, pad).chain(real).collect();
-            let mask = std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, r.len() - pad)).collect();
+            let mask = std::iter::repeat_n(false, pad)
+                .chain(std::iter::repeat_n(true, r.len() - pad))
+                .collect();
             (ids, mask)
         })
         .unzip();
-    let left = model.rewards(&rows, &masks, &device).unwrap().try_into_vec_as::<f32>().unwrap();
+    let left = model
+        .rewards(&rows, &masks, &device)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
     assert!(max_abs_diff(&left, &want) < 1e-4, "{left:?}");
 
     // Save and load back: the same rewards, HF class and label count in config.json.
@@ -49,12 +67,17 @@ fn rewards_equal_transformers() {
     let target = out.path().join("rm");
     save_reward_model(&model, &target, SaveOptions::default(), &[]).unwrap();
     let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(target.join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(target.join("config.json")).unwrap())
+            .unwrap();
     assert_eq!(config["architectures"][0], "LlamaForSequenceClassification");
     assert_eq!(config["id2label"].as_object().unwrap().len(), 1);
     let back = load_reward_model(&target, &device).unwrap();
     let again = back
-        .rewards(&ids(&exp["input_ids"]), &bits(&exp["attention_mask"]), &device)
+        .rewards(
+            &ids(&exp["input_ids"]),
+            &bits(&exp["attention_mask"]),
+            &device,
+        )
         .unwrap()
         .try_into_vec_as::<f32>()
         .unwrap();

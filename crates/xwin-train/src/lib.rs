@@ -17,7 +17,9 @@ pub use objective::{num_targets, sft_loss, sft_loss_sum};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
 pub use sft::{SftConfig, SftObjective, SftSummary, run_sft};
-pub use stage::{ModelSection, StageDir, StageError, base_fingerprint, export_model, read_config};
+pub use stage::{
+    ModelSection, StageDir, StageError, base_fingerprint, export_files, export_model, read_config,
+};
 pub use trainer::{
     Evaluation, FnObjective, LoopConfig, MessageError, MicroLoss, Objective, Run, StepMetrics,
     TrainError, Trained, train,

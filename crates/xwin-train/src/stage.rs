@@ -142,21 +142,34 @@ pub fn base_fingerprint(model: &ModelSection) -> Result<String, StageError> {
     Ok(format!("{:016x}", digest.digest()))
 }
 
-/// Saves `model` to `out` in HF layout, atomically, with the tokenizer, a
-/// `tokenizer_config.json` (special tokens and `template` as the chat template, or the base
-/// model's own file when it has one) and a `generation_config.json` (the base model's, or
-/// one with its BOS/EOS/pad ids), so that `transformers` and vLLM serve it as it is.
+/// Saves `model` to `out` in HF layout, atomically, with [`export_files`] beside it, so that
+/// `transformers` and vLLM serve it as it is.
 pub fn export_model(
     model: &LlamaForCausalLM,
     base: &ModelSection,
     template: ChatTemplate,
     out: &Path,
 ) -> Result<(), StageError> {
+    let files = export_files(model.config(), base, template)?;
+    save_causal_lm_with(model, out, SaveOptions::default(), &files)?;
+    Ok(())
+}
+
+/// The files an exported model carries besides weights and `config.json`: the tokenizer, a
+/// `tokenizer_config.json` (special tokens and `template` as the chat template, or the base
+/// model's own file when it has one), the base model's `generation_config.json` when it has
+/// one (else the writer derives it from `config`), and its `special_tokens_map.json` /
+/// `tokenizer.model` when present.
+pub fn export_files(
+    config: &LlamaConfig,
+    base: &ModelSection,
+    template: ChatTemplate,
+) -> Result<Vec<(String, Vec<u8>)>, StageError> {
     let tokenizer_path = base.tokenizer_path();
     let tokenizer = std::fs::read(&tokenizer_path).map_err(io(&tokenizer_path))?;
     let tokenizer_config = match read_optional(&base.path.join("tokenizer_config.json"))? {
         Some(bytes) => bytes,
-        None => tokenizer_config(model.config(), &tokenizer, template)
+        None => tokenizer_config(config, &tokenizer, template)
             .to_string()
             .into_bytes(),
     };
@@ -172,8 +185,7 @@ pub fn export_model(
             files.push((extra.to_string(), bytes));
         }
     }
-    save_causal_lm_with(model, out, SaveOptions::default(), &files)?;
-    Ok(())
+    Ok(files)
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StageError> {

@@ -1,0 +1,167 @@
+//! `xwin-rm --config FILE.toml`: train the reward model (paper step 2c).
+//! `xwin-rm eval --model DIR --data FILE`: its accuracy per judge rating (paper Table 3).
+
+/// Freed tensor buffers stay mapped for reuse (see `xwin_alloc`).
+#[global_allocator]
+static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
+use xwin_model::{load_reward_model, parse_device};
+use xwin_rm::{LossConfig, PairFormat, RmConfig, RmError, evaluate, pair_batches, read_pairs, run_rm};
+
+#[derive(Parser)]
+#[command(
+    name = "xwin-rm",
+    version,
+    about = "Train a reward model on judged pairs, or evaluate one",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// TOML config (see configs/rm-*.toml): train.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Held-out accuracy overall and per rating, reward spread: a table, or JSON with --json.
+    Eval {
+        /// A reward model directory (LlamaForSequenceClassification).
+        #[arg(long)]
+        model: PathBuf,
+        /// Pairs to evaluate on.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "xwin-pair")]
+        format: Format,
+        /// tokenizer.json; defaults to the model directory's.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[arg(long, default_value = "vicuna-v11")]
+        template: String,
+        #[arg(long, default_value_t = 4096)]
+        max_len: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    XwinPair,
+    Preference,
+}
+
+fn train(path: &std::path::Path) -> Result<String, RmError> {
+    let config: RmConfig = xwin_train::read_config(path)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let summary = run_rm(&config, |s| {
+        bar.set_length(s.total_steps as u64);
+        bar.set_position(s.step as u64);
+        let acc = s.metrics.get("accuracy").copied().unwrap_or(f64::NAN);
+        let eval = s
+            .eval_metrics
+            .get("accuracy")
+            .map_or(String::new(), |a| format!("  held-out acc {:.1} %", 100.0 * a));
+        bar.set_message(format!(
+            "loss {:.4}  acc {:.1} %{eval}  lr {:.2e}  |g| {:.2}",
+            s.loss,
+            100.0 * acc,
+            s.lr,
+            s.grad_norm
+        ));
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    if let Some(report) = &summary.eval {
+        eprintln!("{}", report.table());
+    }
+    Ok(serde_json::json!({
+        "summary": summary,
+        "model": config.output.join("model"),
+        "metrics": config.output.join("metrics.jsonl"),
+    })
+    .to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval(
+    model: PathBuf,
+    data: PathBuf,
+    format: Format,
+    tokenizer: Option<PathBuf>,
+    template: &str,
+    max_len: usize,
+    device: &str,
+    json: bool,
+) -> Result<String, RmError> {
+    let template = ChatTemplate::parse(template)
+        .ok_or_else(|| RmError::Setup(format!("--template `{template}`: use vicuna-v11 or llama2")))?;
+    let device = parse_device(device)?;
+    let rm = load_reward_model(&model, &device)?;
+    let tokenizer = load_tokenizer(&tokenizer.unwrap_or_else(|| model.join("tokenizer.json")))?;
+    let format = match format {
+        Format::XwinPair => PairFormat::XwinPair,
+        Format::Preference => PairFormat::Preference,
+    };
+    let (pairs, _) = read_pairs(&data, format, ReadOptions::default())?;
+    let eos = rm.config().eos_token_ids.first().copied().unwrap_or(2);
+    let (tokens, dropped) = xwin_rm::tokenize_pairs(&pairs, template, &tokenizer, eos, max_len)?;
+    let pad = rm.config().pad_token_id.unwrap_or(0);
+    let batches = pair_batches(&tokens, 16, 16_384, pad, &LossConfig::default(), 0);
+    let report = evaluate(&rm, &batches, 0.0, &device)?;
+    Ok(if json {
+        serde_json::json!({ "eval": report, "dropped": dropped }).to_string()
+    } else {
+        report.table()
+    })
+}
+
+fn main() -> ExitCode {
+    xwin_alloc::keep_freed_memory();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match (cli.config, cli.command) {
+        (Some(config), None) => train(&config),
+        (None, Some(Command::Eval {
+            model,
+            data,
+            format,
+            tokenizer,
+            template,
+            max_len,
+            device,
+            json,
+        })) => eval(model, data, format, tokenizer, &template, max_len, &device, json),
+        _ => Err(RmError::Setup(
+            "give --config FILE to train, or `eval --model DIR --data FILE`".into(),
+        )),
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xwin-rm: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

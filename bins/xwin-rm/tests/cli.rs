@@ -1,0 +1,161 @@
+//! `xwin-rm` end to end: the demo learns the bundled preference, a killed run resumes
+//! exactly, `eval` prints the per-rating table, and bad input is named.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The demo config with absolute paths, writing to `output`, `epochs` passes.
+fn demo_config(output: &Path, epochs: usize) -> String {
+    let text = std::fs::read_to_string(root().join("configs/rm-tiny-demo.toml")).unwrap();
+    let r = root().display().to_string();
+    text.replace("output = \"runs/rm-tiny-demo\"", &format!("output = {:?}", output.display().to_string()))
+        .replace("\"fixtures/", &format!("\"{r}/fixtures/"))
+        .replace("\"data/", &format!("\"{r}/data/"))
+        .replace("epochs = 6", &format!("epochs = {epochs}"))
+}
+
+fn run(config: &str, dir: &Path) -> Output {
+    let path = dir.join("rm.toml");
+    std::fs::write(&path, config).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_xwin-rm"))
+        .args(["--config", path.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+fn metrics(path: &Path) -> Vec<xwin_train::StepMetrics> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| xwin_train::StepMetrics {
+            tokens_per_s: 0.0,
+            ..serde_json::from_str(l).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn demo_learns_the_preference_and_eval_prints_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = run(&demo_config(&out_dir, 4), dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let eval = &summary["summary"]["eval"];
+    let all = &eval["all"];
+    let accuracy = all["correct"].as_f64().unwrap() / all["pairs"].as_f64().unwrap();
+    assert!(accuracy > 0.85, "held-out accuracy {accuracy}: {eval}");
+    // Clear cases are learnt at least as well as the nearly identical ones.
+    let by = |r: &str| {
+        let b = &eval["by_rating"][r];
+        b["correct"].as_f64().unwrap() / b["pairs"].as_f64().unwrap()
+    };
+    assert!(by("significantly") >= by("negligibly"), "{eval}");
+    // Named metrics reach metrics.jsonl: per-step accuracy and held-out accuracy by rating.
+    let steps = metrics(&out_dir.join("metrics.jsonl"));
+    assert!(steps.iter().all(|m| m.metrics.contains_key("accuracy") && m.items > 0));
+    assert!(steps.last().unwrap().eval_metrics.contains_key("accuracy_significantly"));
+
+    let model = out_dir.join("model");
+    let eval = Command::new(env!("CARGO_BIN_EXE_xwin-rm"))
+        .args(["eval", "--model", model.to_str().unwrap(), "--data"])
+        .arg(root().join("data/demo/rm-pairs.jsonl"))
+        .args(["--max-len", "256"])
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let table = String::from_utf8_lossy(&eval.stdout);
+    for row in ["| significantly |", "| better |", "| slightly |", "| negligibly |", "| all |"] {
+        assert!(table.contains(row), "{table}");
+    }
+}
+
+/// kill -9 mid-run and the same command again: every logged number equals the
+/// uninterrupted run's.
+#[test]
+fn killed_run_resumes_as_if_never_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |out: &Path| demo_config(out, 2).replace("every = 20", "every = 4");
+    let whole = dir.path().join("whole");
+    std::fs::create_dir_all(&whole).unwrap();
+    assert!(run(&config(&whole.join("run")), &whole).status.success());
+    let expected = metrics(&whole.join("run/metrics.jsonl"));
+
+    let cut = dir.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    let path = cut.join("rm.toml");
+    std::fs::write(&path, config(&cut.join("run"))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xwin-rm"))
+        .args(["--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while metrics(&cut.join("run/metrics.jsonl")).len() < 9 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = run(&config(&cut.join("run")), &cut);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["summary"]["resumed_from"].as_u64().unwrap() >= 8);
+    assert_eq!(metrics(&cut.join("run/metrics.jsonl")), expected);
+}
+
+#[test]
+fn bad_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(root().join("data/demo/rm-pairs.jsonl")).unwrap();
+    let first = good.lines().next().unwrap();
+    let with = |name: &str, line2: String| -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{first}\n{line2}\n")).unwrap();
+        let config = demo_config(&dir.path().join(format!("out-{name}")), 1)
+            .replace(&format!("{:?}", root().join("data/demo/rm-pairs.jsonl").display().to_string()), &format!("{:?}", path.display().to_string()));
+        let out = run(&config, dir.path());
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = with("winner.jsonl", first.replace("\"winner\": \"a\"", "\"winner\": \"c\"").replace("\"winner\": \"b\"", "\"winner\": \"c\""));
+    assert!(err.contains("winner.jsonl") && err.contains("line 2") && err.contains("winner"), "{err}");
+    let err = with("missing.jsonl", first.replace("\"winner\": \"a\", ", "").replace("\"winner\": \"b\", ", ""));
+    assert!(err.contains("line 2") && err.contains("winner"), "{err}");
+    let empty = first.replace("\"response_b\": \"I'm sorry, I can't help with that.\"", "\"response_b\": \" \"");
+    let err = with("empty.jsonl", empty.replace("identity_0-significantly", "empty-one"));
+    assert!(err.contains("pair empty-one") && err.contains("empty"), "{err}");
+
+    // A causal LM given to `eval`: the missing tensor is named.
+    let out = Command::new(env!("CARGO_BIN_EXE_xwin-rm"))
+        .args(["eval", "--model"])
+        .arg(root().join("fixtures/tiny-llama"))
+        .arg("--data")
+        .arg(root().join("data/demo/rm-pairs.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("score.weight"), "{err}");
+
+    // A tokenizer of another vocabulary (512 tokens for a 300-token model).
+    let config = demo_config(&dir.path().join("out-vocab"), 1).replace(
+        &format!("path = {:?}", format!("{}/fixtures/tiny-llama", root().display())),
+        &format!(
+            "path = {:?}\ntokenizer = {:?}",
+            format!("{}/fixtures/gen/tied-mha-theta500k", root().display()),
+            format!("{}/fixtures/tiny-llama/tokenizer.json", root().display())
+        ),
+    );
+    assert!(config.contains("tied-mha"), "{config}");
+    let out = run(&config, dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("512 tokens") && err.contains("300"), "{err}");
+}

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
 use xwin_model::{load_reward_model, parse_device};
-use xwin_rm::{LossConfig, PairFormat, RmConfig, RmError, evaluate, pair_batches, read_pairs, run_rm};
+use xwin_rm::{
+    LossConfig, PairFormat, RmConfig, RmError, evaluate, pair_batches, read_pairs, run_rm,
+};
 
 #[derive(Parser)]
 #[command(
@@ -71,10 +73,9 @@ fn train(path: &std::path::Path) -> Result<String, RmError> {
         bar.set_length(s.total_steps as u64);
         bar.set_position(s.step as u64);
         let acc = s.metrics.get("accuracy").copied().unwrap_or(f64::NAN);
-        let eval = s
-            .eval_metrics
-            .get("accuracy")
-            .map_or(String::new(), |a| format!("  held-out acc {:.1} %", 100.0 * a));
+        let eval = s.eval_metrics.get("accuracy").map_or(String::new(), |a| {
+            format!("  held-out acc {:.1} %", 100.0 * a)
+        });
         bar.set_message(format!(
             "loss {:.4}  acc {:.1} %{eval}  lr {:.2e}  |g| {:.2}",
             s.loss,
@@ -107,8 +108,9 @@ fn eval(
     device: &str,
     json: bool,
 ) -> Result<String, RmError> {
-    let template = ChatTemplate::parse(template)
-        .ok_or_else(|| RmError::Setup(format!("--template `{template}`: use vicuna-v11 or llama2")))?;
+    let template = ChatTemplate::parse(template).ok_or_else(|| {
+        RmError::Setup(format!("--template `{template}`: use vicuna-v11 or llama2"))
+    })?;
     let device = parse_device(device)?;
     let rm = load_reward_model(&model, &device)?;
     let tokenizer = load_tokenizer(&tokenizer.unwrap_or_else(|| model.join("tokenizer.json")))?;
@@ -118,7 +120,8 @@ fn eval(
     };
     let (pairs, _) = read_pairs(&data, format, ReadOptions::default())?;
     let eos = rm.config().eos_token_ids.first().copied().unwrap_or(2);
-    let (tokens, dropped) = xwin_rm::tokenize_pairs(&pairs, template, &tokenizer, eos, max_len)?;
+    let (tokens, dropped) =
+        xwin_rm::tokenize_pairs(&pairs, template, &tokenizer, eos, max_len, true)?;
     let pad = rm.config().pad_token_id.unwrap_or(0);
     let batches = pair_batches(&tokens, 16, 16_384, pad, &LossConfig::default(), 0);
     let report = evaluate(&rm, &batches, 0.0, &device)?;
@@ -140,16 +143,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match (cli.config, cli.command) {
         (Some(config), None) => train(&config),
-        (None, Some(Command::Eval {
-            model,
-            data,
-            format,
-            tokenizer,
-            template,
-            max_len,
-            device,
-            json,
-        })) => eval(model, data, format, tokenizer, &template, max_len, &device, json),
+        (
+            None,
+            Some(Command::Eval {
+                model,
+                data,
+                format,
+                tokenizer,
+                template,
+                max_len,
+                device,
+                json,
+            }),
+        ) => eval(
+            model, data, format, tokenizer, &template, max_len, &device, json,
+        ),
         _ => Err(RmError::Setup(
             "give --config FILE to train, or `eval --model DIR --data FILE`".into(),
         )),

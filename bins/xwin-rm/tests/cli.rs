@@ -12,10 +12,13 @@ fn root() -> PathBuf {
 fn demo_config(output: &Path, epochs: usize) -> String {
     let text = std::fs::read_to_string(root().join("configs/rm-tiny-demo.toml")).unwrap();
     let r = root().display().to_string();
-    text.replace("output = \"runs/rm-tiny-demo\"", &format!("output = {:?}", output.display().to_string()))
-        .replace("\"fixtures/", &format!("\"{r}/fixtures/"))
-        .replace("\"data/", &format!("\"{r}/data/"))
-        .replace("epochs = 6", &format!("epochs = {epochs}"))
+    text.replace(
+        "output = \"runs/rm-tiny-demo\"",
+        &format!("output = {:?}", output.display().to_string()),
+    )
+    .replace("\"fixtures/", &format!("\"{r}/fixtures/"))
+    .replace("\"data/", &format!("\"{r}/data/"))
+    .replace("epochs = 6", &format!("epochs = {epochs}"))
 }
 
 fn run(config: &str, dir: &Path) -> Output {
@@ -43,7 +46,11 @@ fn demo_learns_the_preference_and_eval_prints_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let out = run(&demo_config(&out_dir, 4), dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let eval = &summary["summary"]["eval"];
     let all = &eval["all"];
@@ -57,8 +64,18 @@ fn demo_learns_the_preference_and_eval_prints_the_table() {
     assert!(by("significantly") >= by("negligibly"), "{eval}");
     // Named metrics reach metrics.jsonl: per-step accuracy and held-out accuracy by rating.
     let steps = metrics(&out_dir.join("metrics.jsonl"));
-    assert!(steps.iter().all(|m| m.metrics.contains_key("accuracy") && m.items > 0));
-    assert!(steps.last().unwrap().eval_metrics.contains_key("accuracy_significantly"));
+    assert!(
+        steps
+            .iter()
+            .all(|m| m.metrics.contains_key("accuracy") && m.items > 0)
+    );
+    assert!(
+        steps
+            .last()
+            .unwrap()
+            .eval_metrics
+            .contains_key("accuracy_significantly")
+    );
 
     let model = out_dir.join("model");
     let eval = Command::new(env!("CARGO_BIN_EXE_xwin-rm"))
@@ -67,9 +84,19 @@ fn demo_learns_the_preference_and_eval_prints_the_table() {
         .args(["--max-len", "256"])
         .output()
         .unwrap();
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let table = String::from_utf8_lossy(&eval.stdout);
-    for row in ["| significantly |", "| better |", "| slightly |", "| negligibly |", "| all |"] {
+    for row in [
+        "| significantly |",
+        "| better |",
+        "| slightly |",
+        "| negligibly |",
+        "| all |",
+    ] {
         assert!(table.contains(row), "{table}");
     }
 }
@@ -104,7 +131,11 @@ fn killed_run_resumes_as_if_never_stopped() {
     child.kill().unwrap();
     child.wait().unwrap();
     let out = run(&config(&cut.join("run")), &cut);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(summary["summary"]["resumed_from"].as_u64().unwrap() >= 8);
     assert_eq!(metrics(&cut.join("run/metrics.jsonl")), expected);
@@ -118,19 +149,49 @@ fn bad_input_is_named() {
     let with = |name: &str, line2: String| -> String {
         let path = dir.path().join(name);
         std::fs::write(&path, format!("{first}\n{line2}\n")).unwrap();
-        let config = demo_config(&dir.path().join(format!("out-{name}")), 1)
-            .replace(&format!("{:?}", root().join("data/demo/rm-pairs.jsonl").display().to_string()), &format!("{:?}", path.display().to_string()));
+        let config = demo_config(&dir.path().join(format!("out-{name}")), 1).replace(
+            &format!(
+                "{:?}",
+                root()
+                    .join("data/demo/rm-pairs.jsonl")
+                    .display()
+                    .to_string()
+            ),
+            &format!("{:?}", path.display().to_string()),
+        );
         let out = run(&config, dir.path());
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let err = with("winner.jsonl", first.replace("\"winner\": \"a\"", "\"winner\": \"c\"").replace("\"winner\": \"b\"", "\"winner\": \"c\""));
-    assert!(err.contains("winner.jsonl") && err.contains("line 2") && err.contains("winner"), "{err}");
-    let err = with("missing.jsonl", first.replace("\"winner\": \"a\", ", "").replace("\"winner\": \"b\", ", ""));
+    let err = with(
+        "winner.jsonl",
+        first
+            .replace("\"winner\": \"a\"", "\"winner\": \"c\"")
+            .replace("\"winner\": \"b\"", "\"winner\": \"c\""),
+    );
+    assert!(
+        err.contains("winner.jsonl") && err.contains("line 2") && err.contains("winner"),
+        "{err}"
+    );
+    let err = with(
+        "missing.jsonl",
+        first
+            .replace("\"winner\": \"a\", ", "")
+            .replace("\"winner\": \"b\", ", ""),
+    );
     assert!(err.contains("line 2") && err.contains("winner"), "{err}");
-    let empty = first.replace("\"response_b\": \"I'm sorry, I can't help with that.\"", "\"response_b\": \" \"");
-    let err = with("empty.jsonl", empty.replace("identity_0-significantly", "empty-one"));
-    assert!(err.contains("pair empty-one") && err.contains("empty"), "{err}");
+    let empty = first.replace(
+        "\"response_b\": \"I'm sorry, I can't help with that.\"",
+        "\"response_b\": \" \"",
+    );
+    let err = with(
+        "empty.jsonl",
+        empty.replace("identity_0-significantly", "empty-one"),
+    );
+    assert!(
+        err.contains("empty.jsonl: record 2: pair empty-one") && err.contains("empty"),
+        "{err}"
+    );
 
     // A causal LM given to `eval`: the missing tensor is named.
     let out = Command::new(env!("CARGO_BIN_EXE_xwin-rm"))
@@ -146,7 +207,10 @@ fn bad_input_is_named() {
 
     // A tokenizer of another vocabulary (512 tokens for a 300-token model).
     let config = demo_config(&dir.path().join("out-vocab"), 1).replace(
-        &format!("path = {:?}", format!("{}/fixtures/tiny-llama", root().display())),
+        &format!(
+            "path = {:?}",
+            format!("{}/fixtures/tiny-llama", root().display())
+        ),
         &format!(
             "path = {:?}\ntokenizer = {:?}",
             format!("{}/fixtures/gen/tied-mha-theta500k", root().display()),
@@ -158,4 +222,50 @@ fn bad_input_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("512 tokens") && err.contains("300"), "{err}");
+}
+
+/// The HH-RLHF pairs in ../shared run end to end (TRL-style preference input, empty replies
+/// skipped and counted, pairs past the tiny model's 256-token context dropped and counted):
+/// the accuracy table is computed; the number itself is near chance for a 158k-parameter model.
+#[test]
+fn hh_rlhf_pairs_run_end_to_end() {
+    let Some(hh) = xwin_testkit::shared_data("data/preference/hh-rlhf_harmless-base_test.jsonl.gz")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(&dir.path().join("run"), 1)
+        .replace(
+            &format!(
+                "{:?}",
+                root()
+                    .join("data/demo/rm-pairs.jsonl")
+                    .display()
+                    .to_string()
+            ),
+            &format!("{:?}", hh.display().to_string()),
+        )
+        .replace(
+            "format = \"xwin-pair\"",
+            "format = \"preference\"\nskip_bad = true",
+        );
+    let out = run(&config, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &summary["summary"];
+    let dropped = &s["dropped"];
+    let total = s["train_pairs"].as_u64().unwrap()
+        + s["eval_pairs"].as_u64().unwrap()
+        + dropped["empty"].as_u64().unwrap()
+        + dropped["identical"].as_u64().unwrap()
+        + dropped["too_long"].as_u64().unwrap();
+    assert_eq!(total, 2312, "every pair of the file accounted for: {s}");
+    let all = &s["eval"]["all"];
+    assert!(all["pairs"].as_u64().unwrap() > 50, "{s}");
+    let accuracy = all["correct"].as_f64().unwrap() / all["pairs"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
 }

@@ -5,7 +5,7 @@
 use crate::RmError;
 use std::path::Path;
 use xwin_data::{
-    ChatTemplate, Conversation, PreferencePair, Rating, ReadOptions, TextEncoder, Turn, TrainOn,
+    ChatTemplate, Conversation, PreferencePair, Rating, ReadOptions, TextEncoder, TrainOn, Turn,
     XwinPair, for_each_preference_pair, for_each_record, is_validation, tokenize,
 };
 
@@ -13,6 +13,8 @@ use xwin_data::{
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextPair {
     pub id: String,
+    /// Where it was read: `FILE: record N`.
+    pub origin: String,
     pub prompt: Conversation,
     pub chosen: String,
     pub rejected: String,
@@ -46,9 +48,11 @@ pub fn read_pairs(
     options: ReadOptions,
 ) -> Result<(Vec<TextPair>, usize), RmError> {
     let mut out = Vec::new();
+    let origin = |n: usize| format!("{}: record {}", path.display(), n + 1);
     let report = match format {
         PairFormat::XwinPair => for_each_record(path, options, |p: XwinPair| {
             out.push(TextPair {
+                origin: origin(out.len()),
                 chosen: p.chosen().to_string(),
                 rejected: p.rejected().to_string(),
                 id: p.id,
@@ -56,17 +60,16 @@ pub fn read_pairs(
                 rating: p.rating,
             });
         })?,
-        PairFormat::Preference => {
-            for_each_preference_pair(path, options, |p: PreferencePair| {
-                out.push(TextPair {
-                    id: p.id.unwrap_or_else(|| format!("pair-{}", out.len() + 1)),
-                    prompt: p.prompt,
-                    chosen: p.chosen,
-                    rejected: p.rejected,
-                    rating: None,
-                });
-            })?
-        }
+        PairFormat::Preference => for_each_preference_pair(path, options, |p: PreferencePair| {
+            out.push(TextPair {
+                origin: origin(out.len()),
+                id: p.id.unwrap_or_else(|| format!("pair-{}", out.len() + 1)),
+                prompt: p.prompt,
+                chosen: p.chosen,
+                rejected: p.rejected,
+                rating: None,
+            });
+        })?,
     };
     Ok((out, report.skipped))
 }
@@ -74,6 +77,8 @@ pub fn read_pairs(
 /// Counts of what [`tokenize_pairs`] left out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Dropped {
+    /// A side is empty (only with `skip_bad`; otherwise an error).
+    pub empty: usize,
     /// Chosen and rejected are the same text: nothing to learn.
     pub identical: usize,
     /// A side longer than `max_len` tokens (dropped, not truncated: a cut response would
@@ -82,22 +87,31 @@ pub struct Dropped {
 }
 
 /// Tokenizes pairs as prompt + response + EOS. An empty response is an error naming the
-/// pair; identical sides and over-long pairs are dropped and counted.
+/// file, record and pair (with `skip_bad`, dropped and counted); identical sides and
+/// over-long pairs are dropped and counted.
 pub fn tokenize_pairs(
     pairs: &[TextPair],
     template: ChatTemplate,
     encoder: &dyn TextEncoder,
     eos: u32,
     max_len: usize,
+    skip_bad: bool,
 ) -> Result<(Vec<TokenPair>, Dropped), RmError> {
     let mut out = Vec::with_capacity(pairs.len());
     let mut dropped = Dropped::default();
-    for pair in pairs {
+    'pairs: for pair in pairs {
         for (side, text) in [("chosen", &pair.chosen), ("rejected", &pair.rejected)] {
             if text.trim().is_empty() {
+                if skip_bad {
+                    dropped.empty += 1;
+                    continue 'pairs;
+                }
                 return Err(RmError::Pair {
+                    origin: pair.origin.clone(),
                     id: pair.id.clone(),
-                    message: format!("the {side} response is empty"),
+                    message: format!(
+                        "the {side} response is empty (data.skip_bad drops such pairs)"
+                    ),
                 });
             }
         }

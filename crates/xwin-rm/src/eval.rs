@@ -69,7 +69,11 @@ impl EvalReport {
         let names = Rating::ALL.iter().map(|r| r.as_str()).chain(["unrated"]);
         for name in names {
             if let Some(b) = self.by_rating.get(name) {
-                out.push_str(&format!("| {name} | {} | {:.1} % |\n", b.pairs, 100.0 * b.accuracy()));
+                out.push_str(&format!(
+                    "| {name} | {} | {:.1} % |\n",
+                    b.pairs,
+                    100.0 * b.accuracy()
+                ));
             }
         }
         out.push_str(&format!(

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer, stable_hash};
 use xwin_model::{
-    LlamaForReward, SaveOptions, load_causal_lm, load_reward_model, parse_device,
-    save_reward_model,
+    LlamaForReward, SaveOptions, load_causal_lm, load_reward_model, parse_device, save_reward_model,
 };
 use xwin_train::{
     CheckpointPolicy, Checkpointing, EpochPlan, LoopConfig, ModelSection, Run, StageDir,
@@ -33,8 +32,12 @@ pub enum RmError {
     Train(#[from] TrainError),
     #[error(transparent)]
     Stage(#[from] StageError),
-    #[error("pair {id}: {message}")]
-    Pair { id: String, message: String },
+    #[error("{origin}: pair {id}: {message}")]
+    Pair {
+        origin: String,
+        id: String,
+        message: String,
+    },
     #[error("{0}")]
     Setup(String),
 }
@@ -164,7 +167,11 @@ pub fn starting_model(
     }
     let policy = load_causal_lm(&model.path, device)?;
     device.seed(head.seed);
-    Ok(LlamaForReward::from_policy(policy, head.std, head.pad_token_id)?)
+    Ok(LlamaForReward::from_policy(
+        policy,
+        head.std,
+        head.pad_token_id,
+    )?)
 }
 
 /// Tokenized training and held-out pairs, the tokenizer checked against the model.
@@ -196,8 +203,10 @@ fn load_pairs(
     }
     let template = config.data.template;
     let max = config.data.max_len;
-    let (train, mut dropped) = tokenize_pairs(&train_text, template, &tokenizer, eos, max)?;
-    let (eval, d) = tokenize_pairs(&eval_text, template, &tokenizer, eos, max)?;
+    let skip = config.data.skip_bad;
+    let (train, mut dropped) = tokenize_pairs(&train_text, template, &tokenizer, eos, max, skip)?;
+    let (eval, d) = tokenize_pairs(&eval_text, template, &tokenizer, eos, max, skip)?;
+    dropped.empty += d.empty;
     dropped.identical += d.identical;
     dropped.too_long += d.too_long;
     if train.is_empty() {
@@ -235,10 +244,27 @@ pub fn run_rm(
     let device = parse_device(&config.model.device)?.autodiff();
     let model = starting_model(&config.model, &config.head, &device)?;
     let (train_pairs, eval_pairs, skipped, dropped) = load_pairs(config, &model)?;
-    let pad = model.config().pad_token_id.unwrap_or(config.head.pad_token_id);
+    let pad = model
+        .config()
+        .pad_token_id
+        .unwrap_or(config.head.pad_token_id);
     let b = &config.batching;
-    let batches = pair_batches(&train_pairs, b.pairs_per_batch, b.max_batch_tokens, pad, &config.loss, b.seed);
-    let eval = pair_batches(&eval_pairs, b.pairs_per_batch, b.max_batch_tokens, pad, &config.loss, b.seed);
+    let batches = pair_batches(
+        &train_pairs,
+        b.pairs_per_batch,
+        b.max_batch_tokens,
+        pad,
+        &config.loss,
+        b.seed,
+    );
+    let eval = pair_batches(
+        &eval_pairs,
+        b.pairs_per_batch,
+        b.max_batch_tokens,
+        pad,
+        &config.loss,
+        b.seed,
+    );
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
     let run = Run {
         total_steps: plan.total_steps(),
@@ -252,7 +278,8 @@ pub fn run_rm(
             "{}|{}|{}",
             pairs_fingerprint(&train_pairs),
             base_fingerprint(&config.model)?,
-            serde_json::to_string(&(&config.batching, &config.loss, &config.head)).unwrap_or_default()
+            serde_json::to_string(&(&config.batching, &config.loss, &config.head))
+                .unwrap_or_default()
         ),
     };
     tracing::info!(

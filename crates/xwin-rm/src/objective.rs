@@ -86,13 +86,21 @@ pub fn pair_batches(
             PairBatch {
                 ids: rows
                     .iter()
-                    .map(|r| r.iter().copied().chain(std::iter::repeat_n(pad, width - r.len())).collect())
+                    .map(|r| {
+                        r.iter()
+                            .copied()
+                            .chain(std::iter::repeat_n(pad, width - r.len()))
+                            .collect()
+                    })
                     .collect(),
                 attention: rows
                     .iter()
                     .map(|r| (0..width).map(|t| t < r.len()).collect())
                     .collect(),
-                margins: members.iter().map(|&i| loss.margin_for(pairs[i].rating)).collect(),
+                margins: members
+                    .iter()
+                    .map(|&i| loss.margin_for(pairs[i].rating))
+                    .collect(),
                 ratings: members.iter().map(|&i| pairs[i].rating).collect(),
             }
         })

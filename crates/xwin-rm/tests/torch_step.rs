@@ -47,17 +47,27 @@ fn check(name: &str) {
     .unwrap();
     let case = &exp["cases"][name];
     let device = Device::flex().autodiff();
-    let model = load_reward_model(fixtures().join(case["model"].as_str().unwrap()), &device).unwrap();
+    let model =
+        load_reward_model(fixtures().join(case["model"].as_str().unwrap()), &device).unwrap();
     let mut b = batch(case);
     // pair_batches sorts pairs by length: restore the fixture's order for the reward check.
     let order: Vec<usize> = {
         let chosen: Vec<Vec<u32>> = serde_json::from_value(case["chosen"].clone()).unwrap();
         chosen
             .iter()
-            .map(|c| b.ids.iter().position(|r| r.starts_with(c) && r[c.len()..].iter().all(|&t| t == 0)).unwrap())
+            .map(|c| {
+                b.ids
+                    .iter()
+                    .position(|r| r.starts_with(c) && r[c.len()..].iter().all(|&t| t == 0))
+                    .unwrap()
+            })
             .collect()
     };
-    let rewards = model.rewards(&b.ids, &b.attention, &device).unwrap().try_into_vec_as::<f32>().unwrap();
+    let rewards = model
+        .rewards(&b.ids, &b.attention, &device)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
     let want: Vec<f32> = serde_json::from_value(case["rewards_chosen"].clone()).unwrap();
     let ours: Vec<f32> = order.iter().map(|&i| rewards[i]).collect();
     assert_close(&format!("{name}: chosen rewards"), &ours, &want, 1e-4);
@@ -76,17 +86,38 @@ fn check(name: &str) {
         eval_every: None,
     };
     b.ratings = vec![None; 3];
-    let mut objective = RmObjective::new(vec![b], Vec::new(), EpochPlan::in_order(1, 1, 1), 0.0, device.clone());
+    let mut objective = RmObjective::new(
+        vec![b],
+        Vec::new(),
+        EpochPlan::in_order(1, 1, 1),
+        0.0,
+        device.clone(),
+    );
     let mut log = Vec::new();
-    let trained = train(model, &config, &Run::in_memory(1, &device), &mut objective, |m| log.push(m.clone()))
-        .map_err(|(_, e)| e)
-        .unwrap();
+    let trained = train(
+        model,
+        &config,
+        &Run::in_memory(1, &device),
+        &mut objective,
+        |m| log.push(m.clone()),
+    )
+    .map_err(|(_, e)| e)
+    .unwrap();
     let loss = case["loss"].as_f64().unwrap() as f32;
     assert_close(&format!("{name}: loss"), &[log[0].loss], &[loss], 1e-5);
     let norm = case["grad_norm"].as_f64().unwrap() as f32;
-    assert_close(&format!("{name}: grad norm"), &[log[0].grad_norm as f32], &[norm], 1e-5);
+    assert_close(
+        &format!("{name}: grad norm"),
+        &[log[0].grad_norm as f32],
+        &[norm],
+        1e-5,
+    );
     assert_eq!(log[0].items, 3, "loss is the mean over pairs");
-    let reference = load_reward_model(fixtures().join(format!("train/rm_step_{name}")), &Device::flex()).unwrap();
+    let reference = load_reward_model(
+        fixtures().join(format!("train/rm_step_{name}")),
+        &Device::flex(),
+    )
+    .unwrap();
     let (a, b) = (trained.model.hf_tensors(), reference.hf_tensors());
     assert_eq!(a.len(), b.len());
     let mut worst = 0.0f32;
@@ -96,7 +127,10 @@ fn check(name: &str) {
         assert_close(&format!("{name}: {n} after one step"), &x, &y, 1e-5);
         worst = xwin_testkit::nan_max(worst, xwin_testkit::max_abs_diff(&x, &y));
     }
-    eprintln!("{name}: |Δloss| {:.2e}, max |Δparam| after one AdamW step {worst:.2e}", (log[0].loss - loss).abs());
+    eprintln!(
+        "{name}: |Δloss| {:.2e}, max |Δparam| after one AdamW step {worst:.2e}",
+        (log[0].loss - loss).abs()
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `xwin-rm --config FILE.toml`: train the reward model (paper step 2c).
 //! `xwin-rm eval --model DIR --data FILE`: its accuracy per judge rating (paper Table 3).
+//! `xwin-rm score --model DIR --input SAMPLES --output XWIN_SET`: score and rank responses.
 
 /// Freed tensor buffers stay mapped for reuse (see `xwin_alloc`).
 #[global_allocator]
@@ -54,6 +55,68 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score and rank sampled responses: ResponseSamples in, Xwin-Set out (resumable).
+    Score(ScoreArgs),
+}
+
+fn score(args: ScoreArgs) -> Result<String, RmError> {
+    let template = parse_template(&args.template)?;
+    let device = parse_device(&args.device)?;
+    let rm = load_reward_model(&args.model, &device)?;
+    let tokenizer = load_tokenizer(
+        &args
+            .tokenizer
+            .unwrap_or_else(|| args.model.join("tokenizer.json")),
+    )?;
+    let options = xwin_rm::ScoreOptions {
+        template,
+        max_len: args.max_len,
+        batch_rows: args.batch,
+        ..xwin_rm::ScoreOptions::default()
+    };
+    let bar = ProgressBar::new_spinner();
+    let name = args.model.display().to_string();
+    let summary = xwin_rm::score_samples(
+        &rm,
+        &tokenizer,
+        &name,
+        &args.input,
+        &args.output,
+        options,
+        &device,
+        |n| bar.set_message(format!("{n} prompts scored")),
+    );
+    bar.finish_and_clear();
+    Ok(serde_json::json!({ "summary": summary?, "output": args.output }).to_string())
+}
+
+fn parse_template(name: &str) -> Result<ChatTemplate, RmError> {
+    ChatTemplate::parse(name)
+        .ok_or_else(|| RmError::Setup(format!("--template `{name}`: use vicuna-v11 or llama2")))
+}
+
+#[derive(clap::Args)]
+struct ScoreArgs {
+    /// A reward model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// ResponseSamples JSONL: {id, prompt, model, responses: [{text, ...}]}.
+    #[arg(long)]
+    input: PathBuf,
+    /// Xwin-Set JSONL (appended to; prompts already there are skipped).
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, default_value = "vicuna-v11")]
+    template: String,
+    #[arg(long, default_value_t = 4096)]
+    max_len: usize,
+    /// Rows per forward.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -108,9 +171,7 @@ fn eval(
     device: &str,
     json: bool,
 ) -> Result<String, RmError> {
-    let template = ChatTemplate::parse(template).ok_or_else(|| {
-        RmError::Setup(format!("--template `{template}`: use vicuna-v11 or llama2"))
-    })?;
+    let template = parse_template(template)?;
     let device = parse_device(device)?;
     let rm = load_reward_model(&model, &device)?;
     let tokenizer = load_tokenizer(&tokenizer.unwrap_or_else(|| model.join("tokenizer.json")))?;
@@ -158,8 +219,11 @@ fn main() -> ExitCode {
         ) => eval(
             model, data, format, tokenizer, &template, max_len, &device, json,
         ),
+        (None, Some(Command::Score(args))) => score(args),
         _ => Err(RmError::Setup(
-            "give --config FILE to train, or `eval --model DIR --data FILE`".into(),
+            "give --config FILE to train, `eval --model DIR --data FILE` or \
+             `score --model DIR --input FILE --output FILE`"
+                .into(),
         )),
     };
     match result {

@@ -273,12 +273,16 @@ fn hh_rlhf_pairs_run_end_to_end() {
 #[test]
 fn shipped_configs_parse_with_the_paper_settings() {
     for name in ["rm-tiny-demo", "rm-llama2-7b"] {
-        let config: xwin_rm::RmConfig = xwin_train::read_config(&root().join(format!("configs/{name}.toml")))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let config: xwin_rm::RmConfig =
+            xwin_train::read_config(&root().join(format!("configs/{name}.toml")))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         if name == "rm-llama2-7b" {
             assert_eq!(config.train.lr, 1e-5);
             assert_eq!(config.batching.epochs, 1);
-            assert_eq!(config.batching.pairs_per_batch * config.train.grad_accum, 256);
+            assert_eq!(
+                config.batching.pairs_per_batch * config.train.grad_accum,
+                256
+            );
             assert_eq!(config.train.schedule, xwin_train::Schedule::Cosine);
             assert_eq!(config.train.warmup, xwin_train::Warmup::Fraction(0.03));
         }

@@ -5,10 +5,12 @@
 pub mod data;
 pub mod eval;
 pub mod objective;
+pub mod score;
 
 pub use data::{Dropped, PairFormat, TextPair, TokenPair, read_pairs, tokenize_pairs};
 pub use eval::{Bucket, EvalReport, Spread, evaluate};
 pub use objective::{LossConfig, PairBatch, RmObjective, bradley_terry, pair_batches};
+pub use score::{ScoreOptions, ScoreSummary, score_samples};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -228,20 +228,8 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
                 .map(|a| parse_ids(a))
                 .collect::<Result<Vec<_>, _>>()?;
             let pad = rm.config().pad_token_id.unwrap_or(0);
-            let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-            let padded: Vec<Vec<u32>> = rows
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .copied()
-                        .chain(std::iter::repeat_n(pad, width - r.len()))
-                        .collect()
-                })
-                .collect();
-            let mask: Vec<Vec<bool>> = rows
-                .iter()
-                .map(|r| (0..width).map(|t| t < r.len()).collect())
-                .collect();
+            let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+            let (padded, mask) = xwin_data::pad_rows(&refs, pad);
             let rewards = rm
                 .rewards(&padded, &mask, &device)?
                 .try_into_vec_as::<f32>()?;

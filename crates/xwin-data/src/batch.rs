@@ -46,6 +46,24 @@ impl Batch {
     }
 }
 
+/// Right-pads token rows to the longest with `pad`: the padded ids and the attention mask
+/// (true for real tokens).
+pub fn pad_rows(rows: &[&[u32]], pad: u32) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
+    let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let ids = rows
+        .iter()
+        .map(|r| {
+            let fill = std::iter::repeat_n(pad, width - r.len());
+            r.iter().copied().chain(fill).collect()
+        })
+        .collect();
+    let attention = rows
+        .iter()
+        .map(|r| (0..width).map(|t| t < r.len()).collect())
+        .collect();
+    (ids, attention)
+}
+
 /// Pads sequences to the longest one.
 pub fn pad_batch(seqs: &[&TokenizedConversation], pad_id: u32, side: PadSide) -> Batch {
     let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);

@@ -13,7 +13,7 @@ pub mod stats;
 pub mod template;
 pub mod transform;
 
-pub use batch::{Batch, PadSide, length_buckets, pad_batch};
+pub use batch::{Batch, PadSide, length_buckets, pad_batch, pad_rows};
 pub use conversation::{Conversation, Role, Turn};
 pub use error::{DataError, FieldError, Location, Result};
 pub use formats::{

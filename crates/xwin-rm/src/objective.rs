@@ -6,7 +6,7 @@ use crate::data::TokenPair;
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use xwin_data::{Rating, length_buckets};
+use xwin_data::{Rating, length_buckets, pad_rows};
 use xwin_model::{LlamaForReward, ModelError};
 use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective};
 
@@ -77,26 +77,15 @@ pub fn pair_batches(
     length_buckets(&lengths, pairs_per_batch, max_tokens / 2, seed)
         .into_iter()
         .map(|members| {
-            let rows: Vec<&Vec<u32>> = members
+            let rows: Vec<&[u32]> = members
                 .iter()
-                .map(|&i| &pairs[i].chosen)
-                .chain(members.iter().map(|&i| &pairs[i].rejected))
+                .map(|&i| pairs[i].chosen.as_slice())
+                .chain(members.iter().map(|&i| pairs[i].rejected.as_slice()))
                 .collect();
-            let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+            let (ids, attention) = pad_rows(&rows, pad);
             PairBatch {
-                ids: rows
-                    .iter()
-                    .map(|r| {
-                        r.iter()
-                            .copied()
-                            .chain(std::iter::repeat_n(pad, width - r.len()))
-                            .collect()
-                    })
-                    .collect(),
-                attention: rows
-                    .iter()
-                    .map(|r| (0..width).map(|t| t < r.len()).collect())
-                    .collect(),
+                ids,
+                attention,
                 margins: members
                     .iter()
                     .map(|&i| loss.margin_for(pairs[i].rating))

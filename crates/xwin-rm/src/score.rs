@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use xwin_data::{
     ChatTemplate, JsonlWriter, OutputLock, ReadOptions, ResponseSamples, ScoredResponse,
-    TextEncoder, TrainOn, Turn, XwinSet, for_each_record, length_buckets, lock_path_for, tokenize,
+    TextEncoder, TrainOn, Turn, XwinSet, for_each_record, length_buckets, lock_path_for, pad_rows,
+    tokenize,
 };
 use xwin_model::LlamaForReward;
 
@@ -167,21 +168,8 @@ fn score_chunk(
         .collect();
     let lengths: Vec<usize> = rows.iter().map(Vec::len).collect();
     for members in length_buckets(&lengths, options.batch_rows, options.max_batch_tokens, 0) {
-        let width = members.iter().map(|&i| lengths[i]).max().unwrap_or(0);
-        let ids: Vec<Vec<u32>> = members
-            .iter()
-            .map(|&i| {
-                rows[i]
-                    .iter()
-                    .copied()
-                    .chain(std::iter::repeat_n(pad, width - lengths[i]))
-                    .collect()
-            })
-            .collect();
-        let attention: Vec<Vec<bool>> = members
-            .iter()
-            .map(|&i| (0..width).map(|t| t < lengths[i]).collect())
-            .collect();
+        let batch: Vec<&[u32]> = members.iter().map(|&i| rows[i].as_slice()).collect();
+        let (ids, attention) = pad_rows(&batch, pad);
         let rewards = model.rewards(&ids, &attention, device)?;
         let rewards = rewards
             .try_into_vec_as::<f32>()

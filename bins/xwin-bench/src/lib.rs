@@ -59,6 +59,37 @@ pub fn train_step_seconds(
     }))
 }
 
+/// Median seconds of a reward-model training step: `pairs` chosen and `pairs` rejected rows
+/// of `seq` tokens in one forward, the Bradley–Terry loss, backward, AdamW.
+pub fn rm_step_seconds(
+    config: &LlamaConfig,
+    pairs: usize,
+    seq: usize,
+    device: &burn::tensor::Device,
+    repeats: usize,
+) -> f64 {
+    let policy = xwin_model::LlamaForCausalLM::random(config, device);
+    let rm = xwin_model::LlamaForReward::from_policy(policy, 0.02, 0).expect("reward model");
+    let ids = token_ids(2 * pairs, seq, config.vocab_size);
+    let attention = vec![vec![true; seq]; 2 * pairs];
+    let zeros = vec![0.0; pairs];
+    let mut optim = xwin_train::AdamWSettings::default().build();
+    let mut model = Some(rm);
+    median(time(repeats, || {
+        let m = model.take().expect("model");
+        let rewards = m.rewards(&ids, &attention, device).expect("rewards");
+        let (w, l) = (
+            rewards.clone().slice(0..pairs),
+            rewards.slice(pairs..2 * pairs),
+        );
+        let (sum, _) = xwin_rm::bradley_terry(w, l, &zeros, 0.0);
+        let loss = sum.div_scalar(pairs as f64);
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
+        model = Some(optim.step(1e-4, m, grads));
+        device.sync().expect("sync");
+    }))
+}
+
 pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]

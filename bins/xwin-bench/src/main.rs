@@ -45,6 +45,15 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         seq: usize,
     },
+    /// Reward-model training step (chosen and rejected in one forward, Bradley–Terry loss,
+    /// backward, AdamW): tokens/s and pairs/s.
+    Rm {
+        /// Pairs per step (2 × pairs rows).
+        #[arg(long, default_value_t = 4)]
+        pairs: usize,
+        #[arg(long, default_value_t = 256)]
+        seq: usize,
+    },
     /// The training step split (forward, backward, AdamW) and its kernels timed alone.
     TrainOps {
         #[arg(long, default_value_t = 4)]
@@ -94,6 +103,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "params": config.num_parameters(),
                     "batch": batch, "seq": seq,
                     "train_step": { "median_s": step_s, "tokens_per_s": (batch * seq) as f64 / step_s },
+                    "peak_rss_mib": peak_rss_mib(),
+                })
+            );
+        }
+        Command::Rm { pairs, seq } => {
+            let device = device.autodiff();
+            let s = xwin_bench::rm_step_seconds(&config, pairs, seq, &device, cli.repeats);
+            let tokens = (2 * pairs * seq) as f64;
+            println!(
+                "{}",
+                json!({
+                    "impl": "xwin (burn flex, autodiff)",
+                    // The policy's, less its LM head, plus the one-output score head.
+                    "params": config.num_parameters() - config.vocab_size * config.hidden_size + config.hidden_size,
+                    "pairs": pairs, "seq": seq,
+                    "rm_step": { "median_s": s, "tokens_per_s": tokens / s, "pairs_per_s": pairs as f64 / s },
                     "peak_rss_mib": peak_rss_mib(),
                 })
             );

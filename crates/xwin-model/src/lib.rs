@@ -24,11 +24,10 @@ pub mod params;
 pub mod reward;
 pub mod rope;
 pub mod sampling;
+pub mod save;
 pub mod tokenizer;
 
-pub use checkpoint::{
-    Architecture, Checkpoint, SaveDtype, SaveOptions, save_hf, save_hf_with, save_model_dir,
-};
+pub use checkpoint::Checkpoint;
 pub use config::{LlamaConfig, RopeScaling};
 pub use device::parse_device;
 pub use error::{ModelError, Result};
@@ -39,6 +38,7 @@ pub use logprob::{SpanLogProbs, masked_logprob_sum, next_token_logprobs, span_lo
 pub use model::{KvCache, LlamaForCausalLM, LlamaModel};
 pub use reward::{LlamaForReward, load_reward_model, save_reward_model};
 pub use sampling::SamplingConfig;
+pub use save::{Architecture, SaveDtype, SaveOptions, save_hf, save_hf_with, save_model_dir};
 pub use tokenizer::Tokenizer;
 
 use burn::tensor::Device;

@@ -1,12 +1,13 @@
 //! The reward model: HF `LlamaForSequenceClassification` with one label — the decoder plus a
 //! scalar `score` head without bias — read at each row's last real token.
 
-use crate::checkpoint::{Architecture, Checkpoint, SaveOptions, save_model_dir};
+use crate::checkpoint::Checkpoint;
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::layout::BatchLayout;
 use crate::model::{LlamaForCausalLM, LlamaModel, ids_tensor};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
+use crate::save::{Architecture, SaveOptions, save_model_dir};
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};

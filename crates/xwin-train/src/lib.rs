@@ -8,19 +8,18 @@ pub mod objective;
 pub mod optim;
 pub mod schedule;
 pub mod sft;
+pub mod sft_loss;
 pub mod stage;
 pub mod trainer;
 
 pub use checkpoint::{CheckpointError, CheckpointPolicy, Checkpointing, LoopState};
 pub use epochs::EpochPlan;
-pub use objective::{num_targets, sft_loss, sft_loss_sum};
+pub use objective::{Evaluation, FnObjective, MessageError, MicroLoss, Objective};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
 pub use sft::{SftConfig, SftObjective, SftSummary, run_sft};
+pub use sft_loss::{num_targets, sft_loss, sft_loss_sum};
 pub use stage::{
     ModelSection, StageDir, StageError, base_fingerprint, export_files, export_model, read_config,
 };
-pub use trainer::{
-    Evaluation, FnObjective, LoopConfig, MessageError, MicroLoss, Objective, Run, StepMetrics,
-    TrainError, Trained, train,
-};
+pub use trainer::{LoopConfig, Run, StepMetrics, TrainError, Trained, train};

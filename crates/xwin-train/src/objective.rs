@@ -1,41 +1,89 @@
-//! Objectives. SFT: next-token cross-entropy on the masked (assistant) tokens only,
-//! averaged over those tokens, as `transformers` computes it with labels -100 elsewhere.
+//! What a stage plugs into the shared loop: an [`Objective`] gives the micro-batches of each
+//! optimizer step, their item counts (trained tokens, pairs) and summed losses with summed
+//! named metrics, and optionally a held-out [`Evaluation`].
 
-use burn::tensor::{Device, Int, Tensor};
-use xwin_data::Batch;
-use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError, lm_head_nll_mean, lm_head_nll_sum};
+use burn::tensor::Tensor;
 
-/// Number of loss targets in a batch (position 0 is never a target: nothing predicts it).
-pub fn num_targets(batch: &Batch) -> usize {
-    batch
-        .loss_mask
-        .iter()
-        .map(|r| r.iter().skip(1).filter(|m| **m).count())
-        .sum()
+/// A micro-batch's loss as an objective reports it: sums over its items, never means, so
+/// that the loop can weight every item of an optimizer step equally.
+pub struct MicroLoss {
+    /// Sum of the per-item losses (a 1-element tensor carrying gradients).
+    pub sum: Tensor<1>,
+    /// Named metrics, each summed over the items (the loop divides by the step's items).
+    pub metrics: Vec<(String, f64)>,
 }
 
-/// Mean negative log-likelihood over the batch's target tokens, through the fused LM-head
-/// loss. Returns a 1-element tensor that carries gradients on an autodiff device.
-pub fn sft_loss(
-    model: &LlamaForCausalLM,
-    batch: &Batch,
-    device: &Device,
-) -> Result<Tensor<1>, ModelError> {
-    let ids: Tensor<2, Int> = model.ids_tensor(&batch.ids, device)?;
-    let layout = BatchLayout::from_attention_mask(&batch.attention)?;
-    let hidden = model.hidden_states(ids, &layout, None);
-    lm_head_nll_mean(model, hidden, &batch.ids, &batch.loss_mask)
+impl MicroLoss {
+    /// A loss sum without metrics.
+    pub fn new(sum: Tensor<1>) -> Self {
+        Self {
+            sum,
+            metrics: Vec::new(),
+        }
+    }
 }
 
-/// Summed negative log-likelihood over the batch's target tokens (fused LM head): the SFT
-/// objective's micro-batch loss, which the loop divides by the optimizer step's token count.
-pub fn sft_loss_sum(
-    model: &LlamaForCausalLM,
-    batch: &Batch,
-    device: &Device,
-) -> Result<Tensor<1>, ModelError> {
-    let ids: Tensor<2, Int> = model.ids_tensor(&batch.ids, device)?;
-    let layout = BatchLayout::from_attention_mask(&batch.attention)?;
-    let hidden = model.hidden_states(ids, &layout, None);
-    lm_head_nll_sum(model, hidden, &batch.ids, &batch.loss_mask)
+/// A held-out evaluation: the mean loss per item and named metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    pub loss: Option<f64>,
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// What a stage plugs into the loop.
+pub trait Objective<M> {
+    type Batch;
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Micro-batch `micro` of optimizer step `step` (both from 0), or `None` when the step's
+    /// accumulation window ends early (the last, shorter window of an epoch). Must depend
+    /// only on its arguments: that is the data position a resumed run restarts from.
+    fn micro_batch(&mut self, step: usize, micro: usize) -> Option<Self::Batch>;
+    /// Loss items in a micro-batch: trained tokens (SFT), pairs (RM, DPO). Known before the
+    /// forward pass, so that every micro-batch's gradient is scaled by the step's total.
+    fn items(&self, batch: &Self::Batch) -> usize;
+    /// Summed loss (and summed metrics) of one micro-batch.
+    fn loss(&mut self, model: &M, batch: &Self::Batch) -> Result<MicroLoss, Self::Error>;
+    /// Tokens in a micro-batch, for tokens/s.
+    fn tokens(&self, _batch: &Self::Batch) -> usize {
+        0
+    }
+    /// Held-out evaluation; `None` when the stage has no evaluation data.
+    fn evaluate(&mut self, _model: &M) -> Result<Option<Evaluation>, Self::Error> {
+        Ok(None)
+    }
+}
+
+/// An error carried as its message (what [`FnObjective`]'s closures return).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MessageError(pub String);
+
+/// An [`Objective`] from two closures: `batch(step, micro)` and `loss(model, batch)` giving a
+/// micro-batch's *mean* loss. Every micro-batch counts as one item (the step's loss is the
+/// mean of its micro-batch means); objectives that weight tokens or pairs implement
+/// [`Objective`] themselves. The window is always `grad_accum` micro-batches.
+pub struct FnObjective<F, L> {
+    pub batch: F,
+    pub loss: L,
+}
+
+impl<M, B, E, F, L> Objective<M> for FnObjective<F, L>
+where
+    F: FnMut(usize, usize) -> B,
+    L: FnMut(&M, &B) -> Result<Tensor<1>, E>,
+    E: std::fmt::Display,
+{
+    type Batch = B;
+    type Error = MessageError;
+    fn micro_batch(&mut self, step: usize, micro: usize) -> Option<B> {
+        Some((self.batch)(step, micro))
+    }
+    fn items(&self, _batch: &B) -> usize {
+        1
+    }
+    fn loss(&mut self, model: &M, batch: &B) -> Result<MicroLoss, MessageError> {
+        (self.loss)(model, batch)
+            .map(MicroLoss::new)
+            .map_err(|e| MessageError(e.to_string()))
+    }
 }

@@ -4,12 +4,11 @@
 
 use crate::checkpoint::{CheckpointPolicy, Checkpointing};
 use crate::epochs::EpochPlan;
-use crate::objective::{num_targets, sft_loss_sum};
+use crate::objective::{Evaluation, MicroLoss, Objective};
+use crate::sft_loss::{num_targets, sft_loss_sum};
 pub use crate::stage::ModelSection;
 use crate::stage::{StageDir, StageError, base_fingerprint, export_model};
-use crate::trainer::{
-    Evaluation, LoopConfig, MicroLoss, Objective, Run, StepMetrics, TrainError, train,
-};
+use crate::trainer::{LoopConfig, Run, StepMetrics, TrainError, train};
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xwin_data::JsonlWriter;
 
+use crate::objective::{Evaluation, Objective};
+
 /// Errors of the loop.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -101,90 +103,6 @@ pub struct StepMetrics {
     /// The evaluation's named metrics, on steps where evaluation ran.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub eval_metrics: BTreeMap<String, f64>,
-}
-
-/// A micro-batch's loss as an objective reports it: sums over its items, never means, so
-/// that the loop can weight every item of an optimizer step equally.
-pub struct MicroLoss {
-    /// Sum of the per-item losses (a 1-element tensor carrying gradients).
-    pub sum: Tensor<1>,
-    /// Named metrics, each summed over the items (the loop divides by the step's items).
-    pub metrics: Vec<(String, f64)>,
-}
-
-impl MicroLoss {
-    /// A loss sum without metrics.
-    pub fn new(sum: Tensor<1>) -> Self {
-        Self {
-            sum,
-            metrics: Vec::new(),
-        }
-    }
-}
-
-/// A held-out evaluation: the mean loss per item and named metrics.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Evaluation {
-    pub loss: Option<f64>,
-    pub metrics: Vec<(String, f64)>,
-}
-
-/// What a stage plugs into the loop.
-pub trait Objective<M> {
-    type Batch;
-    type Error: std::error::Error + Send + Sync + 'static;
-    /// Micro-batch `micro` of optimizer step `step` (both from 0), or `None` when the step's
-    /// accumulation window ends early (the last, shorter window of an epoch). Must depend
-    /// only on its arguments: that is the data position a resumed run restarts from.
-    fn micro_batch(&mut self, step: usize, micro: usize) -> Option<Self::Batch>;
-    /// Loss items in a micro-batch: trained tokens (SFT), pairs (RM, DPO). Known before the
-    /// forward pass, so that every micro-batch's gradient is scaled by the step's total.
-    fn items(&self, batch: &Self::Batch) -> usize;
-    /// Summed loss (and summed metrics) of one micro-batch.
-    fn loss(&mut self, model: &M, batch: &Self::Batch) -> Result<MicroLoss, Self::Error>;
-    /// Tokens in a micro-batch, for tokens/s.
-    fn tokens(&self, _batch: &Self::Batch) -> usize {
-        0
-    }
-    /// Held-out evaluation; `None` when the stage has no evaluation data.
-    fn evaluate(&mut self, _model: &M) -> Result<Option<Evaluation>, Self::Error> {
-        Ok(None)
-    }
-}
-
-/// An error carried as its message (what [`FnObjective`]'s closures return).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct MessageError(pub String);
-
-/// An [`Objective`] from two closures: `batch(step, micro)` and `loss(model, batch)` giving a
-/// micro-batch's *mean* loss. Every micro-batch counts as one item (the step's loss is the
-/// mean of its micro-batch means); objectives that weight tokens or pairs implement
-/// [`Objective`] themselves. The window is always `grad_accum` micro-batches.
-pub struct FnObjective<F, L> {
-    pub batch: F,
-    pub loss: L,
-}
-
-impl<M, B, E, F, L> Objective<M> for FnObjective<F, L>
-where
-    F: FnMut(usize, usize) -> B,
-    L: FnMut(&M, &B) -> Result<Tensor<1>, E>,
-    E: std::fmt::Display,
-{
-    type Batch = B;
-    type Error = MessageError;
-    fn micro_batch(&mut self, step: usize, micro: usize) -> Option<B> {
-        Some((self.batch)(step, micro))
-    }
-    fn items(&self, _batch: &B) -> usize {
-        1
-    }
-    fn loss(&mut self, model: &M, batch: &B) -> Result<MicroLoss, MessageError> {
-        (self.loss)(model, batch)
-            .map(MicroLoss::new)
-            .map_err(|e| MessageError(e.to_string()))
-    }
 }
 
 /// One run of the loop: its length and where its files go.

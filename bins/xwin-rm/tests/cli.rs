@@ -288,3 +288,34 @@ fn shipped_configs_parse_with_the_paper_settings() {
         }
     }
 }
+
+/// A diverging run (lr 1e30) stops at the first non-finite loss, naming the step and the last
+/// good checkpoint, which is kept; nothing after it is written.
+#[test]
+fn a_nan_stops_with_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let config = demo_config(&out_dir, 1)
+        .replace("lr = 2e-3", "lr = 1e30")
+        .replace("every = 20", "every = 1");
+    let out = run(&config, dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("loss is NaN") && err.contains("last good checkpoint"),
+        "{err}"
+    );
+    let steps = metrics(&out_dir.join("metrics.jsonl"));
+    let last = steps.last().unwrap().step;
+    assert!(err.contains(&format!("step-{last:08}")), "{err}");
+    let mut kept: Vec<String> = std::fs::read_dir(out_dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept.last().unwrap(), &format!("step-{last:08}"));
+    assert!(
+        !out_dir.join("model").exists(),
+        "no model is exported from a failed run"
+    );
+}

@@ -97,12 +97,30 @@ pub struct StepMetrics {
     /// Held-out loss, on steps where evaluation ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_loss: Option<f64>,
-    /// The objective's named metrics, averaged over the step's items like the loss.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// The objective's named metrics, averaged over the step's items like the loss. JSON has
+    /// no NaN: a non-finite value is written as `null` and read back as NaN.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "nan_for_null"
+    )]
     pub metrics: BTreeMap<String, f64>,
     /// The evaluation's named metrics, on steps where evaluation ran.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "nan_for_null"
+    )]
     pub eval_metrics: BTreeMap<String, f64>,
+}
+
+/// Reads a metrics map whose non-finite values were written as `null`.
+fn nan_for_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+    let raw = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
 }
 
 /// One run of the loop: its length and where its files go.

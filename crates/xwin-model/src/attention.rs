@@ -1,6 +1,7 @@
 //! Grouped-query causal self-attention with rotary embeddings, padding masks and a KV cache.
 
 use crate::error::Result;
+use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
 use crate::rope::{RopeTables, RotaryEmbedding};
 use burn::module::Module;
@@ -25,30 +26,10 @@ impl AttentionConfig {
         let q = self.num_heads * self.head_dim;
         let kv = self.num_kv_heads * self.head_dim;
         Ok(Attention {
-            q_proj: linear(
-                source,
-                &format!("{prefix}.q_proj.weight"),
-                self.hidden_size,
-                q,
-            )?,
-            k_proj: linear(
-                source,
-                &format!("{prefix}.k_proj.weight"),
-                self.hidden_size,
-                kv,
-            )?,
-            v_proj: linear(
-                source,
-                &format!("{prefix}.v_proj.weight"),
-                self.hidden_size,
-                kv,
-            )?,
-            o_proj: linear(
-                source,
-                &format!("{prefix}.o_proj.weight"),
-                q,
-                self.hidden_size,
-            )?,
+            q_proj: linear(source, &join(prefix, Q_PROJ), self.hidden_size, q)?,
+            k_proj: linear(source, &join(prefix, K_PROJ), self.hidden_size, kv)?,
+            v_proj: linear(source, &join(prefix, V_PROJ), self.hidden_size, kv)?,
+            o_proj: linear(source, &join(prefix, O_PROJ), q, self.hidden_size)?,
             num_heads: self.num_heads,
             num_kv_heads: self.num_kv_heads,
             head_dim: self.head_dim,
@@ -148,15 +129,12 @@ impl Attention {
 
     pub(crate) fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {
         for (name, layer) in [
-            ("q_proj", &self.q_proj),
-            ("k_proj", &self.k_proj),
-            ("v_proj", &self.v_proj),
-            ("o_proj", &self.o_proj),
+            (Q_PROJ, &self.q_proj),
+            (K_PROJ, &self.k_proj),
+            (V_PROJ, &self.v_proj),
+            (O_PROJ, &self.o_proj),
         ] {
-            out.push((
-                format!("{prefix}.{name}.weight"),
-                HfTensor::Linear(layer.weight.val()),
-            ));
+            out.push((join(prefix, name), HfTensor::Linear(layer.weight.val())));
         }
     }
 }

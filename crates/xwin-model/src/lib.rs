@@ -20,6 +20,7 @@ pub mod layout;
 pub mod logprob;
 pub mod mlp;
 pub mod model;
+pub mod names;
 pub mod params;
 pub mod reward;
 pub mod rope;
@@ -53,7 +54,7 @@ pub fn load_causal_lm(dir: impl AsRef<Path>, device: &Device) -> Result<LlamaFor
     let mut checkpoint = Checkpoint::open(dir, device)?;
     if config.tie_word_embeddings {
         // Some tied checkpoints store the head too; HF ties it to the embedding and ignores it.
-        checkpoint.skip("lm_head.weight");
+        checkpoint.skip(names::LM_HEAD);
     }
     let model = LlamaForCausalLM::init(&config, &mut checkpoint)?;
     checkpoint.finish()?;

@@ -1,6 +1,7 @@
 //! The SwiGLU feed-forward block of Llama.
 
 use crate::error::Result;
+use crate::names::{DOWN_PROJ, GATE_PROJ, UP_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
 use burn::module::Module;
 use burn::nn::Linear;
@@ -19,9 +20,9 @@ impl MlpConfig {
     pub fn init(&self, source: &mut dyn ParamSource, prefix: &str) -> Result<Mlp> {
         let (h, i) = (self.hidden_size, self.intermediate_size);
         Ok(Mlp {
-            gate_proj: linear(source, &format!("{prefix}.gate_proj.weight"), h, i)?,
-            up_proj: linear(source, &format!("{prefix}.up_proj.weight"), h, i)?,
-            down_proj: linear(source, &format!("{prefix}.down_proj.weight"), i, h)?,
+            gate_proj: linear(source, &join(prefix, GATE_PROJ), h, i)?,
+            up_proj: linear(source, &join(prefix, UP_PROJ), h, i)?,
+            down_proj: linear(source, &join(prefix, DOWN_PROJ), i, h)?,
         })
     }
 }
@@ -45,14 +46,11 @@ impl Mlp {
 
     pub(crate) fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {
         for (name, layer) in [
-            ("gate_proj", &self.gate_proj),
-            ("up_proj", &self.up_proj),
-            ("down_proj", &self.down_proj),
+            (GATE_PROJ, &self.gate_proj),
+            (UP_PROJ, &self.up_proj),
+            (DOWN_PROJ, &self.down_proj),
         ] {
-            out.push((
-                format!("{prefix}.{name}.weight"),
-                HfTensor::Linear(layer.weight.val()),
-            ));
+            out.push((join(prefix, name), HfTensor::Linear(layer.weight.val())));
         }
     }
 }

@@ -5,6 +5,9 @@ use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::layout::BatchLayout;
 use crate::mlp::{Mlp, MlpConfig};
+use crate::names::{
+    EMBED_TOKENS, FINAL_NORM, INPUT_NORM, LM_HEAD, MLP, POST_ATTENTION_NORM, SELF_ATTN, join, layer,
+};
 use crate::params::{HfTensor, HfTensors, ParamSource, embedding, linear, rms_norm};
 use crate::rope::{RotaryEmbedding, RotaryEmbeddingConfig};
 use burn::module::Module;
@@ -40,22 +43,15 @@ impl DecoderLayerConfig {
     pub fn init(&self, source: &mut dyn ParamSource, prefix: &str) -> Result<DecoderLayer> {
         let h = self.attention.hidden_size;
         Ok(DecoderLayer {
-            input_layernorm: rms_norm(
-                source,
-                &format!("{prefix}.input_layernorm.weight"),
-                h,
-                self.rms_norm_eps,
-            )?,
-            self_attn: self
-                .attention
-                .init(source, &format!("{prefix}.self_attn"))?,
+            input_layernorm: rms_norm(source, &join(prefix, INPUT_NORM), h, self.rms_norm_eps)?,
+            self_attn: self.attention.init(source, &join(prefix, SELF_ATTN))?,
             post_attention_layernorm: rms_norm(
                 source,
-                &format!("{prefix}.post_attention_layernorm.weight"),
+                &join(prefix, POST_ATTENTION_NORM),
                 h,
                 self.rms_norm_eps,
             )?,
-            mlp: self.mlp.init(source, &format!("{prefix}.mlp"))?,
+            mlp: self.mlp.init(source, &join(prefix, MLP))?,
         })
     }
 }
@@ -102,16 +98,15 @@ impl DecoderLayer {
 
     fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {
         out.push((
-            format!("{prefix}.input_layernorm.weight"),
+            join(prefix, INPUT_NORM),
             HfTensor::Vector(self.input_layernorm.gamma.val()),
         ));
-        self.self_attn
-            .hf_tensors(&format!("{prefix}.self_attn"), out);
+        self.self_attn.hf_tensors(&join(prefix, SELF_ATTN), out);
         out.push((
-            format!("{prefix}.post_attention_layernorm.weight"),
+            join(prefix, POST_ATTENTION_NORM),
             HfTensor::Vector(self.post_attention_layernorm.gamma.val()),
         ));
-        self.mlp.hf_tensors(&format!("{prefix}.mlp"), out);
+        self.mlp.hf_tensors(&join(prefix, MLP), out);
     }
 }
 
@@ -167,22 +162,12 @@ impl LlamaModel {
     pub fn init(config: &LlamaConfig, source: &mut dyn ParamSource) -> Result<Self> {
         let layer_config = DecoderLayerConfig::from_llama(config);
         let layers = (0..config.num_hidden_layers)
-            .map(|i| layer_config.init(source, &format!("model.layers.{i}")))
+            .map(|i| layer_config.init(source, &layer(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embed_tokens: embedding(
-                source,
-                "model.embed_tokens.weight",
-                config.vocab_size,
-                config.hidden_size,
-            )?,
+            embed_tokens: embedding(source, EMBED_TOKENS, config.vocab_size, config.hidden_size)?,
             layers,
-            norm: rms_norm(
-                source,
-                "model.norm.weight",
-                config.hidden_size,
-                config.rms_norm_eps,
-            )?,
+            norm: rms_norm(source, FINAL_NORM, config.hidden_size, config.rms_norm_eps)?,
             rope: RotaryEmbeddingConfig::from_llama(config).init(),
             num_heads: config.num_attention_heads,
         })
@@ -223,16 +208,13 @@ impl LlamaModel {
 
     pub(crate) fn hf_tensors(&self, out: &mut HfTensors) {
         out.push((
-            "model.embed_tokens.weight".into(),
+            EMBED_TOKENS.into(),
             HfTensor::Matrix(self.embed_tokens.weight.val()),
         ));
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.hf_tensors(&format!("model.layers.{i}"), out);
+        for (i, decoder) in self.layers.iter().enumerate() {
+            decoder.hf_tensors(&layer(i), out);
         }
-        out.push((
-            "model.norm.weight".into(),
-            HfTensor::Vector(self.norm.gamma.val()),
-        ));
+        out.push((FINAL_NORM.into(), HfTensor::Vector(self.norm.gamma.val())));
     }
 }
 
@@ -258,7 +240,7 @@ impl LlamaForCausalLM {
         } else {
             Some(linear(
                 source,
-                "lm_head.weight",
+                LM_HEAD,
                 config.hidden_size,
                 config.vocab_size,
             )?)
@@ -342,7 +324,7 @@ impl LlamaForCausalLM {
         let mut out = Vec::new();
         self.model.hf_tensors(&mut out);
         if let Some(head) = &self.lm_head {
-            out.push(("lm_head.weight".into(), HfTensor::Linear(head.weight.val())));
+            out.push((LM_HEAD.into(), HfTensor::Linear(head.weight.val())));
         }
         out
     }

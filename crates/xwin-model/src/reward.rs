@@ -6,15 +6,13 @@ use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::layout::BatchLayout;
 use crate::model::{LlamaForCausalLM, LlamaModel, ids_tensor};
+use crate::names::{self, SCORE};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
 use crate::save::{Architecture, SaveOptions, save_model_dir};
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use std::path::Path;
-
-/// HF name of the head.
-const SCORE: &str = "score.weight";
 
 /// `LlamaForSequenceClassification(num_labels = 1)`.
 ///
@@ -151,7 +149,7 @@ pub fn load_reward_model(dir: impl AsRef<Path>, device: &Device) -> Result<Llama
         )));
     }
     // A classifier saved from a causal LM may keep the unused LM head.
-    checkpoint.skip("lm_head.weight");
+    checkpoint.skip(names::LM_HEAD);
     let model = LlamaForReward::init(&config, &mut checkpoint)?;
     checkpoint.finish()?;
     Ok(model)

@@ -57,10 +57,10 @@ pub struct DataSection {
     /// ...or this fraction of the prompts of `train`, by a stable hash.
     #[serde(default)]
     pub eval_fraction: f64,
-    #[serde(default = "vicuna")]
+    #[serde(default = "xwin_train::stage::defaults::template")]
     pub template: ChatTemplate,
     /// Longest side of a pair in tokens; longer pairs are dropped and counted.
-    #[serde(default = "max_len")]
+    #[serde(default = "xwin_train::stage::defaults::max_len")]
     pub max_len: usize,
     #[serde(default)]
     pub skip_bad: bool,
@@ -68,12 +68,6 @@ pub struct DataSection {
 
 fn xwin_pair() -> PairFormat {
     PairFormat::XwinPair
-}
-fn vicuna() -> ChatTemplate {
-    ChatTemplate::VicunaV11
-}
-fn max_len() -> usize {
-    xwin_data::DEFAULT_BLOCK_LEN
 }
 
 /// The `[batching]` table.
@@ -83,14 +77,10 @@ pub struct BatchingSection {
     pub epochs: usize,
     /// Pairs per micro-batch (each pair is two rows).
     pub pairs_per_batch: usize,
-    #[serde(default = "max_batch_tokens")]
+    #[serde(default = "xwin_train::stage::defaults::max_batch_tokens")]
     pub max_batch_tokens: usize,
     #[serde(default)]
     pub seed: u64,
-}
-
-fn max_batch_tokens() -> usize {
-    16_384
 }
 
 /// The `[head]` table: how a fresh score head starts when the model is a policy.

@@ -7,7 +7,7 @@ use crate::epochs::EpochPlan;
 use crate::objective::{Evaluation, MicroLoss, Objective};
 use crate::sft_loss::{num_targets, sft_loss_sum};
 pub use crate::stage::ModelSection;
-use crate::stage::{StageDir, StageError, base_fingerprint, export_model};
+use crate::stage::{StageDir, StageError, base_fingerprint, defaults, export_model};
 use crate::trainer::{LoopConfig, Run, StepMetrics, TrainError, train};
 use burn::module::Module;
 use burn::tensor::Device;
@@ -26,9 +26,9 @@ use xwin_model::{LlamaForCausalLM, load_causal_lm, parse_device};
 pub struct DataSection {
     /// ShareGPT / Alpaca / HH-RLHF file.
     pub train: PathBuf,
-    #[serde(default = "vicuna")]
+    #[serde(default = "defaults::template")]
     pub template: ChatTemplate,
-    #[serde(default = "block_len")]
+    #[serde(default = "defaults::max_len")]
     pub max_len: usize,
     #[serde(default)]
     pub skip_bad: bool,
@@ -40,14 +40,6 @@ pub struct DataSection {
     pub eval_fraction: f64,
 }
 
-fn vicuna() -> ChatTemplate {
-    ChatTemplate::VicunaV11
-}
-
-fn block_len() -> usize {
-    xwin_data::DEFAULT_BLOCK_LEN
-}
-
 /// The `[batching]` table: passes over the data and micro-batch shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,15 +47,11 @@ pub struct BatchingSection {
     pub epochs: usize,
     pub micro_batch_size: usize,
     /// Most padded tokens in one micro-batch.
-    #[serde(default = "max_batch_tokens")]
+    #[serde(default = "defaults::max_batch_tokens")]
     pub max_batch_tokens: usize,
     /// Seeds each epoch's order of the length buckets (and the held-out split).
     #[serde(default)]
     pub seed: u64,
-}
-
-fn max_batch_tokens() -> usize {
-    16_384
 }
 
 /// A whole SFT run, as written in its TOML file.

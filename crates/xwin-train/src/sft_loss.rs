@@ -21,10 +21,19 @@ pub fn sft_loss(
     batch: &Batch,
     device: &Device,
 ) -> Result<Tensor<1>, ModelError> {
+    let hidden = hidden_states(model, batch, device)?;
+    lm_head_nll_mean(model, hidden, &batch.ids, &batch.loss_mask)
+}
+
+/// Final hidden states of a padded batch.
+fn hidden_states(
+    model: &LlamaForCausalLM,
+    batch: &Batch,
+    device: &Device,
+) -> Result<Tensor<3>, ModelError> {
     let ids: Tensor<2, Int> = model.ids_tensor(&batch.ids, device)?;
     let layout = BatchLayout::from_attention_mask(&batch.attention)?;
-    let hidden = model.hidden_states(ids, &layout, None);
-    lm_head_nll_mean(model, hidden, &batch.ids, &batch.loss_mask)
+    Ok(model.hidden_states(ids, &layout, None))
 }
 
 /// Summed negative log-likelihood over the batch's target tokens (fused LM head): the SFT
@@ -34,8 +43,6 @@ pub fn sft_loss_sum(
     batch: &Batch,
     device: &Device,
 ) -> Result<Tensor<1>, ModelError> {
-    let ids: Tensor<2, Int> = model.ids_tensor(&batch.ids, device)?;
-    let layout = BatchLayout::from_attention_mask(&batch.attention)?;
-    let hidden = model.hidden_states(ids, &layout, None);
+    let hidden = hidden_states(model, batch, device)?;
     lm_head_nll_sum(model, hidden, &batch.ids, &batch.loss_mask)
 }

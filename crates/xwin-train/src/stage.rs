@@ -27,6 +27,25 @@ fn cpu() -> String {
     "cpu".into()
 }
 
+/// Serde defaults the stages' `[data]` and `[batching]` tables share.
+pub mod defaults {
+    use xwin_data::ChatTemplate;
+
+    pub fn template() -> ChatTemplate {
+        ChatTemplate::VicunaV11
+    }
+
+    /// FastChat's 4096-token blocks.
+    pub fn max_len() -> usize {
+        xwin_data::DEFAULT_BLOCK_LEN
+    }
+
+    /// Padded tokens per micro-batch.
+    pub fn max_batch_tokens() -> usize {
+        16_384
+    }
+}
+
 impl ModelSection {
     /// The tokenizer file: the configured one or `tokenizer.json` in the model directory.
     pub fn tokenizer_path(&self) -> PathBuf {

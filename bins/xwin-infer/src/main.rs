@@ -10,18 +10,10 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_model::{
-    BatchLayout, GenerationConfig, ModelError, SamplingConfig, SaveDtype, SaveOptions, Tokenizer,
-    generate, load_causal_lm, load_reward_model, parse_device, save_causal_lm, save_reward_model,
-    span_logprobs,
+    Architecture, BatchLayout, GenerationConfig, ModelError, SamplingConfig, SaveDtype,
+    SaveOptions, Tokenizer, generate, load_causal_lm, load_reward_model, parse_device,
+    save_causal_lm, save_reward_model, span_logprobs,
 };
-
-/// Whether `config.json` in `dir` names `LlamaForSequenceClassification`.
-fn is_reward_model(dir: &std::path::Path) -> bool {
-    std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|c| c["architectures"][0] == "LlamaForSequenceClassification")
-}
 
 #[derive(Parser)]
 #[command(
@@ -211,7 +203,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
                 dtype,
                 ..SaveOptions::default()
             };
-            if is_reward_model(&model.model) {
+            if Architecture::of_dir(&model.model) == Architecture::Reward {
                 let rm = load_reward_model(&model.model, &device)?;
                 save_reward_model(&rm, &out, options, &[])?;
             } else {

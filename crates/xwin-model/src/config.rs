@@ -103,6 +103,18 @@ impl LlamaConfig {
         embed + self.num_hidden_layers * layer + h + head
     }
 
+    /// Fails when `len` tokens exceed the context (`max_position_embeddings`: positions past
+    /// it were never trained; RoPE scaling is declared by raising it in `config.json`).
+    pub fn check_context(&self, len: usize) -> Result<()> {
+        let max = self.max_position_embeddings;
+        if len > max {
+            return Err(ModelError::InvalidInput(format!(
+                "{len} tokens exceed the model's context of {max} (max_position_embeddings)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Adds the stop ids of `dir/generation_config.json` (when present) to
     /// [`Self::eos_token_ids`]: generation stops on any of them, as `transformers` does with
     /// Llama-3's several end-of-turn ids, which only that file lists.

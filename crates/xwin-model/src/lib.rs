@@ -39,7 +39,7 @@ pub use logprob::{SpanLogProbs, masked_logprob_sum, next_token_logprobs, span_lo
 pub use model::{KvCache, LlamaForCausalLM, LlamaModel};
 pub use reward::{LlamaForReward, load_reward_model, save_reward_model};
 pub use sampling::SamplingConfig;
-pub use save::{Architecture, SaveDtype, SaveOptions, save_hf, save_hf_with, save_model_dir};
+pub use save::{Architecture, SaveDtype, SaveOptions, save_hf, save_model_dir};
 pub use tokenizer::Tokenizer;
 
 use burn::tensor::Device;
@@ -62,7 +62,7 @@ pub fn load_causal_lm(dir: impl AsRef<Path>, device: &Device) -> Result<LlamaFor
     Ok(model)
 }
 
-/// Saves `model` as a HF checkpoint directory, atomically (see [`save_hf_with`]).
+/// Saves `model` as a HF checkpoint directory, atomically (see [`save_model_dir`]).
 pub fn save_causal_lm(
     model: &LlamaForCausalLM,
     dir: impl AsRef<Path>,
@@ -79,5 +79,13 @@ pub fn save_causal_lm_with(
     options: SaveOptions,
     files: &[(String, Vec<u8>)],
 ) -> Result<()> {
-    save_hf_with(model.config(), &model.hf_tensors(), dir, options, files)
+    let causal = Architecture::CausalLm;
+    save_model_dir(
+        model.config(),
+        causal,
+        &model.hf_tensors(),
+        dir.as_ref(),
+        options,
+        files,
+    )
 }

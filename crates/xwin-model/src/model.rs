@@ -310,13 +310,7 @@ impl LlamaForCausalLM {
 
     /// Fails when `len` tokens exceed the model's context.
     pub fn check_context(&self, len: usize) -> Result<()> {
-        let max = self.config.max_position_embeddings;
-        if len > max {
-            return Err(ModelError::InvalidInput(format!(
-                "{len} tokens exceed the model's context of {max} (max_position_embeddings)"
-            )));
-        }
-        Ok(())
+        self.config.check_context(len)
     }
 
     /// Every parameter under its HF name and layout, in a stable order.

@@ -80,12 +80,7 @@ impl LlamaForReward {
         device: &Device,
     ) -> Result<Tensor<1>> {
         let seq = ids.first().map_or(0, Vec::len);
-        if seq > self.config.max_position_embeddings {
-            return Err(ModelError::InvalidInput(format!(
-                "{seq} tokens exceed the model's context of {} (max_position_embeddings)",
-                self.config.max_position_embeddings
-            )));
-        }
+        self.config.check_context(seq)?;
         let last = last_real_tokens(attention, ids.len(), seq)?;
         let tensor: Tensor<2, Int> = ids_tensor(ids, self.config.vocab_size, device)?;
         let layout = BatchLayout::from_attention_mask(attention)?;

@@ -76,15 +76,16 @@ impl Default for SaveOptions {
     }
 }
 
-/// Writes `config.json` and the safetensors weights of `tensors` into `dir`, HF style.
-/// Same as [`save_hf_with`] without extra files.
+/// Writes a causal LM's `config.json` and safetensors weights into `dir`, HF style (see
+/// [`save_model_dir`]).
 pub fn save_hf(
     config: &LlamaConfig,
     tensors: &HfTensors,
     dir: impl AsRef<Path>,
     options: SaveOptions,
 ) -> Result<()> {
-    save_hf_with(config, tensors, dir, options, &[])
+    let causal = Architecture::CausalLm;
+    save_model_dir(config, causal, tensors, dir.as_ref(), options, &[])
 }
 
 /// Files the model-directory writer may replace; any other file already in the target
@@ -98,28 +99,6 @@ const MODEL_DIR_FILES: [&str; 6] = [
     "tokenizer.model",
 ];
 
-/// Writes a whole model directory atomically: `config.json`, the weights (sharded with an
-/// index when large), a `generation_config.json` with the model's special ids unless `files`
-/// brings one, and `files` (name, bytes) beside them. Everything goes to a hidden sibling
-/// directory, is fsynced, and replaces `dir` by renames, so no reader ever sees a mix of two
-/// saves and no shard or index of an older save survives.
-pub fn save_hf_with(
-    config: &LlamaConfig,
-    tensors: &HfTensors,
-    dir: impl AsRef<Path>,
-    options: SaveOptions,
-    files: &[(String, Vec<u8>)],
-) -> Result<()> {
-    save_model_dir(
-        config,
-        Architecture::CausalLm,
-        tensors,
-        dir.as_ref(),
-        options,
-        files,
-    )
-}
-
 /// Which HF class a saved directory is for (`architectures` in `config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
@@ -129,7 +108,27 @@ pub enum Architecture {
     Reward,
 }
 
-/// [`save_hf_with`] for either architecture.
+impl Architecture {
+    /// The architecture `dir/config.json` names: a sequence classifier is a reward model,
+    /// anything else (or no readable config) a causal LM.
+    pub fn of_dir(dir: &Path) -> Self {
+        let classifier = std::fs::read_to_string(dir.join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|c| c["architectures"][0] == "LlamaForSequenceClassification");
+        if classifier {
+            Self::Reward
+        } else {
+            Self::CausalLm
+        }
+    }
+}
+
+/// Writes a whole model directory atomically: `config.json` (naming `architecture`), the
+/// weights (sharded with an index when large), a `generation_config.json` with the model's
+/// special ids unless `files` brings one, and `files` (name, bytes) beside them. Everything
+/// goes to a hidden sibling directory, is fsynced, and replaces `dir` by renames, so no
+/// reader ever sees a mix of two saves and no shard or index of an older save survives.
 pub fn save_model_dir(
     config: &LlamaConfig,
     architecture: Architecture,

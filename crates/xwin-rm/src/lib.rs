@@ -13,14 +13,15 @@ pub use objective::{LossConfig, PairBatch, RmObjective, bradley_terry, pair_batc
 pub use score::{ScoreOptions, ScoreSummary, score_samples};
 
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer, stable_hash};
+use std::path::PathBuf;
+use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
 use xwin_model::{
-    LlamaForReward, SaveOptions, load_causal_lm, load_reward_model, parse_device, save_reward_model,
+    Architecture, LlamaForReward, SaveOptions, load_causal_lm, load_reward_model, parse_device,
+    save_reward_model,
 };
 use xwin_train::{
     CheckpointPolicy, Checkpointing, EpochPlan, LoopConfig, ModelSection, Run, StageDir,
-    StageError, StepMetrics, TrainError, base_fingerprint, export_files, train,
+    StageError, StepMetrics, TrainError, export_files, run_fingerprint, train,
 };
 
 /// Errors of the reward-model stage.
@@ -140,21 +141,13 @@ pub struct RmSummary {
     pub eval: Option<EvalReport>,
 }
 
-/// Whether `dir/config.json` is a sequence classifier (a reward model to continue).
-pub fn is_reward_model(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|c| c["architectures"][0] == "LlamaForSequenceClassification")
-}
-
 /// The model a run starts from: a reward model as it is, or a policy with a fresh head.
 pub fn starting_model(
     model: &ModelSection,
     head: &HeadSection,
     device: &burn::tensor::Device,
 ) -> Result<LlamaForReward, RmError> {
-    if is_reward_model(&model.path) {
+    if Architecture::of_dir(&model.path) == Architecture::Reward {
         return Ok(load_reward_model(&model.path, device)?);
     }
     let policy = load_causal_lm(&model.path, device)?;
@@ -210,20 +203,15 @@ fn load_pairs(
     Ok((train, eval, skipped, dropped))
 }
 
-fn pairs_fingerprint(pairs: &[TokenPair]) -> String {
-    let mut digests = Vec::with_capacity(pairs.len() * 8);
-    for p in pairs {
-        let bytes: Vec<u8> = p
-            .chosen
-            .iter()
-            .chain([&u32::MAX])
-            .chain(&p.rejected)
-            .flat_map(|t| t.to_le_bytes())
-            .chain(p.rating.map_or("-", |r| r.as_str()).bytes())
-            .collect();
-        digests.extend(stable_hash(&bytes).to_le_bytes());
-    }
-    format!("{:016x}", stable_hash(&digests))
+/// One pair's identity bytes: both sides' ids and the rating.
+fn pair_bytes(p: &TokenPair) -> Vec<u8> {
+    p.chosen
+        .iter()
+        .chain([&u32::MAX])
+        .chain(&p.rejected)
+        .flat_map(|t| t.to_le_bytes())
+        .chain(p.rating.map_or("-", |r| r.as_str()).bytes())
+        .collect()
 }
 
 /// Trains the reward model, resuming from the newest checkpoint of the same run; writes the
@@ -266,13 +254,11 @@ pub fn run_rm(
             policy,
         }),
         metrics: Some(out.metrics()),
-        fingerprint: format!(
-            "{}|{}|{}",
-            pairs_fingerprint(&train_pairs),
-            base_fingerprint(&config.model)?,
-            serde_json::to_string(&(&config.batching, &config.loss, &config.head))
-                .unwrap_or_default()
-        ),
+        fingerprint: run_fingerprint(
+            train_pairs.iter().map(pair_bytes),
+            &config.model,
+            &(&config.batching, &config.loss, &config.head),
+        )?,
     };
     tracing::info!(
         train_pairs = train_pairs.len(),

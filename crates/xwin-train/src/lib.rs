@@ -21,5 +21,6 @@ pub use sft::{SftConfig, SftObjective, SftSummary, run_sft};
 pub use sft_loss::{num_targets, sft_loss, sft_loss_sum};
 pub use stage::{
     ModelSection, StageDir, StageError, base_fingerprint, export_files, export_model, read_config,
+    run_fingerprint,
 };
 pub use trainer::{LoopConfig, Run, StepMetrics, TrainError, Trained, train};

@@ -2,10 +2,10 @@
 
 use burn::module::ParamGroup;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use serde::{Deserialize, Serialize};
 
 /// Parameters whose module path contains one of these are not decayed.
 pub const NO_DECAY: [&str; 2] = ["norm", "bias"];
-use serde::{Deserialize, Serialize};
 
 /// AdamW hyper-parameters; defaults are the paper's (β 0.9/0.999, ε 1e-8, no weight decay).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use crate::epochs::EpochPlan;
 use crate::objective::{Evaluation, MicroLoss, Objective};
 use crate::sft_loss::{num_targets, sft_loss_sum};
 pub use crate::stage::ModelSection;
-use crate::stage::{StageDir, StageError, base_fingerprint, defaults, export_model};
+use crate::stage::{StageDir, StageError, defaults, export_model, run_fingerprint};
 use crate::trainer::{LoopConfig, Run, StepMetrics, TrainError, train};
 use burn::module::Module;
 use burn::tensor::Device;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use xwin_data::{
     Batch, ChatTemplate, PadSide, ReadOptions, TokenizedConversation, TrainOn,
     for_each_conversation, is_validation, length_buckets, load_tokenizer, pad_batch,
-    split_into_blocks, stable_hash, tokenize,
+    split_into_blocks, tokenize,
 };
 use xwin_model::{LlamaForCausalLM, load_causal_lm, parse_device};
 
@@ -249,10 +249,6 @@ impl SftObjective {
             device,
         }
     }
-
-    pub fn plan(&self) -> &EpochPlan {
-        &self.plan
-    }
 }
 
 impl Objective<LlamaForCausalLM> for SftObjective {
@@ -296,21 +292,15 @@ impl Objective<LlamaForCausalLM> for SftObjective {
     }
 }
 
-/// Identity of the training data for resume checks: every id and mask bit of every batch,
-/// hashed batch by batch so that memory stays one batch, whatever the data set's size.
-fn data_fingerprint(batches: &[Batch]) -> String {
-    let mut digests = Vec::with_capacity(batches.len() * 8);
+/// One batch's identity bytes: every id and mask bit.
+fn batch_bytes(b: &Batch) -> Vec<u8> {
     let mut bytes = Vec::new();
-    for b in batches {
-        bytes.clear();
-        for (ids, mask) in b.ids.iter().zip(&b.loss_mask) {
-            bytes.extend(ids.iter().flat_map(|i| i.to_le_bytes()));
-            bytes.extend(mask.iter().map(|m| u8::from(*m)));
-            bytes.push(0xff);
-        }
-        digests.extend(stable_hash(&bytes).to_le_bytes());
+    for (ids, mask) in b.ids.iter().zip(&b.loss_mask) {
+        bytes.extend(ids.iter().flat_map(|i| i.to_le_bytes()));
+        bytes.extend(mask.iter().map(|m| u8::from(*m)));
+        bytes.push(0xff);
     }
-    format!("{:016x}", stable_hash(&digests))
+    bytes
 }
 
 /// Runs SFT, resuming from the newest checkpoint of the same run when there is one.
@@ -360,12 +350,11 @@ pub fn run_sft(
             policy,
         }),
         metrics: Some(out.metrics()),
-        fingerprint: format!(
-            "{}|{}|{}",
-            data_fingerprint(&batches),
-            base_fingerprint(&config.model)?,
-            serde_json::to_string(&config.batching).unwrap_or_default()
-        ),
+        fingerprint: run_fingerprint(
+            batches.iter().map(batch_bytes),
+            &config.model,
+            &config.batching,
+        )?,
     };
     let mut objective = SftObjective::new(batches, eval, plan, device);
     let result = train(model, loop_config, &run, &mut objective, |s| {

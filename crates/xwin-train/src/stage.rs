@@ -161,6 +161,26 @@ pub fn base_fingerprint(model: &ModelSection) -> Result<String, StageError> {
     Ok(format!("{:016x}", digest.digest()))
 }
 
+/// The identity a stage gives its run (`Run::fingerprint`): its training data hashed item by
+/// item (memory of one item, whatever the data set's size), the base model and tokenizer
+/// ([`base_fingerprint`]) and the stage's own settings.
+pub fn run_fingerprint(
+    items: impl IntoIterator<Item = Vec<u8>>,
+    base: &ModelSection,
+    settings: &impl Serialize,
+) -> Result<String, StageError> {
+    let digests: Vec<u8> = items
+        .into_iter()
+        .flat_map(|bytes| xwin_data::stable_hash(&bytes).to_le_bytes())
+        .collect();
+    Ok(format!(
+        "{:016x}|{}|{}",
+        xwin_data::stable_hash(&digests),
+        base_fingerprint(base)?,
+        serde_json::to_string(settings).unwrap_or_default()
+    ))
+}
+
 /// Saves `model` to `out` in HF layout, atomically, with [`export_files`] beside it, so that
 /// `transformers` and vLLM serve it as it is.
 pub fn export_model(

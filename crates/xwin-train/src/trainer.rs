@@ -47,6 +47,15 @@ pub enum TrainError {
     Metrics(#[from] xwin_data::DataError),
 }
 
+impl TrainError {
+    fn objective(step: usize, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Objective {
+            step,
+            source: Box::new(e),
+        }
+    }
+}
+
 /// Optimisation settings shared by every stage (the `[train]` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,13 +337,7 @@ where
         for batch in &window {
             let out = match objective.loss(&model, batch) {
                 Ok(v) => v,
-                Err(e) => {
-                    let e = TrainError::Objective {
-                        step,
-                        source: Box::new(e),
-                    };
-                    return Err((model, e));
-                }
+                Err(e) => return Err((model, TrainError::objective(step, e))),
             };
             let scalar = out.sum.clone().into_scalar::<f32>();
             if !scalar.is_finite() {
@@ -383,13 +386,7 @@ where
         let evaluation = if eval_due {
             match objective.evaluate(&model) {
                 Ok(v) => v.unwrap_or_default(),
-                Err(e) => {
-                    let e = TrainError::Objective {
-                        step,
-                        source: Box::new(e),
-                    };
-                    return Err((model, e));
-                }
+                Err(e) => return Err((model, TrainError::objective(step, e))),
             }
         } else {
             Evaluation::default()

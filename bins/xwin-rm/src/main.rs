@@ -6,12 +6,13 @@
 #[global_allocator]
 static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
+use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
-use xwin_model::{load_reward_model, parse_device};
+use xwin_model::{LlamaForReward, load_reward_model, parse_device};
 use xwin_rm::{
     LossConfig, PairFormat, RmConfig, RmError, evaluate, pair_batches, read_pairs, run_rm,
 };
@@ -35,88 +36,104 @@ struct Cli {
 enum Command {
     /// Held-out accuracy overall and per rating, reward spread: a table, or JSON with --json.
     Eval {
-        /// A reward model directory (LlamaForSequenceClassification).
-        #[arg(long)]
-        model: PathBuf,
+        #[command(flatten)]
+        rm: RmArgs,
         /// Pairs to evaluate on.
         #[arg(long)]
         data: PathBuf,
         #[arg(long, value_enum, default_value = "xwin-pair")]
         format: Format,
-        /// tokenizer.json; defaults to the model directory's.
-        #[arg(long)]
-        tokenizer: Option<PathBuf>,
-        #[arg(long, default_value = "vicuna-v11")]
-        template: String,
-        #[arg(long, default_value_t = 4096)]
-        max_len: usize,
-        #[arg(long, default_value = "cpu")]
-        device: String,
         #[arg(long)]
         json: bool,
     },
     /// Score and rank sampled responses: ResponseSamples in, Xwin-Set out (resumable).
-    Score(ScoreArgs),
+    Score {
+        #[command(flatten)]
+        rm: RmArgs,
+        /// ResponseSamples JSONL: {id, prompt, model, responses: [{text, ...}]}.
+        #[arg(long)]
+        input: PathBuf,
+        /// Xwin-Set JSONL (appended to; prompts already there are skipped).
+        #[arg(long)]
+        output: PathBuf,
+        /// Rows per forward.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+    },
 }
 
-fn score(args: ScoreArgs) -> Result<String, RmError> {
-    let template = parse_template(&args.template)?;
-    let device = parse_device(&args.device)?;
-    let rm = load_reward_model(&args.model, &device)?;
-    let tokenizer = load_tokenizer(
-        &args
-            .tokenizer
-            .unwrap_or_else(|| args.model.join("tokenizer.json")),
-    )?;
-    let options = xwin_rm::ScoreOptions {
-        template,
-        max_len: args.max_len,
-        batch_rows: args.batch,
-        ..xwin_rm::ScoreOptions::default()
-    };
-    let bar = ProgressBar::new_spinner();
-    let name = args.model.display().to_string();
-    let summary = xwin_rm::score_samples(
-        &rm,
-        &tokenizer,
-        &name,
-        &args.input,
-        &args.output,
-        options,
-        &device,
-        |n| bar.set_message(format!("{n} prompts scored")),
-    );
-    bar.finish_and_clear();
-    Ok(serde_json::json!({ "summary": summary?, "output": args.output }).to_string())
-}
-
-fn parse_template(name: &str) -> Result<ChatTemplate, RmError> {
-    ChatTemplate::parse(name)
-        .ok_or_else(|| RmError::Setup(format!("--template `{name}`: use vicuna-v11 or llama2")))
-}
-
+/// The reward model a subcommand reads and how it renders text.
 #[derive(clap::Args)]
-struct ScoreArgs {
-    /// A reward model directory.
+struct RmArgs {
+    /// A reward model directory (LlamaForSequenceClassification).
     #[arg(long)]
     model: PathBuf,
-    /// ResponseSamples JSONL: {id, prompt, model, responses: [{text, ...}]}.
-    #[arg(long)]
-    input: PathBuf,
-    /// Xwin-Set JSONL (appended to; prompts already there are skipped).
-    #[arg(long)]
-    output: PathBuf,
+    /// tokenizer.json; defaults to the model directory's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     #[arg(long, default_value = "vicuna-v11")]
     template: String,
+    /// Longest prompt + response in tokens.
     #[arg(long, default_value_t = 4096)]
     max_len: usize,
-    /// Rows per forward.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
     #[arg(long, default_value = "cpu")]
     device: String,
+}
+
+/// What [`RmArgs`] names, loaded.
+struct Loaded {
+    rm: LlamaForReward,
+    tokenizer: tokenizers::Tokenizer,
+    template: ChatTemplate,
+    device: Device,
+}
+
+impl RmArgs {
+    fn load(&self) -> Result<Loaded, RmError> {
+        let template = ChatTemplate::parse(&self.template).ok_or_else(|| {
+            RmError::Setup(format!(
+                "--template `{}`: use vicuna-v11 or llama2",
+                self.template
+            ))
+        })?;
+        let device = parse_device(&self.device)?;
+        let rm = load_reward_model(&self.model, &device)?;
+        let path = self
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| self.model.join("tokenizer.json"));
+        let tokenizer = load_tokenizer(&path)?;
+        Ok(Loaded {
+            rm,
+            tokenizer,
+            template,
+            device,
+        })
+    }
+}
+
+fn score(rm: RmArgs, input: PathBuf, output: PathBuf, batch: usize) -> Result<String, RmError> {
+    let l = rm.load()?;
+    let options = xwin_rm::ScoreOptions {
+        template: l.template,
+        max_len: rm.max_len,
+        batch_rows: batch,
+        ..xwin_rm::ScoreOptions::default()
+    };
+    let bar = ProgressBar::new_spinner();
+    let name = rm.model.display().to_string();
+    let summary = xwin_rm::score_samples(
+        &l.rm,
+        &l.tokenizer,
+        &name,
+        &input,
+        &output,
+        options,
+        &l.device,
+        |n| bar.set_message(format!("{n} prompts scored")),
+    );
+    bar.finish_and_clear();
+    Ok(serde_json::json!({ "summary": summary?, "output": output }).to_string())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -160,32 +177,19 @@ fn train(path: &std::path::Path) -> Result<String, RmError> {
     .to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn eval(
-    model: PathBuf,
-    data: PathBuf,
-    format: Format,
-    tokenizer: Option<PathBuf>,
-    template: &str,
-    max_len: usize,
-    device: &str,
-    json: bool,
-) -> Result<String, RmError> {
-    let template = parse_template(template)?;
-    let device = parse_device(device)?;
-    let rm = load_reward_model(&model, &device)?;
-    let tokenizer = load_tokenizer(&tokenizer.unwrap_or_else(|| model.join("tokenizer.json")))?;
+fn eval(rm: RmArgs, data: PathBuf, format: Format, json: bool) -> Result<String, RmError> {
+    let l = rm.load()?;
     let format = match format {
         Format::XwinPair => PairFormat::XwinPair,
         Format::Preference => PairFormat::Preference,
     };
     let (pairs, _) = read_pairs(&data, format, ReadOptions::default())?;
-    let eos = rm.config().eos_token_ids.first().copied().unwrap_or(2);
+    let eos = l.rm.config().eos_token_ids.first().copied().unwrap_or(2);
     let (tokens, dropped) =
-        xwin_rm::tokenize_pairs(&pairs, template, &tokenizer, eos, max_len, true)?;
-    let pad = rm.config().pad_token_id.unwrap_or(0);
+        xwin_rm::tokenize_pairs(&pairs, l.template, &l.tokenizer, eos, rm.max_len, true)?;
+    let pad = l.rm.config().pad_token_id.unwrap_or(0);
     let batches = pair_batches(&tokens, 16, 16_384, pad, &LossConfig::default(), 0);
-    let report = evaluate(&rm, &batches, 0.0, &device)?;
+    let report = evaluate(&l.rm, &batches, 0.0, &l.device)?;
     Ok(if json {
         serde_json::json!({ "eval": report, "dropped": dropped }).to_string()
     } else {
@@ -207,19 +211,21 @@ fn main() -> ExitCode {
         (
             None,
             Some(Command::Eval {
-                model,
+                rm,
                 data,
                 format,
-                tokenizer,
-                template,
-                max_len,
-                device,
                 json,
             }),
-        ) => eval(
-            model, data, format, tokenizer, &template, max_len, &device, json,
-        ),
-        (None, Some(Command::Score(args))) => score(args),
+        ) => eval(rm, data, format, json),
+        (
+            None,
+            Some(Command::Score {
+                rm,
+                input,
+                output,
+                batch,
+            }),
+        ) => score(rm, input, output, batch),
         _ => Err(RmError::Setup(
             "give --config FILE to train, `eval --model DIR --data FILE` or \
              `score --model DIR --input FILE --output FILE`"

@@ -21,6 +21,17 @@ fn demo_config(output: &Path, epochs: usize) -> String {
     .replace("epochs = 6", &format!("epochs = {epochs}"))
 }
 
+/// How the demo config names its pairs file (to swap in another).
+fn demo_pairs_entry() -> String {
+    format!(
+        "{:?}",
+        root()
+            .join("data/demo/rm-pairs.jsonl")
+            .display()
+            .to_string()
+    )
+}
+
 fn run(config: &str, dir: &Path) -> Output {
     let path = dir.join("rm.toml");
     std::fs::write(&path, config).unwrap();
@@ -150,13 +161,7 @@ fn bad_input_is_named() {
         let path = dir.path().join(name);
         std::fs::write(&path, format!("{first}\n{line2}\n")).unwrap();
         let config = demo_config(&dir.path().join(format!("out-{name}")), 1).replace(
-            &format!(
-                "{:?}",
-                root()
-                    .join("data/demo/rm-pairs.jsonl")
-                    .display()
-                    .to_string()
-            ),
+            &demo_pairs_entry(),
             &format!("{:?}", path.display().to_string()),
         );
         let out = run(&config, dir.path());
@@ -236,13 +241,7 @@ fn hh_rlhf_pairs_run_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let config = demo_config(&dir.path().join("run"), 1)
         .replace(
-            &format!(
-                "{:?}",
-                root()
-                    .join("data/demo/rm-pairs.jsonl")
-                    .display()
-                    .to_string()
-            ),
+            &demo_pairs_entry(),
             &format!("{:?}", hh.display().to_string()),
         )
         .replace(

@@ -13,6 +13,7 @@ use crate::parse::Shown;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use xwin_data::io::for_each_value;
@@ -323,14 +324,14 @@ async fn annotate_stream<J: Judge>(
     // Items already done or repeated are counted as they stream past, so the total to
     // judge is known only at the end; progress counts against what is not yet known done.
     let mut seen = HashSet::new();
-    let skipped = std::cell::Cell::new((0usize, 0usize));
+    let (duplicates, already_done) = (Cell::new(0usize), Cell::new(0usize));
     let todo = inputs.filter_map(|input| {
         let key = item_key(&input, &identity_value, &options);
         let keep = if !seen.insert(key.clone()) {
-            skipped.set((skipped.get().0 + 1, skipped.get().1));
+            duplicates.set(duplicates.get() + 1);
             false
         } else if done.contains(&key) {
-            skipped.set((skipped.get().0, skipped.get().1 + 1));
+            already_done.set(already_done.get() + 1);
             false
         } else {
             true
@@ -375,10 +376,9 @@ async fn annotate_stream<J: Judge>(
                 failures.write(&record)?;
             }
         }
-        let (duplicates, already_done) = skipped.get();
         on_progress(Progress {
             done: finished,
-            total: count.saturating_sub(duplicates + already_done),
+            total: count.saturating_sub(duplicates.get() + already_done.get()),
             failures: summary.failures,
         });
         if fatal.is_some() {
@@ -386,7 +386,7 @@ async fn annotate_stream<J: Judge>(
         }
     }
     drop(results);
-    (summary.duplicates, summary.already_done) = skipped.get();
+    (summary.duplicates, summary.already_done) = (duplicates.get(), already_done.get());
     summary.usage = judge.usage();
     if let Some(e) = fatal {
         return Err(AnnotateError::Config(format!(

@@ -6,7 +6,7 @@ mod common;
 
 use burn::tensor::Device;
 use common::{expected, fixtures, ids};
-use xwin_model::{SaveOptions, load_reward_model, save_reward_model};
+use xwin_model::{LlamaForReward, SaveOptions, load_reward_model, save_reward_model};
 use xwin_testkit::max_abs_diff;
 
 fn bits(v: &serde_json::Value) -> Vec<Vec<bool>> {
@@ -22,15 +22,14 @@ fn rewards_equal_transformers() {
     let dir = fixtures().join("tiny-llama-rm");
     let exp = expected(&dir);
     let model = load_reward_model(&dir, &device).unwrap();
-    let got = model
-        .rewards(
-            &ids(&exp["input_ids"]),
-            &bits(&exp["attention_mask"]),
-            &device,
-        )
-        .unwrap()
-        .try_into_vec_as::<f32>()
-        .unwrap();
+    let of_fixture = |m: &LlamaForReward| -> Vec<f32> {
+        let (ids, mask) = (ids(&exp["input_ids"]), bits(&exp["attention_mask"]));
+        m.rewards(&ids, &mask, &device)
+            .unwrap()
+            .try_into_vec_as::<f32>()
+            .unwrap()
+    };
+    let got = of_fixture(&model);
     let want: Vec<f32> = serde_json::from_value(exp["rewards"].clone()).unwrap();
     let diff = max_abs_diff(&got, &want);
     eprintln!("tiny-llama-rm: max |Δreward| = {diff:.2e}");
@@ -72,16 +71,7 @@ fn rewards_equal_transformers() {
     assert_eq!(config["architectures"][0], "LlamaForSequenceClassification");
     assert_eq!(config["id2label"].as_object().unwrap().len(), 1);
     let back = load_reward_model(&target, &device).unwrap();
-    let again = back
-        .rewards(
-            &ids(&exp["input_ids"]),
-            &bits(&exp["attention_mask"]),
-            &device,
-        )
-        .unwrap()
-        .try_into_vec_as::<f32>()
-        .unwrap();
-    assert_eq!(again, got);
+    assert_eq!(of_fixture(&back), got);
 }
 
 #[test]

@@ -177,6 +177,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
                     Vec::new()
                 },
                 seed,
+                ..GenerationConfig::default()
             };
             let generations = generate(&llm, &prompts, &config, &device)?;
             let mut new_ids: Vec<Vec<u32>> =

@@ -138,9 +138,17 @@ pub struct ChatClient {
     usage: Mutex<Usage>,
 }
 
+/// A parsed response and the usage it reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed<T> {
+    pub value: T,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
 /// One attempt's outcome, for the retry loop.
-enum Attempt {
-    Done(Reply),
+enum Attempt<T> {
+    Done(Parsed<T>),
     Retry {
         error: String,
         wait: Option<Duration>,
@@ -210,18 +218,35 @@ impl ChatClient {
         let body = self.request(system, user);
         // ~4 characters per token, plus the most the reply may use.
         let estimate = ((system.len() + user.len()) / 4) as u64 + u64::from(self.config.max_tokens);
-        let url = format!(
-            "{}/chat/completions",
-            self.config.base_url.trim_end_matches('/')
-        );
+        let parsed = self
+            .post("chat/completions", &body, estimate, parse_chat)
+            .await?;
+        Ok(Reply {
+            text: parsed.value,
+            prompt_tokens: parsed.prompt_tokens,
+            completion_tokens: parsed.completion_tokens,
+        })
+    }
+
+    /// POSTs `body` to `{base_url}/{path}` with the rate limits, retries and usage totals of
+    /// every call. A body `parse` rejects (malformed JSON, missing fields, too few choices)
+    /// is retried like a 5xx: servers under load do send truncated replies.
+    pub async fn post<T>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        estimated_tokens: u64,
+        parse: impl Fn(&str) -> Result<Parsed<T>, String>,
+    ) -> Result<Parsed<T>, CallError> {
+        let url = format!("{}/{path}", self.config.base_url.trim_end_matches('/'));
         let mut last = String::new();
         for attempt in 0..=self.config.max_retries {
-            self.limiter.acquire(estimate).await;
+            self.limiter.acquire(estimated_tokens).await;
             if attempt > 0 {
                 self.bump(|u| u.retries += 1);
             }
             self.bump(|u| u.requests += 1);
-            match self.attempt(&url, &body).await {
+            match self.attempt(&url, body, &parse).await {
                 Attempt::Done(reply) => {
                     self.bump(|u| {
                         u.prompt_tokens += reply.prompt_tokens;
@@ -240,7 +265,7 @@ impl ChatClient {
                         break;
                     }
                     let wait = wait.unwrap_or_else(|| self.backoff(attempt));
-                    tracing::debug!(attempt, ?wait, %error, "judge request will be retried");
+                    tracing::debug!(attempt, ?wait, %error, "request will be retried");
                     last = error;
                     tokio::time::sleep(wait).await;
                 }
@@ -267,7 +292,12 @@ impl ChatClient {
         Duration::from_secs_f64(base * jitter)
     }
 
-    async fn attempt(&self, url: &str, body: &CreateChatCompletionRequest) -> Attempt {
+    async fn attempt<T>(
+        &self,
+        url: &str,
+        body: &impl Serialize,
+        parse: &impl Fn(&str) -> Result<Parsed<T>, String>,
+    ) -> Attempt<T> {
         let mut req = self.http.post(url).json(body);
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
@@ -298,21 +328,8 @@ impl ChatClient {
             }
         };
         if status.is_success() {
-            return match serde_json::from_str::<CreateChatCompletionResponse>(&text) {
-                Ok(r) => match r.choices.into_iter().next().and_then(|c| c.message.content) {
-                    Some(content) => Attempt::Done(Reply {
-                        text: content,
-                        prompt_tokens: r.usage.as_ref().map_or(0, |u| u64::from(u.prompt_tokens)),
-                        completion_tokens: r
-                            .usage
-                            .as_ref()
-                            .map_or(0, |u| u64::from(u.completion_tokens)),
-                    }),
-                    None => Attempt::Retry {
-                        error: "response has no message content".into(),
-                        wait: None,
-                    },
-                },
+            return match parse(&text) {
+                Ok(parsed) => Attempt::Done(parsed),
                 Err(e) => Attempt::Retry {
                     error: format!("malformed response ({e}): {}", truncate(&text)),
                     wait: None,
@@ -332,6 +349,25 @@ impl ChatClient {
             })
         }
     }
+}
+
+/// The first choice's message of a chat completion.
+fn parse_chat(text: &str) -> Result<Parsed<String>, String> {
+    let r: CreateChatCompletionResponse = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let content = r
+        .choices
+        .into_iter()
+        .next()
+        .and_then(|c| c.message.content)
+        .ok_or("response has no message content")?;
+    Ok(Parsed {
+        value: content,
+        prompt_tokens: r.usage.as_ref().map_or(0, |u| u64::from(u.prompt_tokens)),
+        completion_tokens: r
+            .usage
+            .as_ref()
+            .map_or(0, |u| u64::from(u.completion_tokens)),
+    })
 }
 
 fn truncate(text: &str) -> String {

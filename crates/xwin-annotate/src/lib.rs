@@ -17,7 +17,7 @@ pub use annotate::{
     AnnotateOptions, AnnotateSummary, FailureRecord, Progress, annotate_file, annotate_pairs,
     failures_path,
 };
-pub use client::{CallError, ChatClient, EndpointConfig, Usage};
+pub use client::{CallError, ChatClient, EndpointConfig, Parsed, Usage};
 pub use error::{AnnotateError, Result};
 pub use judge::{
     Grade, GradeQuery, Judge, JudgeFailure, JudgeIdentity, LlmJudge, OracleJudge, PairQuery,

@@ -123,6 +123,10 @@ pub struct ScoredResponse {
     pub text: String,
     pub score: f32,
     pub rank: usize,
+    /// Position among the prompt's samples as drawn (sample `k` of `ResponseSamples`), so
+    /// that an ablation can keep the first `n` of N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 /// A prompt with N scored replies (Xwin-Set).

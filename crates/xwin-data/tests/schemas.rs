@@ -105,11 +105,13 @@ fn every_written_record_validates() {
                 text: "a".into(),
                 score: -0.5,
                 rank: 0,
+                index: Some(0),
             },
             ScoredResponse {
                 text: "b".into(),
                 score: 1.5,
                 rank: 0,
+                index: None,
             },
         ],
     };

@@ -74,8 +74,8 @@ fn same_seed_same_samples_and_rows_do_not_depend_on_the_batch() {
         },
         max_new_tokens: 12,
         num_samples: 3,
-        stop_ids: vec![],
         seed: 42,
+        ..GenerationConfig::default()
     };
     let a = generate(&model, &prompts, &config, &device).unwrap();
     let b = generate(&model, &prompts, &config, &device).unwrap();
@@ -122,4 +122,75 @@ fn stop_token_ends_a_row_and_is_kept() {
         .position(|&t| t == 330)
         .map_or(16, |p| p + 1);
     assert_eq!(out[0][0], greedy[0][..cut].to_vec());
+}
+
+/// Best-of-N prefills each prompt once and copies its cache to N rows; every sample must
+/// still be exactly what generating it alone (same seed, same sample index) gives, including
+/// rows that stop early, per-sample settings and a later first sample.
+#[test]
+fn shared_prefill_equals_separate_generations() {
+    let device = Device::flex();
+    let model = load_causal_lm(fixtures().join("tiny-llama"), &device).unwrap();
+    let mut prompts = ids(&expected(&fixtures().join("tiny-llama"))["input_ids"]);
+    prompts.push(vec![1, 400, 17]);
+    let hot = SamplingConfig {
+        temperature: 1.3,
+        top_p: 0.98,
+        top_k: 0,
+    };
+    let cool = SamplingConfig {
+        temperature: 0.3,
+        ..hot.clone()
+    };
+    let config = GenerationConfig {
+        sampling: hot.clone(),
+        per_sample: vec![
+            hot.clone(),
+            cool,
+            hot.clone(),
+            hot.clone(),
+            hot.clone(),
+            hot,
+        ],
+        max_new_tokens: 20,
+        num_samples: 5,
+        first_sample: 1,
+        // Frequent tokens of this model, so that rows stop at different steps.
+        stop_ids: vec![330, 79, 15],
+        seed: 7,
+    };
+    let together = generate(&model, &prompts, &config, &device).unwrap();
+    let lengths: Vec<usize> = together.iter().flatten().map(Vec::len).collect();
+    assert!(
+        lengths.iter().any(|&l| l < 20) && lengths.iter().any(|&l| l == 20),
+        "some rows must stop early and some run to the end: {lengths:?}"
+    );
+    for (p, prompt) in prompts.iter().enumerate() {
+        for k in 0..5 {
+            let alone = GenerationConfig {
+                num_samples: 1,
+                first_sample: 1 + k,
+                ..config.clone()
+            };
+            let single = generate(&model, std::slice::from_ref(prompt), &alone, &device).unwrap();
+            assert_eq!(single[0][0], together[p][k], "prompt {p} sample {}", 1 + k);
+        }
+    }
+}
+
+#[test]
+fn zero_samples_and_short_per_sample_lists_are_errors() {
+    let device = Device::flex();
+    let model = load_causal_lm(fixtures().join("tiny-llama"), &device).unwrap();
+    let zero = GenerationConfig {
+        num_samples: 0,
+        ..GenerationConfig::default()
+    };
+    assert!(generate(&model, &[vec![1, 2]], &zero, &device).is_err());
+    let short = GenerationConfig {
+        num_samples: 3,
+        per_sample: vec![SamplingConfig::greedy(); 2],
+        ..GenerationConfig::default()
+    };
+    assert!(generate(&model, &[vec![1, 2]], &short, &device).is_err());
 }

@@ -84,10 +84,12 @@ pub fn score_samples(
                     .responses
                     .into_iter()
                     .zip(scores)
-                    .map(|(r, score)| ScoredResponse {
+                    .enumerate()
+                    .map(|(index, (r, score))| ScoredResponse {
                         text: r.text,
                         score,
                         rank: 0,
+                        index: Some(index),
                     })
                     .collect(),
             };

@@ -17,7 +17,10 @@ pub use epochs::EpochPlan;
 pub use objective::{Evaluation, FnObjective, MessageError, MicroLoss, Objective};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
-pub use sft::{SftConfig, SftObjective, SftSummary, run_sft};
+pub use sft::{
+    FinetuneRun, Finetuned, SftConfig, SftObjective, SftSummary, finetune, micro_batches, run_sft,
+    tokenize_data,
+};
 pub use sft_loss::{num_targets, sft_loss, sft_loss_sum};
 pub use stage::{
     ModelSection, StageDir, StageError, base_fingerprint, export_files, export_model, read_config,

@@ -164,14 +164,18 @@ fn tokenize_file(
     Ok(out)
 }
 
-/// Length-bucketed, padded micro-batches.
-fn to_batches(blocks: &[TokenizedConversation], config: &SftConfig, pad_id: u32) -> Vec<Batch> {
+/// Length-bucketed micro-batches of `blocks`, right-padded with `pad_id`.
+pub fn micro_batches(
+    blocks: &[TokenizedConversation],
+    batching: &BatchingSection,
+    pad_id: u32,
+) -> Vec<Batch> {
     let lengths: Vec<usize> = blocks.iter().map(TokenizedConversation::len).collect();
     length_buckets(
         &lengths,
-        config.batching.micro_batch_size,
-        config.batching.max_batch_tokens,
-        config.batching.seed,
+        batching.micro_batch_size,
+        batching.max_batch_tokens,
+        batching.seed,
     )
     .iter()
     .map(|b| {
@@ -184,12 +188,17 @@ fn to_batches(blocks: &[TokenizedConversation], config: &SftConfig, pad_id: u32)
     .collect()
 }
 
-/// Training and evaluation micro-batches as a run builds them (length-bucketed, padded with
-/// `pad_id`), and the summary's data counts.
-pub fn build_batches(
+/// Tokenized training and held-out blocks of a run's data, and the summary's data counts.
+pub fn tokenize_data(
     config: &SftConfig,
-    pad_id: u32,
-) -> Result<(Vec<Batch>, Vec<Batch>, SftSummary), SftError> {
+) -> Result<
+    (
+        Vec<TokenizedConversation>,
+        Vec<TokenizedConversation>,
+        SftSummary,
+    ),
+    SftError,
+> {
     let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
     let fraction = config.data.eval_fraction;
     if !(0.0..1.0).contains(&fraction) {
@@ -222,9 +231,19 @@ pub fn build_batches(
         last_loss: f32::NAN,
         last_eval_loss: None,
     };
+    Ok((data.train, data.held_out, summary))
+}
+
+/// Training and evaluation micro-batches as a run builds them (length-bucketed, padded with
+/// `pad_id`), and the summary's data counts.
+pub fn build_batches(
+    config: &SftConfig,
+    pad_id: u32,
+) -> Result<(Vec<Batch>, Vec<Batch>, SftSummary), SftError> {
+    let (train, held_out, summary) = tokenize_data(config)?;
     Ok((
-        to_batches(&data.train, config, pad_id),
-        to_batches(&data.held_out, config, pad_id),
+        micro_batches(&train, &config.batching, pad_id),
+        micro_batches(&held_out, &config.batching, pad_id),
         summary,
     ))
 }
@@ -303,81 +322,131 @@ fn batch_bytes(b: &Batch) -> Vec<u8> {
     bytes
 }
 
-/// Runs SFT, resuming from the newest checkpoint of the same run when there is one.
-/// `on_step` gets each step's metrics (for progress).
-pub fn run_sft(
-    config: &SftConfig,
+/// What [`finetune`] trains and where: the parts of a stage config every policy finetune
+/// (SFT, RS) shares.
+#[derive(Debug, Clone, Copy)]
+pub struct FinetuneRun<'a> {
+    pub model: &'a ModelSection,
+    pub template: ChatTemplate,
+    /// The longest block the data was cut to; checked against the model's context.
+    pub max_len: usize,
+    pub batching: &'a BatchingSection,
+    pub train: &'a LoopConfig,
+    pub checkpoint: Option<CheckpointPolicy>,
+    pub output: &'a Path,
+}
+
+/// What a finetune did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finetuned {
+    pub steps: usize,
+    pub resumed_from: Option<usize>,
+    pub first_loss: f32,
+    pub last_loss: f32,
+    pub last_eval_loss: Option<f64>,
+}
+
+/// Trains the policy of `run.model` on tokenized blocks (loss where their masks say) with
+/// the SFT objective, resuming from the newest checkpoint of the same run, and exports the
+/// result to `output/model` in HF layout. `on_step` gets each step's metrics.
+pub fn finetune(
+    run: &FinetuneRun,
+    train_blocks: &[TokenizedConversation],
+    eval_blocks: &[TokenizedConversation],
     mut on_step: impl FnMut(&StepMetrics),
-) -> Result<SftSummary, SftError> {
-    let out = StageDir::open(&config.output)?;
-    let device = parse_device(&config.model.device)?.autodiff();
-    let model = load_causal_lm(&config.model.path, &device)?;
+) -> Result<Finetuned, SftError> {
+    let out = StageDir::open(run.output)?;
+    let device = parse_device(&run.model.device)?.autodiff();
+    let model = load_causal_lm(&run.model.path, &device)?;
     let context = model.config().max_position_embeddings;
-    if config.data.max_len > context {
+    if run.max_len > context {
         return Err(SftError::Setup(format!(
             "data.max_len = {} exceeds the model's context of {context} tokens \
              (max_position_embeddings in {})",
-            config.data.max_len,
-            config.model.path.join("config.json").display()
+            run.max_len,
+            run.model.path.join("config.json").display()
         )));
+    }
+    if train_blocks.is_empty() {
+        return Err(SftError::Setup("no trainable examples".into()));
     }
     let pad_id = model
         .config()
         .pad_token_id
         .or(model.config().eos_token_ids.first().copied())
         .unwrap_or(0);
-    let (batches, eval, mut summary) = build_batches(config, pad_id)?;
-    let loop_config = &config.train;
+    let batches = micro_batches(train_blocks, run.batching, pad_id);
+    let eval = micro_batches(eval_blocks, run.batching, pad_id);
     let plan = EpochPlan::new(
         batches.len(),
-        loop_config.grad_accum,
-        config.batching.epochs,
-        config.batching.seed,
+        run.train.grad_accum,
+        run.batching.epochs,
+        run.batching.seed,
     );
     let total = plan.total_steps();
     tracing::info!(
-        blocks = summary.blocks,
+        blocks = train_blocks.len(),
         batches = batches.len(),
         eval_batches = eval.len(),
         steps = total,
-        "SFT data ready"
+        "finetuning data ready"
     );
-    let run = Run {
+    let loop_run = Run {
         total_steps: total,
         device: device.clone(),
-        checkpoints: config.checkpoint.map(|policy| Checkpointing {
+        checkpoints: run.checkpoint.map(|policy| Checkpointing {
             dir: out.checkpoints(),
             policy,
         }),
         metrics: Some(out.metrics()),
-        fingerprint: run_fingerprint(
-            batches.iter().map(batch_bytes),
-            &config.model,
-            &config.batching,
-        )?,
+        fingerprint: run_fingerprint(batches.iter().map(batch_bytes), run.model, run.batching)?,
+    };
+    let mut done = Finetuned {
+        steps: 0,
+        resumed_from: None,
+        first_loss: f32::NAN,
+        last_loss: f32::NAN,
+        last_eval_loss: None,
     };
     let mut objective = SftObjective::new(batches, eval, plan, device);
-    let result = train(model, loop_config, &run, &mut objective, |s| {
-        if summary.first_loss.is_nan() {
-            summary.first_loss = s.loss;
+    let trained = train(model, run.train, &loop_run, &mut objective, |s| {
+        if done.first_loss.is_nan() {
+            done.first_loss = s.loss;
         }
-        summary.last_loss = s.loss;
-        summary.steps = s.step;
+        done.last_loss = s.loss;
+        done.steps = s.step;
         if s.eval_loss.is_some() {
-            summary.last_eval_loss = s.eval_loss;
+            done.last_eval_loss = s.eval_loss;
         }
         on_step(s);
-    });
-    let trained = match result {
-        Ok(t) => t,
-        Err((_, e)) => return Err(e.into()),
+    })
+    .map_err(|(_, e)| e)?;
+    done.resumed_from = trained.resumed_from;
+    export_model(&trained.model, run.model, run.template, &out.model())?;
+    Ok(done)
+}
+
+/// Runs SFT, resuming from the newest checkpoint of the same run when there is one.
+/// `on_step` gets each step's metrics (for progress).
+pub fn run_sft(
+    config: &SftConfig,
+    on_step: impl FnMut(&StepMetrics),
+) -> Result<SftSummary, SftError> {
+    let (train_blocks, eval_blocks, mut summary) = tokenize_data(config)?;
+    let run = FinetuneRun {
+        model: &config.model,
+        template: config.data.template,
+        max_len: config.data.max_len,
+        batching: &config.batching,
+        train: &config.train,
+        checkpoint: config.checkpoint,
+        output: &config.output,
     };
-    summary.resumed_from = trained.resumed_from;
-    export_model(
-        &trained.model,
-        &config.model,
-        config.data.template,
-        &out.model(),
-    )?;
+    let done = finetune(&run, &train_blocks, &eval_blocks, on_step)?;
+    summary.steps = done.steps;
+    summary.resumed_from = done.resumed_from;
+    summary.first_loss = done.first_loss;
+    summary.last_loss = done.last_loss;
+    summary.last_eval_loss = done.last_eval_loss;
     Ok(summary)
 }

@@ -19,12 +19,8 @@ pub struct ModelSection {
     /// `tokenizer.json`; defaults to the one in `path`.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
-    #[serde(default = "cpu")]
+    #[serde(default = "defaults::device")]
     pub device: String,
-}
-
-fn cpu() -> String {
-    "cpu".into()
 }
 
 /// Serde defaults the stages' `[data]` and `[batching]` tables share.
@@ -38,6 +34,10 @@ pub mod defaults {
     /// FastChat's 4096-token blocks.
     pub fn max_len() -> usize {
         xwin_data::DEFAULT_BLOCK_LEN
+    }
+
+    pub fn device() -> String {
+        "cpu".into()
     }
 
     /// Padded tokens per micro-batch.

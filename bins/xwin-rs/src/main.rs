@@ -1,0 +1,75 @@
+//! `xwin-rs --config FILE.toml`: rejection sampling (paper step 3) — score the policy's
+//! samples with the reward model into Xwin-Set, report the score by rank, and finetune the
+//! policy on the response at the configured rank. Rerun after an interruption to resume.
+
+/// Freed tensor buffers stay mapped for reuse (see `xwin_alloc`).
+#[global_allocator]
+static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use xwin_rs::{RsConfig, RsError, run_rs};
+
+#[derive(Parser)]
+#[command(
+    name = "xwin-rs",
+    version,
+    about = "Rejection-sampling finetune from one config"
+)]
+struct Cli {
+    /// TOML config (see configs/rs-*.toml).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn run(path: &std::path::Path) -> Result<String, RsError> {
+    let config: RsConfig =
+        xwin_train::read_config(path).map_err(xwin_train::sft::SftError::from)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let summary = run_rs(&config, |s| {
+        bar.set_length(s.total_steps as u64);
+        bar.set_position(s.step as u64);
+        let eval = s
+            .eval_loss
+            .map_or(String::new(), |l| format!("  held-out {l:.4}"));
+        bar.set_message(format!(
+            "loss {:.4}{eval}  lr {:.2e}  {:.0} tok/s",
+            s.loss, s.lr, s.tokens_per_s
+        ));
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    eprintln!("RM score by rank:\n{}", summary.stats.table());
+    Ok(serde_json::json!({
+        "summary": summary,
+        "model": config.output.join("model"),
+        "xwin_set": config.data.xwin_set.clone().unwrap_or_else(|| config.output.join("xwin-set.jsonl")),
+    })
+    .to_string())
+}
+
+fn main() -> ExitCode {
+    xwin_alloc::keep_freed_memory();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(&Cli::parse().config) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xwin-rs: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

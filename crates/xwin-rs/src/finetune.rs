@@ -1,0 +1,279 @@
+//! The rejection-sampling stage (paper step 3) from one config: score the policy's samples
+//! with the reward model into Xwin-Set (resumable), report score by rank, pick the response
+//! at the configured rank for every prompt and finetune the policy on it with the SFT
+//! objective, loss on that last reply only, through the shared loop.
+
+use crate::RsError;
+use crate::xwin_set::{RankStats, considered, rank_stats};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use xwin_data::{
+    ChatTemplate, Conversation, ReadOptions, TokenizedConversation, TrainOn, Turn, XwinSet,
+    for_each_record, is_validation, load_tokenizer, tokenize,
+};
+use xwin_train::sft::BatchingSection;
+use xwin_train::{
+    CheckpointPolicy, FinetuneRun, Finetuned, LoopConfig, ModelSection, StepMetrics, finetune,
+};
+
+/// The `[reward]` table: the reward model that scores the samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSection {
+    pub path: PathBuf,
+    #[serde(default = "xwin_train::stage::defaults::device")]
+    pub device: String,
+    /// Rows per scoring forward.
+    #[serde(default = "batch_rows")]
+    pub batch_rows: usize,
+}
+
+fn batch_rows() -> usize {
+    32
+}
+
+/// The `[data]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// `ResponseSamples` JSONL from `xwin-sample` (scored into `output/xwin-set.jsonl`)...
+    #[serde(default)]
+    pub samples: Option<PathBuf>,
+    /// ...or an Xwin-Set already scored.
+    #[serde(default)]
+    pub xwin_set: Option<PathBuf>,
+    #[serde(default = "xwin_train::stage::defaults::template")]
+    pub template: ChatTemplate,
+    /// Longest prompt + selected response in tokens; longer examples are dropped and counted.
+    #[serde(default = "xwin_train::stage::defaults::max_len")]
+    pub max_len: usize,
+    /// Prompts held out (by a stable hash of their id) for the evaluation loss.
+    #[serde(default)]
+    pub eval_fraction: f64,
+}
+
+/// The `[select]` table: which response of each prompt is trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelectSection {
+    /// 1 = the reward model's best (the paper); larger ranks for the ablation.
+    pub rank: usize,
+    /// Consider only the first `n` samples of each prompt (the N ablation); all by default.
+    pub n: Option<usize>,
+}
+
+impl Default for SelectSection {
+    fn default() -> Self {
+        Self { rank: 1, n: None }
+    }
+}
+
+/// A whole RS run, as written in its TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RsConfig {
+    /// The policy to finetune (the SFT model that drew the samples).
+    pub model: ModelSection,
+    /// Needed with `data.samples`.
+    #[serde(default)]
+    pub reward: Option<RewardSection>,
+    pub data: DataSection,
+    #[serde(default)]
+    pub select: SelectSection,
+    pub batching: BatchingSection,
+    pub train: LoopConfig,
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointPolicy>,
+    /// `xwin-set.jsonl`, `rank-stats.json`, metrics, checkpoints and `model/`.
+    pub output: PathBuf,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RsSummary {
+    pub scored: Option<xwin_rm::ScoreSummary>,
+    pub stats: RankStats,
+    pub prompts: usize,
+    pub selected: usize,
+    pub eval_selected: usize,
+    /// Prompts with fewer than `select.rank` responses.
+    pub too_few_responses: usize,
+    /// Selected examples longer than `data.max_len`.
+    pub too_long: usize,
+    /// Mean RM score of the selected responses (training and held-out).
+    pub mean_selected_score: f64,
+    pub finetune: Finetuned,
+}
+
+/// The Xwin-Set the run trains from: scored now from `data.samples` (resuming a scoring
+/// run that was cut off) or given.
+fn xwin_set(config: &RsConfig) -> Result<(PathBuf, Option<xwin_rm::ScoreSummary>), RsError> {
+    match (&config.data.samples, &config.data.xwin_set) {
+        (Some(samples), None) => {
+            let reward = config.reward.as_ref().ok_or_else(|| {
+                RsError::Setup("data.samples needs a [reward] table (the reward model)".into())
+            })?;
+            let device = xwin_model::parse_device(&reward.device)?;
+            let rm = xwin_model::load_reward_model(&reward.path, &device)?;
+            let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
+            check_same_tokenizer(
+                &config.model.tokenizer_path(),
+                &reward.path.join("tokenizer.json"),
+            )?;
+            let path = config.output.join("xwin-set.jsonl");
+            let options = xwin_rm::ScoreOptions {
+                template: config.data.template,
+                max_len: rm.config().max_position_embeddings,
+                batch_rows: reward.batch_rows,
+                ..xwin_rm::ScoreOptions::default()
+            };
+            let name = reward.path.display().to_string();
+            let summary = xwin_rm::score_samples(
+                &rm,
+                &tokenizer,
+                &name,
+                samples,
+                &path,
+                options,
+                &device,
+                |n| {
+                    tracing::info!(prompts = n, "scored");
+                },
+            )?;
+            Ok((path, Some(summary)))
+        }
+        (None, Some(set)) => Ok((set.clone(), None)),
+        _ => Err(RsError::Setup(
+            "[data] needs exactly one of `samples` (to score) and `xwin_set` (scored)".into(),
+        )),
+    }
+}
+
+/// The reward model must read text as the policy writes it: the same vocabulary.
+fn check_same_tokenizer(policy: &Path, reward: &Path) -> Result<(), RsError> {
+    if !reward.exists() {
+        return Ok(());
+    }
+    let a = load_tokenizer(policy)?.get_vocab(true);
+    let b = load_tokenizer(reward)?.get_vocab(true);
+    if a != b {
+        return Err(RsError::Setup(format!(
+            "{} ({} tokens) and {} ({} tokens) differ: the reward model would score other \
+             token ids than the policy wrote",
+            policy.display(),
+            a.len(),
+            reward.display(),
+            b.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Scores (if needed), reports score by rank, selects and finetunes; resumable throughout.
+pub fn run_rs(config: &RsConfig, on_step: impl FnMut(&StepMetrics)) -> Result<RsSummary, RsError> {
+    if config.select.rank == 0 {
+        return Err(RsError::Setup(
+            "select.rank counts from 1 (the best)".into(),
+        ));
+    }
+    if !(0.0..1.0).contains(&config.data.eval_fraction) {
+        return Err(RsError::Setup(format!(
+            "data.eval_fraction must be in [0, 1), got {}",
+            config.data.eval_fraction
+        )));
+    }
+    std::fs::create_dir_all(&config.output)
+        .map_err(|e| xwin_data::DataError::io(&config.output, e))?;
+    let (set_path, scored) = xwin_set(config)?;
+    let stats = rank_stats(&set_path, config.select.n)?;
+    let stats_path = config.output.join("rank-stats.json");
+    std::fs::write(
+        &stats_path,
+        serde_json::to_string_pretty(&stats).unwrap_or_default(),
+    )
+    .map_err(|e| xwin_data::DataError::io(&stats_path, e))?;
+    tracing::info!("RM score by rank:\n{}", stats.table());
+
+    let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
+    let (mut train, mut eval) = (Vec::new(), Vec::new());
+    let (mut prompts, mut too_few, mut too_long) = (0, 0, 0);
+    let (mut score_sum, mut failure) = (0.0f64, None);
+    for_each_record(&set_path, ReadOptions::default(), |set: XwinSet| {
+        if failure.is_some() {
+            return;
+        }
+        prompts += 1;
+        let result = select(config, &set, &tokenizer);
+        match result {
+            Ok(Some((example, score))) => {
+                if example.len() > config.data.max_len {
+                    too_long += 1;
+                    return;
+                }
+                score_sum += f64::from(score);
+                // Held out by the record id, the key the samples were written under.
+                let keyed = Conversation {
+                    id: Some(set.id.clone()),
+                    ..set.prompt.clone()
+                };
+                let held_out = config.data.eval_fraction > 0.0
+                    && is_validation(&keyed, config.data.eval_fraction, config.batching.seed);
+                if held_out {
+                    eval.push(example)
+                } else {
+                    train.push(example)
+                }
+            }
+            Ok(None) => too_few += 1,
+            Err(e) => failure = Some(e),
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let selected = train.len() + eval.len();
+    tracing::info!(prompts, selected, too_few, too_long, "RS data ready");
+    let run = FinetuneRun {
+        model: &config.model,
+        template: config.data.template,
+        max_len: config.data.max_len,
+        batching: &config.batching,
+        train: &config.train,
+        checkpoint: config.checkpoint,
+        output: &config.output,
+    };
+    let finetune = finetune(&run, &train, &eval, on_step)?;
+    Ok(RsSummary {
+        scored,
+        stats,
+        prompts,
+        selected: train.len(),
+        eval_selected: eval.len(),
+        too_few_responses: too_few,
+        too_long,
+        mean_selected_score: score_sum / selected.max(1) as f64,
+        finetune,
+    })
+}
+
+/// The example of one prompt: its history plus the response at `select.rank`, loss on that
+/// response only; `None` when the prompt has fewer responses.
+fn select(
+    config: &RsConfig,
+    set: &XwinSet,
+    tokenizer: &tokenizers::Tokenizer,
+) -> Result<Option<(TokenizedConversation, f32)>, RsError> {
+    let responses = considered(set, config.select.n)?;
+    let Some(chosen) = responses.get(config.select.rank - 1) else {
+        return Ok(None);
+    };
+    let mut conversation: Conversation = set.prompt.clone();
+    conversation.turns.push(Turn::gpt(&chosen.text));
+    let example = tokenize(
+        config.data.template,
+        &conversation,
+        tokenizer,
+        TrainOn::LastAssistant,
+    )?;
+    Ok(Some((example, chosen.score)))
+}

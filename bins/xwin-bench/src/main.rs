@@ -61,6 +61,18 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         seq: usize,
     },
+    /// Best-of-N sampling: tokens/s of N samples per prompt with the shared prompt prefill,
+    /// and the same work with every sample prefilling its own copy of the prompt.
+    Sample {
+        #[arg(long, default_value_t = 4)]
+        prompts: usize,
+        #[arg(long, default_value_t = 128)]
+        prompt_len: usize,
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+    },
     /// Judge throughput against the local OpenAI-compatible server (fixed latency).
     Judge {
         #[arg(long, default_value_t = 2000)]
@@ -166,6 +178,57 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "median_s": seconds,
                     "template_tokenize": { "tokens_per_s": tokens as f64 / seconds,
                                            "conversations_per_s": convs.len() as f64 / seconds },
+                })
+            );
+        }
+        Command::Sample {
+            prompts,
+            prompt_len,
+            n,
+            new_tokens,
+        } => {
+            let model = LlamaForCausalLM::random(&config, &device);
+            let ids = token_ids(prompts, prompt_len, config.vocab_size);
+            // Temperature 1, no top-k/top-p (transformers' defaults switched off the same way);
+            // no stop ids, so every row generates exactly `new_tokens`.
+            let generation = GenerationConfig {
+                sampling: xwin_model::SamplingConfig {
+                    temperature: 1.0,
+                    top_p: 1.0,
+                    top_k: 0,
+                },
+                max_new_tokens: new_tokens,
+                num_samples: n,
+                seed: 1,
+                ..GenerationConfig::default()
+            };
+            let shared = median(time(cli.repeats, || {
+                generate(&model, &ids, &generation, &device).expect("generation");
+            }));
+            // The same rows, each prompt repeated N times and prefilled N times.
+            let repeated: Vec<Vec<u32>> = ids
+                .iter()
+                .flat_map(|p| std::iter::repeat_n(p.clone(), n))
+                .collect();
+            let one_each = GenerationConfig {
+                num_samples: 1,
+                ..generation.clone()
+            };
+            let separate = median(time(cli.repeats, || {
+                generate(&model, &repeated, &one_each, &device).expect("generation");
+            }));
+            let generated = (prompts * n * new_tokens) as f64;
+            println!(
+                "{}",
+                json!({
+                    "impl": "xwin (burn flex)",
+                    "device": cli.device,
+                    "params": config.num_parameters(),
+                    "shape": { "prompts": prompts, "prompt_len": prompt_len, "n": n,
+                               "new_tokens": new_tokens },
+                    "best_of_n": { "median_s": shared, "tokens_per_s": generated / shared },
+                    "separate_prefills": { "median_s": separate,
+                                           "tokens_per_s": generated / separate },
                 })
             );
         }

@@ -16,12 +16,40 @@ use xwin_rs::{RsConfig, RsError, run_rs};
 #[command(
     name = "xwin-rs",
     version,
-    about = "Rejection-sampling finetune from one config"
+    about = "Rejection-sampling finetune from one config",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// TOML config (see configs/rs-*.toml).
+    /// TOML config (see configs/rs-*.toml): score, select and finetune.
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Mean RM score by rank across prompts and the spread per prompt (paper Fig. 5/7) of
+    /// an Xwin-Set file: a table, or JSON with --json. With one sample per prompt, rank 1's
+    /// mean is the policy's best-of-1 score.
+    Stats {
+        #[arg(long)]
+        xwin_set: PathBuf,
+        /// Only the first N samples of each prompt.
+        #[arg(long)]
+        n: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn stats(path: &std::path::Path, n: Option<usize>, json: bool) -> Result<String, RsError> {
+    let stats = xwin_rs::rank_stats(path, n)?;
+    Ok(if json {
+        serde_json::to_string(&stats).unwrap_or_default()
+    } else {
+        stats.table()
+    })
 }
 
 fn run(path: &std::path::Path) -> Result<String, RsError> {
@@ -62,7 +90,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(&Cli::parse().config) {
+    let cli = Cli::parse();
+    let result = match (cli.config, cli.command) {
+        (Some(config), None) => run(&config),
+        (None, Some(Command::Stats { xwin_set, n, json })) => stats(&xwin_set, n, json),
+        _ => Err(RsError::Setup(
+            "give --config FILE, or `stats --xwin-set FILE`".into(),
+        )),
+    };
+    match result {
         Ok(text) => {
             println!("{text}");
             ExitCode::SUCCESS

@@ -31,48 +31,85 @@ impl SamplingConfig {
 
     /// Picks a token id from one row of logits. Follows HF's processor order:
     /// temperature, then top-k, then top-p.
+    ///
+    /// Only the candidates a filter can keep are sorted: without top-k and top-p the draw
+    /// walks the whole softmax in id order (sorting a 32k vocabulary per row and step cost
+    /// more than the decode itself); top-p sorts a growing prefix of the largest logits until
+    /// it holds the nucleus.
     pub fn sample(&self, logits: &[f32], rng: &mut ChaCha8Rng) -> u32 {
         if self.temperature <= 0.0 {
             return argmax(logits);
         }
-        let mut candidates: Vec<(u32, f32)> = logits
+        let scaled: Vec<(u32, f32)> = logits
             .iter()
             .enumerate()
             .map(|(i, &l)| (i as u32, l / self.temperature))
             .collect();
-        // Descending by logit; ties keep the lower id first.
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.top_k > 0 && self.top_k < candidates.len() {
-            candidates.truncate(self.top_k);
+        let top_k = if self.top_k > 0 && self.top_k < scaled.len() {
+            Some(self.top_k)
+        } else {
+            None
+        };
+        if top_k.is_none() && self.top_p >= 1.0 {
+            let max = scaled.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1));
+            let probs: Vec<f32> = scaled.iter().map(|(_, l)| (l - max).exp()).collect();
+            return draw(&scaled, &probs, rng);
         }
-        let max = candidates[0].1;
-        let mut probs: Vec<f32> = candidates.iter().map(|(_, l)| (l - max).exp()).collect();
-        let total: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if self.top_p < 1.0 {
+        let mut candidates = scaled;
+        // Descending by logit; ties keep the lower id first.
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let mut sorted = top_k.unwrap_or(64).min(candidates.len());
+        loop {
+            if sorted < candidates.len() {
+                candidates.select_nth_unstable_by(sorted - 1, order);
+            }
+            candidates[..sorted].sort_by(order);
+            if top_k.is_some() {
+                candidates.truncate(sorted);
+            }
+            let max = candidates[0].1;
+            // Normaliser over every candidate still in play (all of them without top-k).
+            let total: f32 = candidates.iter().map(|(_, l)| (l - max).exp()).sum();
+            let probs: Vec<f32> = candidates[..sorted]
+                .iter()
+                .map(|(_, l)| (l - max).exp() / total)
+                .collect();
+            if self.top_p >= 1.0 {
+                return draw(&candidates[..sorted], &probs, rng);
+            }
             // Keep the smallest prefix whose mass reaches top_p (at least one token).
             let mut mass = 0.0;
-            let mut keep = probs.len();
+            let mut keep = None;
             for (i, p) in probs.iter().enumerate() {
                 mass += p;
                 if mass >= self.top_p {
-                    keep = i + 1;
+                    keep = Some(i + 1);
                     break;
                 }
             }
-            probs.truncate(keep);
-            candidates.truncate(keep);
-        }
-        let total: f32 = probs.iter().sum();
-        let mut u = rng.random::<f32>() * total;
-        for (i, p) in probs.iter().enumerate() {
-            if u < *p {
-                return candidates[i].0;
+            match keep {
+                Some(k) => return draw(&candidates[..k], &probs[..k], rng),
+                None if sorted == candidates.len() => {
+                    return draw(&candidates, &probs, rng);
+                }
+                // The nucleus reaches past the sorted prefix: sort more.
+                None => sorted = (sorted * 4).min(candidates.len()),
             }
-            u -= p;
         }
-        candidates[probs.len() - 1].0
     }
+}
+
+/// Draws one of `candidates` with probability proportional to `weights`.
+fn draw(candidates: &[(u32, f32)], weights: &[f32], rng: &mut ChaCha8Rng) -> u32 {
+    let total: f32 = weights.iter().sum();
+    let mut u = rng.random::<f32>() * total;
+    for (c, w) in candidates.iter().zip(weights) {
+        if u < *w {
+            return c.0;
+        }
+        u -= w;
+    }
+    candidates[weights.len() - 1].0
 }
 
 /// Index of the largest value; the first one on ties, as `torch.argmax`.

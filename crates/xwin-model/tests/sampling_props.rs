@@ -30,6 +30,51 @@ proptest! {
     }
 }
 
+/// The nucleus computed the slow way: every token sorted by probability.
+fn nucleus(logits: &[f32], temperature: f32, top_p: f32) -> Vec<usize> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+    let mut probs: Vec<(usize, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i, f64::from((l - max) / temperature).exp()))
+        .collect();
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut mass = 0.0;
+    let mut out = Vec::new();
+    for (i, p) in probs {
+        out.push(i);
+        mass += p / total;
+        if mass >= f64::from(top_p) {
+            break;
+        }
+    }
+    out
+}
+
+proptest! {
+    /// Top-p sorts only a growing prefix of the logits; what it keeps must still be the
+    /// nucleus of the full sort, including nuclei far larger than the first prefix (flat
+    /// logits over a large vocabulary).
+    #[test]
+    fn top_p_draws_stay_in_the_nucleus(
+        logits in prop::collection::vec(-2.0f32..2.0, 50..2000),
+        top_p in 0.05f32..0.99,
+        seed: u64,
+    ) {
+        let config = SamplingConfig { temperature: 0.8, top_p, top_k: 0 };
+        let allowed = nucleus(&logits, 0.8, top_p);
+        // Margin for f32 vs f64 mass at the boundary: the next token of the full order.
+        let slack = nucleus(&logits, 0.8, (top_p + 1e-4).min(1.0));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..20 {
+            let token = config.sample(&logits, &mut rng) as usize;
+            prop_assert!(allowed.contains(&token) || slack.contains(&token),
+                "token {token} outside the nucleus of {} tokens", allowed.len());
+        }
+    }
+}
+
 #[test]
 fn sampling_frequencies_follow_the_softmax() {
     // p = softmax([0, ln 3]) = [0.25, 0.75]; with top_p 0.5 only token 1 survives.

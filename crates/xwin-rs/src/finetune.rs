@@ -192,7 +192,13 @@ pub fn run_rs(config: &RsConfig, on_step: impl FnMut(&StepMetrics)) -> Result<Rs
         serde_json::to_string_pretty(&stats).unwrap_or_default(),
     )
     .map_err(|e| xwin_data::DataError::io(&stats_path, e))?;
-    tracing::info!("RM score by rank:\n{}", stats.table());
+    tracing::info!(
+        prompts = stats.prompts,
+        best = stats.mean_by_rank.first().copied().unwrap_or(f64::NAN),
+        worst = stats.mean_by_rank.last().copied().unwrap_or(f64::NAN),
+        "mean RM score by rank written to {}",
+        stats_path.display()
+    );
 
     let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
     let (mut train, mut eval) = (Vec::new(), Vec::new());

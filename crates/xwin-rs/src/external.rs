@@ -139,8 +139,8 @@ async fn sample_prompt(
         let mut body = json!({
             "model": client.config().model,
             "n": n,
-            "temperature": settings.temperature,
-            "top_p": settings.top_p,
+            "temperature": decimal(settings.temperature),
+            "top_p": decimal(settings.top_p),
             "max_tokens": settings.max_new_tokens,
             // Reproducible where the server supports it (vLLM does, per request).
             "seed": spec.seed ^ xwin_data::stable_hash(format!("{}:{first}", prompt.id).as_bytes()) >> 1,
@@ -172,6 +172,12 @@ async fn sample_prompt(
         }
     }
     Ok((responses, tokens))
+}
+
+/// The f64 whose shortest decimal is the f32's: `0.7f32` goes out as `0.7`, not as
+/// `0.699999988079071`.
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// The conversation as chat messages (system prompt first when it has one).

@@ -283,3 +283,53 @@ fn select(
     )?;
     Ok(Some((example, chosen.score)))
 }
+
+#[cfg(test)]
+mod checks {
+    use super::*;
+
+    /// The loss covers the selected reply (and its `</s>`) only, not the earlier replies of
+    /// a multi-turn prompt.
+    #[test]
+    fn only_the_selected_reply_is_trained() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama");
+        let tokenizer = load_tokenizer(&fixture.join("tokenizer.json")).unwrap();
+        let toml = format!(
+            "output = \"x\"\n[model]\npath = {:?}\n[data]\nxwin_set = \"s\"\n[select]\nrank = 2\n\
+             [batching]\nepochs = 1\nmicro_batch_size = 1\n[train]\nlr = 1e-3\n\
+             schedule = \"constant\"\nwarmup = {{ steps = 0 }}\ngrad_accum = 1\n",
+            fixture.display().to_string()
+        );
+        let config: RsConfig = toml::from_str(&toml).unwrap();
+        let set = XwinSet {
+            id: "p".into(),
+            prompt: Conversation::new(vec![
+                Turn::human("Who are you?"),
+                Turn::gpt("I am Vicuna."),
+                Turn::human("Have a nice day!"),
+            ]),
+            reward_model: "rm".into(),
+            responses: [("Bye.", 0.1), ("You too!", 0.5), ("Thanks!", 2.0)]
+                .iter()
+                .enumerate()
+                .map(|(i, (t, s))| xwin_data::ScoredResponse {
+                    text: t.to_string(),
+                    score: *s,
+                    rank: 0,
+                    index: Some(i),
+                })
+                .collect(),
+        };
+        let (example, score) = select(&config, &set, &tokenizer).unwrap().unwrap();
+        assert_eq!(score, 0.5);
+        let trained: Vec<u32> = example
+            .ids
+            .iter()
+            .zip(&example.mask)
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| *i)
+            .collect();
+        let text = tokenizer.decode(&trained, false).unwrap();
+        assert_eq!(text.trim(), "You too!</s>");
+    }
+}

@@ -318,3 +318,108 @@ fn a_nan_stops_with_the_last_good_checkpoint() {
         "no model is exported from a failed run"
     );
 }
+
+/// `xwin-rm score` killed mid-run (kill -9) and run again: every prompt's responses are
+/// scored once, and the scores equal an uninterrupted run's.
+#[test]
+fn killed_scoring_resumes_with_every_prompt_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("samples.jsonl");
+    let lines: Vec<String> = (0..1500)
+        .map(|i| {
+            let responses: Vec<serde_json::Value> = (0..4)
+                .map(|k| {
+                    serde_json::json!({"text": format!("Reply {k} of {i}: I am Vicuna."), "finished": true,
+                     "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "seed": 0}})
+                })
+                .collect();
+            serde_json::json!({"id": format!("p{i}"), "model": "m", "responses": responses,
+                "prompt": {"conversations": [{"from": "human", "value": format!("Question {i}?")}]}})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let args = |output: &Path| -> Vec<String> {
+        let r = root();
+        [
+            "score",
+            "--model",
+            r.join("fixtures/tiny-llama-rm").to_str().unwrap(),
+            "--tokenizer",
+            r.join("fixtures/tiny-llama/tokenizer.json")
+                .to_str()
+                .unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--max-len",
+            "256",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let read = |path: &Path| -> std::collections::BTreeMap<String, xwin_data::XwinSet> {
+        let mut out = std::collections::BTreeMap::new();
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            let set: xwin_data::XwinSet = serde_json::from_str(line).unwrap();
+            assert!(out.insert(set.id.clone(), set).is_none(), "scored twice");
+        }
+        out
+    };
+    let whole = dir.path().join("whole.jsonl");
+    let bin = env!("CARGO_BIN_EXE_xwin-rm");
+    assert!(
+        Command::new(bin)
+            .args(args(&whole))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let expected = read(&whole);
+    assert_eq!(expected.len(), 1500);
+
+    let cut = dir.path().join("cut.jsonl");
+    let mut child = Command::new(bin)
+        .args(args(&cut))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while read(&cut).len() < 64 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = read(&cut).len();
+    assert!(before < 1500, "killed after the end");
+    let out = Command::new(bin).args(args(&cut)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["summary"]["already_done"], before);
+    let resumed = read(&cut);
+    assert_eq!(resumed.len(), 1500);
+    for (id, set) in &resumed {
+        let want = &expected[id];
+        assert_eq!(set.responses.len(), 4, "{id}");
+        for r in &set.responses {
+            let same = want.responses.iter().find(|w| w.index == r.index).unwrap();
+            // Batches hold other prompts after the resume: equal up to f32 reordering.
+            assert!(
+                (r.score - same.score).abs() <= 1e-5,
+                "{id}: {} vs {}",
+                r.score,
+                same.score
+            );
+        }
+    }
+}

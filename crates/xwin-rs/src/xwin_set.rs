@@ -11,6 +11,9 @@ use xwin_data::{ReadOptions, ScoredResponse, XwinSet, for_each_record};
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RankStats {
     pub prompts: usize,
+    pub responses: usize,
+    /// Mean score over every response (with one sample per prompt: best-of-1).
+    pub mean: f64,
     /// `mean_by_rank[r - 1]`: mean score of the rank-`r` response over prompts that have one.
     pub mean_by_rank: Vec<f64>,
     /// Prompts contributing to each rank's mean.
@@ -28,6 +31,10 @@ impl RankStats {
         }
         self.prompts += 1;
         let scores: Vec<f64> = responses.iter().map(|r| f64::from(r.score)).collect();
+        for s in &scores {
+            self.responses += 1;
+            self.mean += (s - self.mean) / self.responses as f64;
+        }
         if self.mean_by_rank.len() < scores.len() {
             self.mean_by_rank.resize(scores.len(), 0.0);
             self.count_by_rank.resize(scores.len(), 0);
@@ -60,8 +67,9 @@ impl RankStats {
             }
         }
         out.push_str(&format!(
-            "\n{} prompts; mean spread (best − worst) {:.4}, mean std {:.4}\n",
-            self.prompts, self.mean_spread, self.mean_std
+            "\n{} prompts, {} responses, mean score {:.4}; per prompt: mean spread \
+             (best − worst) {:.4}, mean std {:.4}\n",
+            self.prompts, self.responses, self.mean, self.mean_spread, self.mean_std
         ));
         out
     }
@@ -153,5 +161,6 @@ mod checks {
         assert_eq!(stats.count_by_rank, [2, 2, 1, 1]);
         assert_eq!(stats.mean_by_rank, [2.0, 1.0, 0.5, -1.0]);
         assert!((stats.mean_spread - (4.0 + 1.0) / 2.0).abs() < 1e-12);
+        assert!((stats.mean - (0.5 + 2.0 - 1.0 + 3.0 + 1.0) / 6.0).abs() < 1e-12);
     }
 }

@@ -169,8 +169,19 @@ fn pairs_are_what_the_judge_reads() {
         .unwrap();
     let (pairs, report) = xwin_annotate::read_pair_inputs(&out, ReadOptions::default()).unwrap();
     assert_eq!((pairs.len(), report.skipped), (4, 0));
+    let schema_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data-schemas/sampled-pair.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
     for (line, pair) in std::fs::read_to_string(&out).unwrap().lines().zip(&pairs) {
-        let v: xwin_rs::SampledPair = serde_json::from_str(line).unwrap();
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let v: xwin_rs::SampledPair = serde_json::from_value(value).unwrap();
         assert_eq!(v.responses[0].sampling.temperature, 0.7);
         assert_eq!(v.responses[1].sampling.temperature, 0.3);
         assert_eq!(pair.response_a, v.responses[0].text);

@@ -2,7 +2,7 @@
 //! against the local OpenAI-compatible server that is killed (SIGKILL) and restarted.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use xwin_data::XwinPair;
 use xwin_testkit::test_server::{Action, TestServer};
@@ -127,22 +127,9 @@ fn killed_run_restarts_without_losing_or_duplicating() {
         .arg(&out);
         c
     };
-    let mut child = command()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while pairs(&out).len() < 12 {
-        assert!(std::time::Instant::now() < deadline, "no progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    xwin_testkit::process::kill_when(&mut command(), Duration::from_secs(60), || {
+        pairs(&out).len() >= 12
+    });
     let before = pairs(&out).len();
     assert!(before < 60, "{before}");
     let o = command().arg("--json").output().unwrap();

@@ -127,20 +127,11 @@ fn killed_run_resumes_as_if_never_stopped() {
     std::fs::create_dir_all(&cut).unwrap();
     let path = cut.join("rm.toml");
     std::fs::write(&path, config(&cut.join("run"))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xwin-rm"))
-        .args(["--config", path.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while metrics(&cut.join("run/metrics.jsonl")).len() < 9 {
-        assert!(std::time::Instant::now() < deadline, "no progress");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    xwin_testkit::process::kill_when(
+        Command::new(env!("CARGO_BIN_EXE_xwin-rm")).args(["--config", path.to_str().unwrap()]),
+        std::time::Duration::from_secs(120),
+        || metrics(&cut.join("run/metrics.jsonl")).len() >= 9,
+    );
     let out = run(&config(&cut.join("run")), &cut);
     assert!(
         out.status.success(),
@@ -382,20 +373,11 @@ fn killed_scoring_resumes_with_every_prompt_once() {
     assert_eq!(expected.len(), 1500);
 
     let cut = dir.path().join("cut.jsonl");
-    let mut child = Command::new(bin)
-        .args(args(&cut))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while read(&cut).len() < 64 {
-        assert!(std::time::Instant::now() < deadline, "no progress");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    xwin_testkit::process::kill_when(
+        Command::new(bin).args(args(&cut)),
+        std::time::Duration::from_secs(120),
+        || read(&cut).len() >= 64,
+    );
     let before = read(&cut).len();
     assert!(before < 1500, "killed after the end");
     let out = Command::new(bin).args(args(&cut)).output().unwrap();

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -80,20 +80,11 @@ fn killed_run_resumes_to_the_uninterrupted_artifact() {
     assert_eq!(expected.len(), 400);
 
     let cut = dir.path().join("cut.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xwin-sample"))
-        .args(args(&prompts, &cut, "8"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while records(&cut).len() < 40 {
-        assert!(Instant::now() < deadline, "no progress");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    xwin_testkit::process::kill_when(
+        Command::new(env!("CARGO_BIN_EXE_xwin-sample")).args(args(&prompts, &cut, "8")),
+        Duration::from_secs(120),
+        || records(&cut).len() >= 40,
+    );
     let before = records(&cut).len();
     assert!(before < 400, "killed after the end");
     let out = sample(&args(&prompts, &cut, "8"));

@@ -207,28 +207,12 @@ fn killed_run_resumes_as_if_never_stopped() {
     let path = cut.join("sft.toml");
     std::fs::write(&path, config("cut/run")).unwrap();
     let metrics = cut.join("run/metrics.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xwin-sft"))
-        .args(["--config", path.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill between checkpoints, once a few have been written.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let n = std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count());
-        if n >= 14 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "run made no progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "run ended before it was killed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    xwin_testkit::process::kill_when(
+        Command::new(env!("CARGO_BIN_EXE_xwin-sft")).args(["--config", path.to_str().unwrap()]),
+        std::time::Duration::from_secs(120),
+        || std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) >= 14,
+    );
     let before = losses(&metrics).len();
     assert!((14..40).contains(&before), "{before}");
 

@@ -4,6 +4,7 @@
 //! checked against.
 
 pub mod compare;
+pub mod process;
 pub mod reference;
 pub mod shared;
 pub mod test_server;

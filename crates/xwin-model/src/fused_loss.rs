@@ -53,36 +53,7 @@ fn lm_head_nll(
     let [b, s, h] = hidden.dims();
     let vocab = model.config().vocab_size;
     let device = hidden.device();
-    if ids.len() != b || mask.len() != b {
-        return Err(ModelError::InvalidInput(format!(
-            "{} rows of ids and {} of mask for a batch of {b}",
-            ids.len(),
-            mask.len()
-        )));
-    }
-    let mut rows = Vec::new();
-    let mut targets = Vec::new();
-    for (r, (row_ids, row_mask)) in ids.iter().zip(mask).enumerate() {
-        if row_ids.len() != s || row_mask.len() != s {
-            return Err(ModelError::InvalidInput(format!(
-                "row {r}: {} ids and {} mask entries for sequence length {s}",
-                row_ids.len(),
-                row_mask.len()
-            )));
-        }
-        for t in 1..s {
-            if row_mask[t] {
-                let id = row_ids[t] as usize;
-                if id >= vocab {
-                    return Err(ModelError::InvalidInput(format!(
-                        "row {r}: token id {id} outside the vocabulary ({vocab})"
-                    )));
-                }
-                rows.push((r * s + t - 1) as i64);
-                targets.push(id);
-            }
-        }
-    }
+    let (rows, targets, _) = target_rows(ids, mask, b, s, vocab)?;
     let n = targets.len();
     if n == 0 {
         return Err(ModelError::InvalidInput(
@@ -91,11 +62,7 @@ fn lm_head_nll(
     }
     let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
     let selected = hidden.reshape([b * s, h]).select(0, index);
-    // `[hidden, vocab]`, as the head multiplies it.
-    let weight = match &model.lm_head {
-        Some(head) => head.weight.val(),
-        None => model.model.embed_tokens.weight.val().transpose(),
-    };
+    let weight = head_weight(model);
     let (h_const, w_const) = (selected.clone().detach(), weight.clone().detach());
     let logits = h_const
         .clone()
@@ -115,6 +82,57 @@ fn lm_head_nll(
     let surrogate = (selected * d_hidden).sum() + (weight * d_weight).sum();
     // Value of `value`, gradients of `surrogate`.
     Ok(surrogate.clone() - surrogate.detach() + value)
+}
+
+/// The LM head's weight as `[hidden, vocab]` (as the head multiplies it; tied or not).
+pub(crate) fn head_weight(model: &LlamaForCausalLM) -> Tensor<2> {
+    match &model.lm_head {
+        Some(head) => head.weight.val(),
+        None => model.model.embed_tokens.weight.val().transpose(),
+    }
+}
+
+/// The flat `[batch · seq]` row of the hidden state predicting each masked token (the one
+/// before it), the token ids, and each target's batch row; checked against the shapes and
+/// the vocabulary.
+pub(crate) fn target_rows(
+    ids: &[Vec<u32>],
+    mask: &[Vec<bool>],
+    b: usize,
+    s: usize,
+    vocab: usize,
+) -> Result<(Vec<i64>, Vec<usize>, Vec<usize>)> {
+    if ids.len() != b || mask.len() != b {
+        return Err(ModelError::InvalidInput(format!(
+            "{} rows of ids and {} of mask for a batch of {b}",
+            ids.len(),
+            mask.len()
+        )));
+    }
+    let (mut rows, mut targets, mut row_of) = (Vec::new(), Vec::new(), Vec::new());
+    for (r, (row_ids, row_mask)) in ids.iter().zip(mask).enumerate() {
+        if row_ids.len() != s || row_mask.len() != s {
+            return Err(ModelError::InvalidInput(format!(
+                "row {r}: {} ids and {} mask entries for sequence length {s}",
+                row_ids.len(),
+                row_mask.len()
+            )));
+        }
+        for t in 1..s {
+            if row_mask[t] {
+                let id = row_ids[t] as usize;
+                if id >= vocab {
+                    return Err(ModelError::InvalidInput(format!(
+                        "row {r}: token id {id} outside the vocabulary ({vocab})"
+                    )));
+                }
+                rows.push((r * s + t - 1) as i64);
+                targets.push(id);
+                row_of.push(r);
+            }
+        }
+    }
+    Ok((rows, targets, row_of))
 }
 
 /// In place over `logits` (`[rows, vocab]`): each row becomes `scale · (softmax − onehot)`.

@@ -26,6 +26,7 @@ pub mod reward;
 pub mod rope;
 pub mod sampling;
 pub mod save;
+pub mod seq_logprob;
 pub mod tokenizer;
 
 pub use checkpoint::Checkpoint;
@@ -40,6 +41,7 @@ pub use model::{KvCache, LlamaForCausalLM, LlamaModel};
 pub use reward::{LlamaForReward, load_reward_model, save_reward_model};
 pub use sampling::SamplingConfig;
 pub use save::{Architecture, SaveDtype, SaveOptions, save_hf, save_model_dir};
+pub use seq_logprob::{SequenceLogProbs, sequence_logprobs};
 pub use tokenizer::Tokenizer;
 
 use burn::tensor::Device;

@@ -112,3 +112,70 @@ fn fused_equals_composite_with_a_separate_head() {
 fn fused_equals_composite_with_a_tied_head() {
     compare("gen/tied-mha-theta500k");
 }
+
+/// Per-row log-probability sums (DPO's quantity) through the fused head equal the composite
+/// path's, and a loss attached afterwards from the sums and its derivatives gives every
+/// parameter the composite path's gradient.
+fn compare_sequence_logprobs(dir: &str) {
+    let device = Device::flex().autodiff();
+    let model = load_causal_lm(fixtures().join(dir), &device).unwrap();
+    let b = batch(model.config().vocab_size as u32);
+    // A weighted sum with weights of both signs, as DPO pushes chosen up and rejected down.
+    let weights = [0.7f32, -1.3, 0.4];
+    let layout = xwin_model::BatchLayout::from_attention_mask(&b.attention).unwrap();
+    let ids = model.ids_tensor(&b.ids, &device).unwrap();
+    let logits = model.forward(ids.clone(), &layout, None);
+    let mask: Vec<f32> = b
+        .loss_mask
+        .iter()
+        .flatten()
+        .map(|&m| f32::from(u8::from(m)))
+        .collect();
+    let mask = Tensor::<2>::from_data(burn::tensor::TensorData::new(mask, [3, 12]), &device);
+    let sums = xwin_model::masked_logprob_sum(logits, ids, mask);
+    let composite = (sums.clone() * Tensor::<1>::from_floats(weights, &device)).sum();
+    let composite_sums = sums.into_data().try_into_vec::<f32>().unwrap();
+
+    let hidden = model.hidden_states(model.ids_tensor(&b.ids, &device).unwrap(), &layout, None);
+    let fused = xwin_model::sequence_logprobs(&model, hidden, &b.ids, &b.loss_mask).unwrap();
+    for (r, (a, c)) in fused.sums.iter().zip(&composite_sums).enumerate() {
+        assert!((*a as f32 - c).abs() < 1e-4, "{dir}: row {r}: {a} vs {c}");
+    }
+    let value: f64 = fused
+        .sums
+        .iter()
+        .zip(weights)
+        .map(|(s, w)| s * f64::from(w))
+        .sum();
+    let attached = fused.attach_loss(value as f32, &weights).unwrap();
+    let (lf, lc) = (
+        attached.clone().into_scalar::<f32>(),
+        composite.clone().into_scalar::<f32>(),
+    );
+    assert!((lf - lc).abs() < 1e-4, "{dir}: loss {lf} vs {lc}");
+    let gf = flat_grads(
+        &model,
+        &GradientsParams::from_grads(attached.backward(), &model),
+    );
+    let gc = flat_grads(
+        &model,
+        &GradientsParams::from_grads(composite.backward(), &model),
+    );
+    let mut worst = 0.0f32;
+    for (a, b) in gf.iter().zip(&gc) {
+        for (x, y) in a.iter().zip(b) {
+            worst = xwin_testkit::nan_max(worst, (x - y).abs());
+        }
+    }
+    assert!(worst < 1e-5, "{dir}: max |Δgrad| {worst}");
+}
+
+#[test]
+fn sequence_logprobs_equal_composite_with_a_separate_head() {
+    compare_sequence_logprobs("tiny-llama");
+}
+
+#[test]
+fn sequence_logprobs_equal_composite_with_a_tied_head() {
+    compare_sequence_logprobs("gen/tied-mha-theta500k");
+}

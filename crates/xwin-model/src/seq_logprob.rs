@@ -1,0 +1,143 @@
+//! Per-sequence log-probabilities fused with the LM head: DPO's quantity, `Σ_t log p(y_t | y_<t)`
+//! over each row's response tokens, without a vocabulary-sized autodiff graph.
+//!
+//! As in [`crate::fused_loss`], the logits exist only on the host, for positions with a
+//! target, and one parallel pass per row gives each token's log-probability and the direction
+//! `∂ log p / ∂ logits = onehot − softmax`. A loss built from the per-row sums (DPO and its
+//! variants are) knows its derivative with respect to each sum only after seeing them, so the
+//! gradient is attached afterwards: [`SequenceLogProbs::attach_loss`] takes the loss value
+//! and `∂ loss / ∂ sum_r` and returns a scalar whose backward gives the decoder and the head
+//! the exact gradients (`dH = G·Wᵀ`, `dW = Hᵀ·G`, `G_t = ∂loss/∂sum_row(t) · direction_t`).
+
+use crate::error::{ModelError, Result};
+use crate::fused_loss::{head_weight, target_rows};
+use crate::model::LlamaForCausalLM;
+use burn::tensor::{Int, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Per-row log-probability sums of one batch, with what their gradient needs.
+pub struct SequenceLogProbs {
+    /// `Σ log p` over each row's masked tokens (f64 sums of f32 terms).
+    pub sums: Vec<f64>,
+    /// Masked tokens per row.
+    pub counts: Vec<usize>,
+    selected: Tensor<2>,
+    weight: Tensor<2>,
+    /// `[tokens, vocab]`: `onehot − softmax` of each target token.
+    direction: Vec<f32>,
+    row_of: Vec<usize>,
+    vocab: usize,
+}
+
+/// Log-probability sums of the tokens where `mask[b][t]` holds (t ≥ 1), per row, given the
+/// final hidden states. Equal to `Σ_t log_softmax(lm_logits(hidden))[b, t-1, ids[b][t]]`.
+///
+/// # Shapes
+/// - hidden `[batch, seq, hidden]`, ids and mask `[batch][seq]` → `batch` sums
+pub fn sequence_logprobs(
+    model: &LlamaForCausalLM,
+    hidden: Tensor<3>,
+    ids: &[Vec<u32>],
+    mask: &[Vec<bool>],
+) -> Result<SequenceLogProbs> {
+    let [b, s, h] = hidden.dims();
+    let vocab = model.config().vocab_size;
+    let device = hidden.device();
+    let (rows, targets, row_of) = target_rows(ids, mask, b, s, vocab)?;
+    let n = targets.len();
+    let mut counts = vec![0usize; b];
+    for &r in &row_of {
+        counts[r] += 1;
+    }
+    let weight = head_weight(model);
+    let (selected, logits) = if n == 0 {
+        (Tensor::<2>::zeros([0, h], &device), Vec::new())
+    } else {
+        let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
+        let selected = hidden.reshape([b * s, h]).select(0, index);
+        let logits = selected
+            .clone()
+            .detach()
+            .matmul(weight.clone().detach())
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))?;
+        (selected, logits)
+    };
+    let (direction, logps) = logp_and_direction(logits, &targets, vocab);
+    let mut sums = vec![0.0f64; b];
+    for (&r, lp) in row_of.iter().zip(&logps) {
+        sums[r] += lp;
+    }
+    Ok(SequenceLogProbs {
+        sums,
+        counts,
+        selected,
+        weight,
+        direction,
+        row_of,
+        vocab,
+    })
+}
+
+impl SequenceLogProbs {
+    /// A scalar with value `loss` whose gradients are those of a loss with
+    /// `∂ loss / ∂ sums[r] = grads[r]`. Untracked inputs give the plain value.
+    pub fn attach_loss(self, loss: f32, grads: &[f32]) -> Result<Tensor<1>> {
+        let device = self.selected.device();
+        let value = Tensor::<1>::from_floats([loss], &device);
+        if grads.len() != self.sums.len() {
+            return Err(ModelError::InvalidInput(format!(
+                "{} gradients for {} sequences",
+                grads.len(),
+                self.sums.len()
+            )));
+        }
+        let n = self.row_of.len();
+        if n == 0 || (!self.selected.is_tracked() && !self.weight.is_tracked()) {
+            return Ok(value);
+        }
+        let mut g = self.direction;
+        g.par_chunks_mut(self.vocab)
+            .zip(self.row_of.par_iter())
+            .for_each(|(row, &r)| {
+                let k = grads[r];
+                row.iter_mut().for_each(|x| *x *= k);
+            });
+        let g = Tensor::<2>::from_data(TensorData::new(g, [n, self.vocab]), &device);
+        let (h_const, w_const) = (self.selected.clone().detach(), self.weight.clone().detach());
+        let d_hidden = g.clone().matmul(w_const.transpose());
+        let d_weight = h_const.transpose().matmul(g);
+        let surrogate = (self.selected * d_hidden).sum() + (self.weight * d_weight).sum();
+        Ok(surrogate.clone() - surrogate.detach() + value)
+    }
+}
+
+/// In place over `logits` (`[rows, vocab]`): each row becomes `onehot − softmax`; returns it
+/// and each row's `log p(target)` in f64.
+fn logp_and_direction(
+    mut logits: Vec<f32>,
+    targets: &[usize],
+    vocab: usize,
+) -> (Vec<f32>, Vec<f64>) {
+    let logps = logits
+        .par_chunks_mut(vocab)
+        .zip(targets.par_iter())
+        .map(|(row, &target)| {
+            let picked = row[target];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for x in row.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            let k = -1.0 / sum;
+            for x in row.iter_mut() {
+                *x *= k;
+            }
+            row[target] += 1.0;
+            f64::from(picked - max - sum.ln())
+        })
+        .collect();
+    (logits, logps)
+}

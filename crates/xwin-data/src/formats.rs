@@ -155,7 +155,8 @@ pub struct PreferencePair {
     pub rejected: String,
 }
 
-/// Reads preference pairs: ShareGPT with `chosen`/`rejected` turns, or HH-RLHF transcripts
+/// Reads preference pairs: TRL's `{prompt, chosen, rejected}` (strings, or message lists in
+/// its conversational form), ShareGPT with `chosen`/`rejected` turns, or HH-RLHF transcripts
 /// (which must share everything but the last assistant reply).
 pub fn for_each_preference_pair(
     path: &Path,
@@ -168,10 +169,68 @@ pub fn for_each_preference_pair(
     })
 }
 
+/// TRL's preference formats: `prompt` a string (one user turn) or a list of messages ending
+/// with a user turn; `chosen` / `rejected` strings or one-assistant-message lists.
+fn trl_preference(
+    obj: &serde_json::Map<String, Value>,
+    prompt: &Value,
+) -> std::result::Result<PreferencePair, FieldError> {
+    let prompt = match prompt {
+        Value::String(text) => Conversation::new(vec![Turn::human(text.clone())]),
+        Value::Array(items) => {
+            let turns = items
+                .iter()
+                .enumerate()
+                .map(|(i, t)| parse_turn(t, &format!("prompt[{i}]")))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let mut c = Conversation::new(turns);
+            if c.turns.first().is_some_and(|t| t.from == Role::System) {
+                c.system = Some(c.turns.remove(0).value);
+            }
+            c
+        }
+        _ => {
+            return Err(FieldError::new(
+                "prompt",
+                "expected a string or a list of messages",
+            ));
+        }
+    };
+    if prompt.turns.last().map(|t| t.from) != Some(Role::Human) {
+        return Err(FieldError::new("prompt", "must end with a user turn"));
+    }
+    let side = |field: &str| -> std::result::Result<String, FieldError> {
+        match obj.get(field) {
+            Some(Value::String(text)) => Ok(text.clone()),
+            Some(Value::Array(items)) if items.len() == 1 => {
+                let turn = parse_turn(&items[0], field)?;
+                if turn.from != Role::Gpt {
+                    return Err(FieldError::new(field, "expected an assistant message"));
+                }
+                Ok(turn.value)
+            }
+            Some(_) => Err(FieldError::new(
+                field,
+                "expected a string or a list of one assistant message",
+            )),
+            None => Err(FieldError::new(field, "missing")),
+        }
+    };
+    Ok(PreferencePair {
+        id: obj.get("id").and_then(Value::as_str).map(str::to_string),
+        prompt,
+        chosen: side("chosen")?,
+        rejected: side("rejected")?,
+    })
+}
+
 pub fn preference_from_value(value: &Value) -> std::result::Result<PreferencePair, FieldError> {
     let obj = value
         .as_object()
         .ok_or_else(|| FieldError::new("<record>", "expected an object"))?;
+    if let Some(prompt) = obj.get("prompt") {
+        return trl_preference(obj, prompt);
+    }
     match (obj.get("chosen"), obj.get("rejected")) {
         (Some(Value::String(c)), Some(Value::String(r))) => {
             let chosen = hh_transcript(c).map_err(|m| FieldError::new("chosen", m))?;
@@ -215,5 +274,46 @@ pub fn preference_from_value(value: &Value) -> std::result::Result<PreferencePai
             "chosen",
             "a preference record needs `chosen` and `rejected`",
         )),
+    }
+}
+
+#[cfg(test)]
+mod trl_checks {
+    use super::*;
+    use serde_json::json;
+
+    /// TRL's standard and conversational preference records, and what is refused.
+    #[test]
+    fn trl_preference_records() {
+        let standard = json!({"id": "a", "prompt": "Hi?", "chosen": "Hello!", "rejected": "No."});
+        let p = preference_from_value(&standard).unwrap();
+        assert_eq!(
+            (p.id.as_deref(), p.chosen.as_str(), p.rejected.as_str()),
+            (Some("a"), "Hello!", "No.")
+        );
+        assert_eq!(p.prompt.turns, vec![Turn::human("Hi?")]);
+        let conversational = json!({
+            "prompt": [{"role": "system", "content": "Be brief."},
+                       {"role": "user", "content": "Hi?"},
+                       {"role": "assistant", "content": "Hello."},
+                       {"role": "user", "content": "Name?"}],
+            "chosen": [{"role": "assistant", "content": "Vicuna."}],
+            "rejected": [{"role": "assistant", "content": "No."}]});
+        let p = preference_from_value(&conversational).unwrap();
+        assert_eq!(p.prompt.system.as_deref(), Some("Be brief."));
+        assert_eq!(p.prompt.turns.len(), 3);
+        assert_eq!(p.chosen, "Vicuna.");
+        let ends_with_reply = json!({"prompt": [{"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"});
+        assert_eq!(
+            preference_from_value(&ends_with_reply).unwrap_err().field,
+            "prompt"
+        );
+        let user_side =
+            json!({"prompt": "Hi", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"});
+        assert_eq!(
+            preference_from_value(&user_side).unwrap_err().field,
+            "chosen"
+        );
     }
 }

@@ -16,7 +16,7 @@ pub use objective::{DpoBatch, DpoObjective};
 pub use reference::{ReferenceIdentity, ReferenceLogps, reference_logps};
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
 use xwin_model::{load_causal_lm, parse_device};
@@ -62,6 +62,9 @@ pub struct ReferenceSection {
     pub persist: bool,
     /// Pairs per reference forward.
     pub pairs_per_batch: usize,
+    /// A reference artifact computed elsewhere (`reference-logps.jsonl` of another run or
+    /// machine), used as it is: no reference model is loaded, and a pair it lacks is an error.
+    pub logps: Option<PathBuf>,
 }
 
 impl Default for ReferenceSection {
@@ -70,6 +73,7 @@ impl Default for ReferenceSection {
             path: None,
             persist: true,
             pairs_per_batch: 16,
+            logps: None,
         }
     }
 }
@@ -212,6 +216,22 @@ fn text_pairs(
     }
 }
 
+/// The log-probabilities of an artifact made elsewhere.
+fn read_reference(path: &std::path::Path) -> Result<HashMap<String, (f64, f64)>, DpoError> {
+    let mut out = HashMap::new();
+    xwin_data::for_each_record(path, ReadOptions::default(), |r: ReferenceLogps| {
+        out.insert(r.key, (r.chosen, r.rejected));
+    })?;
+    Ok(out)
+}
+
+fn remove_artifact(artifact: &std::path::Path) {
+    let _ = std::fs::remove_file(artifact);
+    let mut meta = artifact.as_os_str().to_os_string();
+    meta.push(".meta.json");
+    let _ = std::fs::remove_file(meta);
+}
+
 /// A run's held-out metrics as a map (loss included).
 fn eval_map(e: &xwin_train::Evaluation) -> BTreeMap<String, f64> {
     let mut m: BTreeMap<String, f64> = e.metrics.iter().cloned().collect();
@@ -260,33 +280,36 @@ pub fn run_dpo(
         model: base_fingerprint(&reference)?,
         template: format!("{template:?}"),
     };
-    let inference = parse_device(&config.model.device)?;
-    let (ref_logps, reference_computed) = {
-        let ref_model = load_causal_lm(&reference.path, &inference)?;
-        let all: Vec<TokenPair> = train_pairs.iter().chain(&eval_pairs).cloned().collect();
-        let artifact = if config.reference.persist {
-            out.root().join("reference-logps.jsonl")
-        } else {
-            out.root().join(".reference-logps.tmp.jsonl")
-        };
-        if !config.reference.persist {
-            let _ = std::fs::remove_file(&artifact);
-            let _ = std::fs::remove_file(artifact.with_extension("jsonl.meta.json"));
+    let (ref_logps, reference_computed) = match &config.reference.logps {
+        Some(path) => (read_reference(path)?, 0),
+        None => {
+            let inference = parse_device(&config.model.device)?;
+            let ref_model = load_causal_lm(&reference.path, &inference)?;
+            let all: Vec<TokenPair> = train_pairs.iter().chain(&eval_pairs).cloned().collect();
+            // Not persisted: computed into a scratch file that is removed afterwards.
+            let artifact = if config.reference.persist {
+                out.root().join("reference-logps.jsonl")
+            } else {
+                out.root().join(".reference-logps.scratch.jsonl")
+            };
+            if !config.reference.persist {
+                remove_artifact(&artifact);
+            }
+            let result = reference_logps(
+                &ref_model,
+                &identity,
+                &all,
+                &artifact,
+                config.reference.pairs_per_batch,
+                config.batching.max_batch_tokens,
+                &inference,
+                |n| tracing::debug!(pairs = n, "reference log-probabilities"),
+            )?;
+            if !config.reference.persist {
+                remove_artifact(&artifact);
+            }
+            result
         }
-        let result = reference_logps(
-            &ref_model,
-            &identity,
-            &all,
-            &artifact,
-            config.reference.pairs_per_batch,
-            config.batching.max_batch_tokens,
-            &inference,
-            |n| tracing::debug!(pairs = n, "reference log-probabilities"),
-        )?;
-        if !config.reference.persist {
-            let _ = std::fs::remove_file(&artifact);
-        }
-        result
     };
 
     let device = parse_device(&config.model.device)?.autodiff();

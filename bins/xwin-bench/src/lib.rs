@@ -90,6 +90,52 @@ pub fn rm_step_seconds(
     }))
 }
 
+/// `2 × pairs` rows of `seq` tokens (chosen rows, then rejected), the second half of each
+/// row the response: the batch of a DPO step, or of an SFT step on the same tokens.
+pub fn dpo_batch(pairs: usize, seq: usize, vocab: usize) -> xwin_data::Batch {
+    xwin_data::Batch {
+        attention: vec![vec![true; seq]; 2 * pairs],
+        loss_mask: vec![(0..seq).map(|t| t >= seq / 2).collect(); 2 * pairs],
+        ids: token_ids(2 * pairs, seq, vocab),
+    }
+}
+
+/// Median seconds of a DPO training step on [`dpo_batch`]: the policy's response
+/// log-probabilities (fused head), the sigmoid loss against fixed reference log-probabilities
+/// (as persisted ones are), backward, AdamW.
+pub fn dpo_step_seconds(
+    model: xwin_model::LlamaForCausalLM,
+    data: &xwin_data::Batch,
+    device: &burn::tensor::Device,
+    repeats: usize,
+) -> f64 {
+    let pairs = data.ids.len() / 2;
+    let reference: Vec<(f64, f64)> = (0..pairs).map(|i| (-500.0 - i as f64, -501.0)).collect();
+    let batch = xwin_dpo::DpoBatch {
+        ids: data.ids.clone(),
+        attention: data.attention.clone(),
+        mask: data.loss_mask.clone(),
+        reference,
+    };
+    let mut objective = xwin_dpo::DpoObjective::new(
+        vec![batch.clone()],
+        Vec::new(),
+        xwin_train::EpochPlan::in_order(1, 1, 1),
+        xwin_dpo::LossConfig::default(),
+        device.clone(),
+    );
+    let mut optim = xwin_train::AdamWSettings::default().build();
+    let mut model = Some(model);
+    median(time(repeats, || {
+        let m = model.take().expect("model");
+        let loss = xwin_train::Objective::loss(&mut objective, &m, &batch).expect("loss");
+        let loss = loss.sum.div_scalar(pairs as f64);
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
+        model = Some(optim.step(1e-4, m, grads));
+        device.sync().expect("sync");
+    }))
+}
+
 pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]

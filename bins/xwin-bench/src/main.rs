@@ -54,6 +54,17 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         seq: usize,
     },
+    /// DPO training step (policy log-probs of chosen and rejected in one forward, fixed
+    /// reference log-probs, sigmoid loss, backward, AdamW): tokens/s, pairs/s, peak memory.
+    /// With --sft, an SFT step on the same rows and response tokens (the memory baseline).
+    Dpo {
+        #[arg(long, default_value_t = 4)]
+        pairs: usize,
+        #[arg(long, default_value_t = 256)]
+        seq: usize,
+        #[arg(long)]
+        sft: bool,
+    },
     /// The training step split (forward, backward, AdamW) and its kernels timed alone.
     TrainOps {
         #[arg(long, default_value_t = 4)]
@@ -131,6 +142,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "params": config.num_parameters() - config.vocab_size * config.hidden_size + config.hidden_size,
                     "pairs": pairs, "seq": seq,
                     "rm_step": { "median_s": s, "tokens_per_s": tokens / s, "pairs_per_s": pairs as f64 / s },
+                    "peak_rss_mib": peak_rss_mib(),
+                })
+            );
+        }
+        Command::Dpo { pairs, seq, sft } => {
+            let device = device.autodiff();
+            let model = LlamaForCausalLM::random(&config, &device);
+            let data = xwin_bench::dpo_batch(pairs, seq, config.vocab_size);
+            let (name, s) = if sft {
+                (
+                    "sft_step",
+                    train_step_seconds(model, &data, &device, cli.repeats),
+                )
+            } else {
+                (
+                    "dpo_step",
+                    xwin_bench::dpo_step_seconds(model, &data, &device, cli.repeats),
+                )
+            };
+            let tokens = (2 * pairs * seq) as f64;
+            println!(
+                "{}",
+                json!({
+                    "impl": "xwin (burn flex, autodiff)",
+                    "params": config.num_parameters(),
+                    "pairs": pairs, "seq": seq,
+                    name: { "median_s": s, "tokens_per_s": tokens / s, "pairs_per_s": pairs as f64 / s },
                     "peak_rss_mib": peak_rss_mib(),
                 })
             );

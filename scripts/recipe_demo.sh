@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Steps 1–3 on the bundled tiny demo (CPU, a few minutes): SFT, reward model, 16 samples per
-# prompt from the SFT policy, Xwin-Set and the RS finetune, then both policies sampled on 32
-# held-out prompts and scored by the reward model: the RS policy's mean score (best-of-1)
-# against the SFT policy's. Each step resumes when rerun.
+# Steps 1–4 on the bundled tiny demo (CPU, about a minute): SFT, reward model, 16 samples per
+# prompt from the SFT policy, Xwin-Set and the RS finetune, both policies sampled on 32
+# held-out prompts and scored by the reward model (the RS policy's mean score, best-of-1,
+# against the SFT policy's), then DPO of the RS policy on the Xwin-Set with the calibrated
+# rejected rank (held-out reward accuracy and margins before and after). Each step resumes
+# when rerun.
 set -euo pipefail
 export RUST_LOG="${RUST_LOG:-warn}"
 cd "$(dirname "$0")/.."
-cargo build -q -p xwin-sft -p xwin-rm-cli -p xwin-sample-cli -p xwin-rs-cli
+cargo build -q -p xwin-sft -p xwin-rm-cli -p xwin-sample-cli -p xwin-rs-cli -p xwin-dpo-cli
 bin=target/debug
 $bin/xwin-sft --config configs/sft-tiny-demo.toml >/dev/null
 $bin/xwin-rm --config configs/rm-tiny-demo.toml >/dev/null
@@ -28,3 +30,5 @@ for policy in sft rs; do
     echo "Held-out prompts, $policy policy (every sample is a best-of-1 draw):"
     $bin/xwin-rs stats --xwin-set "runs/heldout-$policy-xwin-set.jsonl" | grep "responses"
 done
+echo "DPO of the RS policy (chosen = top-1, rejected = the calibrated rank), held-out pairs:"
+$bin/xwin-dpo --config configs/dpo-tiny-demo.toml 2>&1 >/dev/null | grep "^|"

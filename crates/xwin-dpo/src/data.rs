@@ -146,6 +146,34 @@ pub fn tokenize_pairs(
     Ok((out, dropped))
 }
 
+/// Rows right-padded with `pad` to the longest: ids, attention and the response mask.
+pub fn pad_sides(
+    sides: &[&TokenizedConversation],
+    pad: u32,
+) -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
+    let width = sides.iter().map(|s| s.len()).max().unwrap_or(0);
+    let ids = sides
+        .iter()
+        .map(|s| {
+            s.ids
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(pad))
+                .take(width)
+                .collect()
+        })
+        .collect();
+    let attention = sides
+        .iter()
+        .map(|s| (0..width).map(|t| t < s.len()).collect())
+        .collect();
+    let mask = sides
+        .iter()
+        .map(|s| (0..width).map(|t| t < s.len() && s.mask[t]).collect())
+        .collect();
+    (ids, attention, mask)
+}
+
 /// Right-padded micro-batches of up to `pairs_per_batch` pairs of similar length, each with
 /// its reference log-probabilities; a pair without them is an error naming it.
 pub fn dpo_batches(
@@ -168,14 +196,6 @@ pub fn dpo_batches(
                 .map(|&i| &pairs[i].chosen)
                 .chain(members.iter().map(|&i| &pairs[i].rejected))
                 .collect();
-            let width = sides.iter().map(|s| s.len()).max().unwrap_or(0);
-            let pad_to = |v: &[u32]| -> Vec<u32> {
-                v.iter()
-                    .copied()
-                    .chain(std::iter::repeat(pad))
-                    .take(width)
-                    .collect()
-            };
             let reference = members
                 .iter()
                 .map(|&i| {
@@ -189,16 +209,11 @@ pub fn dpo_batches(
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let (ids, attention, mask) = pad_sides(&sides, pad);
             Ok(DpoBatch {
-                ids: sides.iter().map(|s| pad_to(&s.ids)).collect(),
-                attention: sides
-                    .iter()
-                    .map(|s| (0..width).map(|t| t < s.len()).collect())
-                    .collect(),
-                mask: sides
-                    .iter()
-                    .map(|s| (0..width).map(|t| t < s.len() && s.mask[t]).collect())
-                    .collect(),
+                ids,
+                attention,
+                mask,
                 reference,
             })
         })

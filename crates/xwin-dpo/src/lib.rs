@@ -316,22 +316,17 @@ pub fn run_dpo(
     let model = load_causal_lm(&config.model.path, &device)?;
     let pad = model.config().pad_token_id.unwrap_or(0);
     let b = &config.batching;
-    let batches = dpo_batches(
-        &train_pairs,
-        &ref_logps,
-        b.pairs_per_batch,
-        b.max_batch_tokens,
-        pad,
-        b.seed,
-    )?;
-    let eval = dpo_batches(
-        &eval_pairs,
-        &ref_logps,
-        b.pairs_per_batch,
-        b.max_batch_tokens,
-        pad,
-        b.seed,
-    )?;
+    let batched = |pairs: &[TokenPair]| {
+        dpo_batches(
+            pairs,
+            &ref_logps,
+            b.pairs_per_batch,
+            b.max_batch_tokens,
+            pad,
+            b.seed,
+        )
+    };
+    let (batches, eval) = (batched(&train_pairs)?, batched(&eval_pairs)?);
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
     let run = Run {
         total_steps: plan.total_steps(),

@@ -102,26 +102,7 @@ pub fn reference_logps(
             .map(|&i| &missing[i].chosen)
             .chain(members.iter().map(|&i| &missing[i].rejected))
             .collect();
-        let width = sides.iter().map(|s| s.len()).max().unwrap_or(0);
-        let ids: Vec<Vec<u32>> = sides
-            .iter()
-            .map(|s| {
-                s.ids
-                    .iter()
-                    .copied()
-                    .chain(std::iter::repeat(pad))
-                    .take(width)
-                    .collect()
-            })
-            .collect();
-        let attention: Vec<Vec<bool>> = sides
-            .iter()
-            .map(|s| (0..width).map(|t| t < s.len()).collect())
-            .collect();
-        let mask: Vec<Vec<bool>> = sides
-            .iter()
-            .map(|s| (0..width).map(|t| t < s.len() && s.mask[t]).collect())
-            .collect();
+        let (ids, attention, mask) = crate::data::pad_sides(&sides, pad);
         let layout = BatchLayout::from_attention_mask(&attention)?;
         let hidden = model.hidden_states(model.ids_tensor(&ids, device)?, &layout, None);
         let logps = sequence_logprobs(model, hidden, &ids, &mask)?;

@@ -12,20 +12,11 @@ use xwin_dpo::{
     DpoObjective, LossConfig, ReferenceIdentity, TokenPair, dpo_batches, reference_logps,
 };
 use xwin_model::load_causal_lm;
-use xwin_model::params::HfTensor;
 use xwin_testkit::assert_close;
 use xwin_train::{AdamWSettings, EpochPlan, LoopConfig, Run, Schedule, Warmup, train};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn host(t: &HfTensor) -> Vec<f32> {
-    match t {
-        HfTensor::Linear(w) => w.clone().transpose().try_to_vec_as::<f32>().unwrap(),
-        HfTensor::Matrix(m) => m.try_to_vec_as::<f32>().unwrap(),
-        HfTensor::Vector(v) => v.try_to_vec_as::<f32>().unwrap(),
-    }
 }
 
 /// The fixture's pairs: prompt + response, the response marked.
@@ -146,14 +137,7 @@ fn dpo_step_equals_torch() {
     assert!((log[0].metrics["logps/chosen"] - logp_chosen).abs() < 1e-4);
     let after = load_causal_lm(fixtures().join("train/dpo_step"), &plain).unwrap();
     let (a, b) = (trained.model.hf_tensors(), after.hf_tensors());
-    assert_eq!(a.len(), b.len());
-    let mut worst = 0.0f32;
-    for ((n, x), (m, y)) in a.iter().zip(&b) {
-        assert_eq!(n, m);
-        let (x, y) = (host(x), host(y));
-        assert_close(&format!("{n} after one step"), &x, &y, 1e-5);
-        worst = xwin_testkit::nan_max(worst, xwin_testkit::max_abs_diff(&x, &y));
-    }
+    let worst = xwin_testkit::assert_params_close("after one step", &a, &b, 1e-5);
     eprintln!(
         "DPO step: |Δloss| {:.2e}, max |Δparam| after one AdamW step {worst:.2e}",
         (log[0].loss - want_loss).abs()

@@ -138,12 +138,26 @@ pub(crate) fn target_rows(
 /// In place over `logits` (`[rows, vocab]`): each row becomes `scale · (softmax − onehot)`.
 /// Returns the buffer and the summed loss `Σ (logsumexp − logit[target])` in f64.
 fn softmax_xent_grad(
-    mut logits: Vec<f32>,
+    logits: Vec<f32>,
     targets: &[usize],
     vocab: usize,
     scale: f32,
 ) -> (Vec<f32>, f64) {
-    let loss = logits
+    let (grad, nll) = softmax_rows(logits, targets, vocab, scale);
+    (grad, nll.iter().sum())
+}
+
+/// In place over `logits` (`[rows, vocab]`), one parallel pass per row: each row becomes
+/// `scale · (softmax − onehot(target))`; returns it and each row's `logsumexp − logit[target]`
+/// (its negative log-likelihood) in f64. The SFT loss and DPO's sequence log-probabilities
+/// both stand on it.
+pub(crate) fn softmax_rows(
+    mut logits: Vec<f32>,
+    targets: &[usize],
+    vocab: usize,
+    scale: f32,
+) -> (Vec<f32>, Vec<f64>) {
+    let nll = logits
         .par_chunks_mut(vocab)
         .zip(targets.par_iter())
         .map(|(row, &target)| {
@@ -161,8 +175,8 @@ fn softmax_xent_grad(
             row[target] -= scale;
             f64::from(max + sum.ln() - picked)
         })
-        .sum();
-    (logits, loss)
+        .collect();
+    (logits, nll)
 }
 
 #[cfg(test)]

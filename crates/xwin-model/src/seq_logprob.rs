@@ -10,7 +10,7 @@
 //! the exact gradients (`dH = G·Wᵀ`, `dW = Hᵀ·G`, `G_t = ∂loss/∂sum_row(t) · direction_t`).
 
 use crate::error::{ModelError, Result};
-use crate::fused_loss::{head_weight, target_rows};
+use crate::fused_loss::{head_weight, softmax_rows, target_rows};
 use crate::model::LlamaForCausalLM;
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -64,10 +64,11 @@ pub fn sequence_logprobs(
             .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))?;
         (selected, logits)
     };
-    let (direction, logps) = logp_and_direction(logits, &targets, vocab);
+    // Scale −1: each row becomes `onehot − softmax`, the direction of `log p`.
+    let (direction, nll) = softmax_rows(logits, &targets, vocab, -1.0);
     let mut sums = vec![0.0f64; b];
-    for (&r, lp) in row_of.iter().zip(&logps) {
-        sums[r] += lp;
+    for (&r, l) in row_of.iter().zip(&nll) {
+        sums[r] -= l;
     }
     Ok(SequenceLogProbs {
         sums,
@@ -111,33 +112,4 @@ impl SequenceLogProbs {
         let surrogate = (self.selected * d_hidden).sum() + (self.weight * d_weight).sum();
         Ok(surrogate.clone() - surrogate.detach() + value)
     }
-}
-
-/// In place over `logits` (`[rows, vocab]`): each row becomes `onehot − softmax`; returns it
-/// and each row's `log p(target)` in f64.
-fn logp_and_direction(
-    mut logits: Vec<f32>,
-    targets: &[usize],
-    vocab: usize,
-) -> (Vec<f32>, Vec<f64>) {
-    let logps = logits
-        .par_chunks_mut(vocab)
-        .zip(targets.par_iter())
-        .map(|(row, &target)| {
-            let picked = row[target];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for x in row.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            let k = -1.0 / sum;
-            for x in row.iter_mut() {
-                *x *= k;
-            }
-            row[target] += 1.0;
-            f64::from(picked - max - sum.ln())
-        })
-        .collect();
-    (logits, logps)
 }

@@ -6,21 +6,12 @@ use burn::tensor::Device;
 use serde_json::Value;
 use std::path::PathBuf;
 use xwin_model::load_reward_model;
-use xwin_model::params::HfTensor;
 use xwin_rm::{LossConfig, PairBatch, RmObjective, TokenPair, pair_batches};
 use xwin_testkit::assert_close;
 use xwin_train::{AdamWSettings, EpochPlan, LoopConfig, Run, Schedule, Warmup, train};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn host(t: &HfTensor) -> Vec<f32> {
-    match t {
-        HfTensor::Linear(w) => w.clone().transpose().try_to_vec_as::<f32>().unwrap(),
-        HfTensor::Matrix(m) => m.try_to_vec_as::<f32>().unwrap(),
-        HfTensor::Vector(v) => v.try_to_vec_as::<f32>().unwrap(),
-    }
 }
 
 fn batch(case: &Value) -> PairBatch {
@@ -119,14 +110,7 @@ fn check(name: &str) {
     )
     .unwrap();
     let (a, b) = (trained.model.hf_tensors(), reference.hf_tensors());
-    assert_eq!(a.len(), b.len());
-    let mut worst = 0.0f32;
-    for ((n, x), (m, y)) in a.iter().zip(&b) {
-        assert_eq!(n, m);
-        let (x, y) = (host(x), host(y));
-        assert_close(&format!("{name}: {n} after one step"), &x, &y, 1e-5);
-        worst = xwin_testkit::nan_max(worst, xwin_testkit::max_abs_diff(&x, &y));
-    }
+    let worst = xwin_testkit::assert_params_close(&format!("{name}: after one step"), &a, &b, 1e-5);
     eprintln!(
         "{name}: |Δloss| {:.2e}, max |Δparam| after one AdamW step {worst:.2e}",
         (log[0].loss - loss).abs()

@@ -59,3 +59,32 @@ mod tests {
         assert!(std::panic::catch_unwind(|| assert_close("x", &[1.1], &[1.0], 1e-5)).is_err());
     }
 }
+
+/// A parameter as HF stores it, on the host (a linear weight transposed back to `[out, in]`).
+pub fn hf_host(t: &xwin_model::params::HfTensor) -> Vec<f32> {
+    use xwin_model::params::HfTensor;
+    match t {
+        HfTensor::Linear(w) => w.clone().transpose().try_to_vec_as::<f32>().expect("f32"),
+        HfTensor::Matrix(m) => m.try_to_vec_as::<f32>().expect("f32"),
+        HfTensor::Vector(v) => v.try_to_vec_as::<f32>().expect("f32"),
+    }
+}
+
+/// Asserts every parameter of `ours` within `tol` of `theirs` (same names, same order) with
+/// [`assert_close`]; returns the largest absolute difference.
+pub fn assert_params_close(
+    what: &str,
+    ours: &xwin_model::params::HfTensors,
+    theirs: &xwin_model::params::HfTensors,
+    tol: f32,
+) -> f32 {
+    assert_eq!(ours.len(), theirs.len(), "{what}: parameter counts differ");
+    let mut worst = 0.0f32;
+    for ((n, x), (m, y)) in ours.iter().zip(theirs) {
+        assert_eq!(n, m, "{what}: parameter order");
+        let (x, y) = (hf_host(x), hf_host(y));
+        assert_close(&format!("{what}: {n}"), &x, &y, tol);
+        worst = nan_max(worst, max_abs_diff(&x, &y));
+    }
+    worst
+}

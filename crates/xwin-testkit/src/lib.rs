@@ -9,5 +9,5 @@ pub mod reference;
 pub mod shared;
 pub mod test_server;
 
-pub use compare::{assert_close, max_abs_diff, nan_max};
+pub use compare::{assert_close, assert_params_close, hf_host, max_abs_diff, nan_max};
 pub use shared::shared_data;

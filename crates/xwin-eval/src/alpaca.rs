@@ -1,0 +1,105 @@
+//! AlpacaEval's head-to-head win rate from an `annotations.json` (the official format: a
+//! list of `{instruction, output_1, generator_1, output_2, generator_2, preference, …}`),
+//! computed as `alpaca_eval.metrics.winrate.get_winrate` does: preference 1 = the reference
+//! (`output_1`) wins, 2 = the model wins, 1.5 (or the legacy 0) = a draw, anything in between
+//! a weighted judgment; draws are counted before the legacy 0 becomes 1.5; values outside
+//! [1, 2] and missing ones are dropped; win rate = mean(p − 1) · 100, standard error the
+//! sample standard error · 100, wins strictly above / below one half.
+
+use crate::EvalError;
+use crate::bootstrap::{Interval, bootstrap_mean};
+use serde::Serialize;
+use std::path::Path;
+
+/// The aggregates, with the official key names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlpacaScore {
+    /// Percent.
+    pub win_rate: f64,
+    pub standard_error: f64,
+    pub n_wins: usize,
+    pub n_wins_base: usize,
+    pub n_draws: usize,
+    pub n_total: usize,
+    /// The same with each preference rounded to a win, loss or draw (percent).
+    pub discrete_win_rate: f64,
+    /// Annotations without a usable preference (missing, null or outside [1, 2]).
+    pub n_dropped: usize,
+    /// Seeded 95 % bootstrap interval of `win_rate` (percent).
+    pub interval: Option<Interval>,
+}
+
+/// The preferences of an annotations file (`None` where missing or null).
+pub fn read_annotations(path: &Path) -> Result<Vec<Option<f64>>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
+    let input = |message: String| EvalError::Input {
+        path: path.display().to_string(),
+        message,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| input(format!("not JSON: {e}")))?;
+    let rows = value
+        .as_array()
+        .ok_or_else(|| input("expected a list of annotations".into()))?;
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| match row.get("preference") {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(p) => p
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| input(format!("annotation {i}: preference is not a number"))),
+        })
+        .collect()
+}
+
+/// The win rate of a list of preferences.
+pub fn win_rate(preferences: &[Option<f64>]) -> AlpacaScore {
+    let n_draws = preferences
+        .iter()
+        .filter(|p| matches!(p, Some(x) if *x == 1.5 || *x == 0.0))
+        .count();
+    let valid: Vec<f64> = preferences
+        .iter()
+        .flatten()
+        .map(|&p| if p == 0.0 { 1.5 } else { p })
+        .filter(|p| (1.0..=2.0).contains(p))
+        .map(|p| p - 1.0)
+        .collect();
+    let n = valid.len();
+    let mean = valid.iter().sum::<f64>() / n as f64;
+    let sem = if n > 1 {
+        let var = valid.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        (var / n as f64).sqrt()
+    } else {
+        f64::NAN
+    };
+    // The discrete rule rounds each preference (pandas rounds half to even: 1.5 stays a draw).
+    let discrete: Vec<f64> = valid
+        .iter()
+        .map(|v| {
+            let p = v + 1.0;
+            if p == 1.5 {
+                0.5
+            } else {
+                p.round_ties_even() - 1.0
+            }
+        })
+        .collect();
+    let interval = bootstrap_mean(&valid, 2000, 0.95, 0).map(|i| Interval {
+        low: i.low * 100.0,
+        high: i.high * 100.0,
+        ..i
+    });
+    AlpacaScore {
+        win_rate: mean * 100.0,
+        standard_error: sem * 100.0,
+        n_wins: valid.iter().filter(|v| **v > 0.5).count(),
+        n_wins_base: valid.iter().filter(|v| **v < 0.5).count(),
+        n_draws,
+        n_total: n,
+        discrete_win_rate: discrete.iter().sum::<f64>() / n as f64 * 100.0,
+        n_dropped: preferences.len() - n,
+        interval,
+    }
+}

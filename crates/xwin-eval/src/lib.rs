@@ -1,0 +1,23 @@
+//! Evaluation (paper §4): AlpacaEval win rates and MT-bench scores computed from the official
+//! file formats exactly as the official tools compute them (`alpaca_eval`'s `get_winrate`,
+//! FastChat's `show_result`), with seeded bootstrap intervals.
+
+pub mod alpaca;
+pub mod bootstrap;
+pub mod mt_bench;
+
+pub use alpaca::{AlpacaScore, read_annotations, win_rate};
+pub use bootstrap::{Interval, bootstrap_mean};
+pub use mt_bench::{
+    PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,
+    single_scores,
+};
+
+/// Errors of evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Data(#[from] xwin_data::DataError),
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+}

@@ -19,7 +19,7 @@ fn json(args: &[&str]) -> serde_json::Value {
 #[test]
 fn scores_print_the_official_keys() {
     let Some(annotations) = shared_data(
-        "alpaca_eval/annotations/weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json",
+        "data/alpaca_eval/annotations/weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json",
     ) else {
         return;
     };
@@ -40,7 +40,7 @@ fn scores_print_the_official_keys() {
         assert!(a.get(key).is_some(), "{key}: {a}");
     }
     assert!((a["win_rate"].as_f64().unwrap() - 1.9621476654161492).abs() < 1e-9);
-    let single = shared_data("mt_bench/model_judgment/gpt-4_single.jsonl").unwrap();
+    let single = shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl").unwrap();
     let s = json(&[
         "mt-bench-score",
         "--judgments",
@@ -70,7 +70,7 @@ fn scores_print_the_official_keys() {
     ] {
         assert!(p["models"]["xwin-dpo"].get(key).is_some(), "{key}");
     }
-    let questions = shared_data("mt_bench/question.jsonl").unwrap();
+    let questions = shared_data("data/mt_bench/question.jsonl").unwrap();
     let dir = std::env::temp_dir().join(format!("xwin-eval-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let unknown = dir.join("j.jsonl");

@@ -3,10 +3,15 @@
 //! FastChat's `show_result`), with seeded bootstrap intervals.
 
 pub mod alpaca;
+pub mod alpaca_protocol;
 pub mod bootstrap;
 pub mod mt_bench;
 
 pub use alpaca::{AlpacaScore, read_annotations, win_rate};
+pub use alpaca_protocol::{
+    AlpacaAnnotation, AlpacaOutput, AlpacaRun, align_outputs, generate_outputs, judge_outputs,
+    read_outputs,
+};
 pub use bootstrap::{Interval, bootstrap_mean};
 pub use mt_bench::{
     PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,

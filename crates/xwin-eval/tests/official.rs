@@ -32,7 +32,7 @@ fn close(ours: f64, theirs: &Value, what: &str) {
 fn alpaca_win_rates_equal_alpaca_eval() {
     let reference = official();
     for (name, want) in reference["alpaca"].as_object().unwrap() {
-        let Some(path) = shared_data(&format!("alpaca_eval/annotations/{name}")) else {
+        let Some(path) = shared_data(&format!("data/alpaca_eval/annotations/{name}")) else {
             return;
         };
         let got = win_rate(&read_annotations(&path).unwrap());
@@ -54,10 +54,10 @@ fn alpaca_win_rates_equal_alpaca_eval() {
 
 #[test]
 fn mt_bench_single_equals_show_result() {
-    let Some(path) = shared_data("mt_bench/model_judgment/gpt-4_single.jsonl") else {
+    let Some(path) = shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl") else {
         return;
     };
-    let questions = shared_data("mt_bench/question.jsonl").unwrap();
+    let questions = shared_data("data/mt_bench/question.jsonl").unwrap();
     let ids = std::fs::read_to_string(questions)
         .unwrap()
         .lines()

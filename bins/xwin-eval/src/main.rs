@@ -32,6 +32,10 @@ enum Command {
     /// against --reference; writes OUT/model_outputs.json, OUT/annotations.json (alpaca_eval's
     /// formats) and OUT/judgments.jsonl (resumable), prints the win rate.
     Alpaca(AlpacaArgs),
+    /// Best-of-n curves (paper Fig. 3/4/8) from an Xwin-Set of N samples per prompt: for n =
+    /// 1, 2, 4, …, N the reward model's top among the first n samples; the mean RM score of the
+    /// picks and, with --reference, their win rate against it (judged as `alpaca` judges).
+    BestOfN(BestOfNArgs),
     /// Win rate, standard error, counts and a bootstrap interval of an annotations.json.
     AlpacaScore {
         #[arg(long)]
@@ -80,6 +84,136 @@ struct AlpacaArgs {
     max_new_tokens: usize,
     #[arg(long, default_value = "vicuna-v11")]
     template: String,
+    #[command(flatten)]
+    judge: JudgeArgs,
+    /// Seeds the generation and the order the two outputs are shown in (recorded).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct BestOfNArgs {
+    /// Xwin-Set JSONL (`xwin-rm score` / `xwin-rs`), every prompt with N samples.
+    #[arg(long)]
+    xwin_set: PathBuf,
+    /// The largest n (default: N of the first prompt).
+    #[arg(long)]
+    n: Option<usize>,
+    /// Reference outputs (alpaca_eval format) whose instructions are the prompts' first
+    /// human turns: judge every point of the curve against them.
+    #[arg(long, requires = "out")]
+    reference: Option<PathBuf>,
+    #[command(flatten)]
+    judge: JudgeArgs,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn best_of_n(a: BestOfNArgs) -> Result<String, EvalError> {
+    let (sets, _) = xwin_data::read_records::<xwin_data::XwinSet>(
+        &a.xwin_set,
+        xwin_data::ReadOptions::default(),
+    )?;
+    let n =
+        a.n.or_else(|| sets.first().map(|s| s.responses.len()))
+            .ok_or_else(|| setup(format!("{}: no prompts", a.xwin_set.display())))?;
+    let curve = xwin_eval::best_of_n(&sets, &xwin_eval::curve_points(n))?;
+    let mut rows = Vec::new();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| setup(e.to_string()))?;
+    let judge = match &a.reference {
+        Some(_) => Some(a.judge.build()?),
+        None => None,
+    };
+    for point in &curve {
+        let mut row = serde_json::json!({ "n": point.n, "mean_rm_score": point.mean_score, "interval": point.interval });
+        if let (Some(reference), Some(judge), Some(out)) = (&a.reference, &judge, &a.out) {
+            let reference = xwin_eval::read_outputs(reference)?;
+            let text: std::collections::HashMap<String, String> = point
+                .picks
+                .iter()
+                .zip(&sets)
+                .map(|((_, t, _), set)| {
+                    let instruction = set
+                        .prompt
+                        .turns
+                        .first()
+                        .map(|t| t.value.clone())
+                        .unwrap_or_default();
+                    (instruction, t.clone())
+                })
+                .collect();
+            let outputs: Vec<xwin_eval::AlpacaOutput> = reference
+                .iter()
+                .filter_map(|r| {
+                    text.get(&r.instruction).map(|t| xwin_eval::AlpacaOutput {
+                        instruction: r.instruction.clone(),
+                        output: t.clone(),
+                        generator: format!("best-of-{}", point.n),
+                        dataset: r.dataset.clone(),
+                    })
+                })
+                .collect();
+            let reference: Vec<_> = reference
+                .into_iter()
+                .filter(|r| text.contains_key(&r.instruction))
+                .collect();
+            let dir = out.join(format!("best-of-{}", point.n));
+            let run = runtime.block_on(xwin_eval::judge_outputs(
+                judge,
+                &outputs,
+                &reference,
+                &dir,
+                a.judge.options(a.seed),
+            ))?;
+            row["win_rate"] = serde_json::json!(run.score.win_rate);
+            row["win_rate_interval"] = serde_json::json!(run.score.interval);
+            row["judged"] = serde_json::json!(run.score.n_total);
+        }
+        rows.push(row);
+    }
+    Ok(if a.json {
+        serde_json::json!({ "curve": rows }).to_string()
+    } else {
+        let mut table = String::from(
+            "| n | mean RM score | 95 % interval | win rate | 95 % interval |\n|---:|---:|---|---:|---|\n",
+        );
+        for r in &rows {
+            let ci = |v: &serde_json::Value| {
+                v.as_object().map_or("–".into(), |o| {
+                    format!(
+                        "{:.3}–{:.3}",
+                        o["low"].as_f64().unwrap_or(f64::NAN),
+                        o["high"].as_f64().unwrap_or(f64::NAN)
+                    )
+                })
+            };
+            let wr = r["win_rate"]
+                .as_f64()
+                .map_or("–".into(), |w| format!("{w:.2} %"));
+            table.push_str(&format!(
+                "| {} | {:.4} | {} | {} | {} |\n",
+                r["n"],
+                r["mean_rm_score"].as_f64().unwrap_or(f64::NAN),
+                ci(&r["interval"]),
+                wr,
+                ci(&r["win_rate_interval"])
+            ));
+        }
+        table
+    })
+}
+
+/// Who judges the outputs against the reference.
+#[derive(clap::Args)]
+struct JudgeArgs {
     /// `oracle` (offline, for demos) or `openai` (any OpenAI-compatible endpoint).
     #[arg(long, value_enum, default_value = "openai")]
     judge: JudgeKind,
@@ -97,13 +231,81 @@ struct AlpacaArgs {
     judge_template: String,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Seeds the generation and the order the two outputs are shown in (recorded).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long)]
-    json: bool,
+}
+
+/// The offline oracle or a model behind an endpoint, behind one type.
+enum AnyJudge {
+    Oracle(xwin_annotate::OracleJudge),
+    Llm(Box<xwin_annotate::LlmJudge>),
+}
+
+impl xwin_annotate::Judge for AnyJudge {
+    fn identity(&self) -> xwin_annotate::JudgeIdentity {
+        match self {
+            Self::Oracle(j) => j.identity(),
+            Self::Llm(j) => j.identity(),
+        }
+    }
+
+    async fn compare(
+        &self,
+        q: xwin_annotate::PairQuery<'_>,
+    ) -> Result<xwin_annotate::PairVerdict, xwin_annotate::JudgeFailure> {
+        match self {
+            Self::Oracle(j) => j.compare(q).await,
+            Self::Llm(j) => j.compare(q).await,
+        }
+    }
+
+    async fn grade(
+        &self,
+        q: xwin_annotate::GradeQuery<'_>,
+    ) -> Result<xwin_annotate::Grade, xwin_annotate::JudgeFailure> {
+        match self {
+            Self::Oracle(j) => j.grade(q).await,
+            Self::Llm(j) => j.grade(q).await,
+        }
+    }
+
+    fn usage(&self) -> xwin_annotate::Usage {
+        match self {
+            Self::Oracle(j) => j.usage(),
+            Self::Llm(j) => j.usage(),
+        }
+    }
+}
+
+impl JudgeArgs {
+    fn build(&self) -> Result<AnyJudge, EvalError> {
+        Ok(match self.judge {
+            JudgeKind::Oracle => AnyJudge::Oracle(xwin_annotate::OracleJudge),
+            JudgeKind::Openai => {
+                let mut config =
+                    xwin_annotate::EndpointConfig::new(&self.base_url, &self.judge_model);
+                config.api_key_env = (!self.no_api_key).then(|| self.api_key_env.clone());
+                config.max_tokens = 100;
+                let client =
+                    xwin_annotate::ChatClient::new(config).map_err(|e| setup(e.to_string()))?;
+                let pair = xwin_annotate::PromptTemplate::resolve(&self.judge_template)
+                    .map_err(|e| setup(e.to_string()))?;
+                let grade = xwin_annotate::PromptTemplate::builtin("mt-bench-single")
+                    .map_err(|e| setup(e.to_string()))?;
+                let format = xwin_annotate::PromptTemplate::builtin_format(&self.judge_template)
+                    .unwrap_or(xwin_annotate::VerdictFormat::AlpacaRanking);
+                AnyJudge::Llm(Box::new(xwin_annotate::LlmJudge::new(
+                    client, format, pair, grade,
+                )))
+            }
+        })
+    }
+
+    fn options(&self, seed: u64) -> xwin_annotate::AnnotateOptions {
+        xwin_annotate::AnnotateOptions {
+            concurrency: self.concurrency,
+            seed,
+            both_orders: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -174,38 +376,15 @@ fn alpaca(a: AlpacaArgs) -> Result<String, EvalError> {
         }
         _ => return Err(setup("give --model DIR or --outputs FILE".into())),
     };
-    let options = xwin_annotate::AnnotateOptions {
-        concurrency: a.concurrency,
-        seed: a.seed,
-        both_orders: false,
-    };
+    let judge = a.judge.build()?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| setup(e.to_string()))?;
-    let run = match a.judge {
-        JudgeKind::Oracle => runtime.block_on(xwin_eval::judge_outputs(
-            &xwin_annotate::OracleJudge,
-            &outputs,
-            &reference,
-            &a.out,
-            options,
-        ))?,
-        JudgeKind::Openai => {
-            let mut config = xwin_annotate::EndpointConfig::new(&a.base_url, &a.judge_model);
-            config.api_key_env = (!a.no_api_key).then(|| a.api_key_env.clone());
-            config.max_tokens = 100;
-            let client =
-                xwin_annotate::ChatClient::new(config).map_err(|e| setup(e.to_string()))?;
-            let pair = xwin_annotate::PromptTemplate::resolve(&a.judge_template)
-                .map_err(|e| setup(e.to_string()))?;
-            let grade = xwin_annotate::PromptTemplate::builtin("mt-bench-single")
-                .map_err(|e| setup(e.to_string()))?;
-            let format = xwin_annotate::PromptTemplate::builtin_format(&a.judge_template)
-                .unwrap_or(xwin_annotate::VerdictFormat::AlpacaRanking);
-            let judge = xwin_annotate::LlmJudge::new(client, format, pair, grade);
-            runtime.block_on(xwin_eval::judge_outputs(
-                &judge, &outputs, &reference, &a.out, options,
-            ))?
-        }
-    };
+    let run = runtime.block_on(xwin_eval::judge_outputs(
+        &judge,
+        &outputs,
+        &reference,
+        &a.out,
+        a.judge.options(a.seed),
+    ))?;
     let s = &run.score;
     Ok(if a.json {
         serde_json::to_string(&run).unwrap_or_default()
@@ -253,6 +432,7 @@ fn question_ids(path: &std::path::Path) -> Result<BTreeSet<i64>, EvalError> {
 fn run(cli: Cli) -> Result<String, EvalError> {
     match cli.command {
         Command::Alpaca(a) => alpaca(a),
+        Command::BestOfN(a) => best_of_n(a),
         Command::AlpacaScore { annotations, json } => {
             let s = win_rate(&read_annotations(&annotations)?);
             Ok(if json {

@@ -97,3 +97,76 @@ fn scores_print_the_official_keys() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Best-of-n on an Xwin-Set whose scores favour longer answers: the RM score and the oracle's
+/// win rate against the reference both rise with n, and each point is written in
+/// alpaca_eval's format.
+#[test]
+fn best_of_n_curve_against_a_reference() {
+    let Some(reference) = shared_data("data/alpaca_eval/reference_text_davinci_003.json") else {
+        return;
+    };
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&reference).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("xwin-eval-bon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let small = dir.join("reference.json");
+    std::fs::write(&small, serde_json::to_string(&all[..6]).unwrap()).unwrap();
+    let lines: Vec<String> = all[..6]
+        .iter()
+        .enumerate()
+        .map(|(p, r)| {
+            let reference_words = r["output"].as_str().unwrap().split_whitespace().count();
+            let responses: Vec<serde_json::Value> = (0..4)
+                .map(|k| {
+                    // Sample k has (k + 1) quarters of the reference's length; the RM likes length.
+                    let words = (reference_words * (k + 1) / 4).max(1);
+                    serde_json::json!({"text": vec!["word"; words].join(" "), "score": words as f32,
+                                       "rank": 0, "index": (k + p) % 4})
+                })
+                .collect();
+            serde_json::json!({"id": format!("p{p}"), "reward_model": "rm", "responses": responses,
+                "prompt": {"conversations": [{"from": "human", "value": r["instruction"]}]}})
+            .to_string()
+        })
+        .collect();
+    let set = dir.join("set.jsonl");
+    std::fs::write(&set, lines.join("\n")).unwrap();
+    let out = dir.join("out");
+    let curve = json(&[
+        "best-of-n",
+        "--xwin-set",
+        set.to_str().unwrap(),
+        "--reference",
+        small.to_str().unwrap(),
+        "--judge",
+        "oracle",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let points = curve["curve"].as_array().unwrap();
+    assert_eq!(
+        points
+            .iter()
+            .map(|p| p["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 4]
+    );
+    let scores: Vec<f64> = points
+        .iter()
+        .map(|p| p["mean_rm_score"].as_f64().unwrap())
+        .collect();
+    let wins: Vec<f64> = points
+        .iter()
+        .map(|p| p["win_rate"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] < w[1]), "{scores:?}");
+    assert!(
+        wins.windows(2).all(|w| w[0] <= w[1]) && wins[2] > wins[0],
+        "{wins:?}"
+    );
+    assert!(points.iter().all(|p| p["judged"] == 6));
+    assert!(out.join("best-of-4/annotations.json").exists());
+    std::fs::remove_dir_all(dir).ok();
+}

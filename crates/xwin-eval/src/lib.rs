@@ -4,6 +4,7 @@
 
 pub mod alpaca;
 pub mod alpaca_protocol;
+pub mod best_of_n;
 pub mod bootstrap;
 pub mod mt_bench;
 
@@ -12,6 +13,7 @@ pub use alpaca_protocol::{
     AlpacaAnnotation, AlpacaOutput, AlpacaRun, align_outputs, generate_outputs, judge_outputs,
     read_outputs,
 };
+pub use best_of_n::{BestOfN, best_of_n, curve_points};
 pub use bootstrap::{Interval, bootstrap_mean};
 pub use mt_bench::{
     PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,

@@ -15,10 +15,13 @@ pub struct OutputLock {
 }
 
 impl OutputLock {
-    /// Locks `path` (created if missing) or fails with [`DataError::Locked`] naming the
-    /// process that holds it.
+    /// Locks `path` (created if missing, with its directory: the output it guards may be the
+    /// first file there) or fails with [`DataError::Locked`] naming the process that holds it.
     pub fn acquire(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -7,6 +7,7 @@ pub mod alpaca_protocol;
 pub mod best_of_n;
 pub mod bootstrap;
 pub mod mt_bench;
+pub mod mt_bench_protocol;
 
 pub use alpaca::{AlpacaScore, read_annotations, win_rate};
 pub use alpaca_protocol::{

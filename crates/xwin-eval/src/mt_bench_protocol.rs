@@ -1,0 +1,406 @@
+//! The MT-bench protocol with single-answer grading, as FastChat's `gen_model_answer.py`,
+//! `gen_judgment.py` and `common.py` run it: two-turn answers at FastChat's per-category
+//! temperatures (the second turn sees the first answer), written as `model_answer/<model>.jsonl`;
+//! each turn graded 1–10 with the judge prompts of `judge_prompts.jsonl` (`single-v1`, and
+//! `single-math-v1` with the GPT-4 reference answer for math, reasoning and coding; the
+//! `-multi-turn` variants for turn 2), the rating read with FastChat's patterns (`[[x]]`,
+//! else `[x]`, else −1), written as `model_judgment/<judge>_single.jsonl`. Resumable: answers
+//! per turn through the sampler's output, judgments keyed by (question, turn, model, prompt).
+
+use crate::EvalError;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use xwin_annotate::ChatClient;
+use xwin_data::{Conversation, JsonlWriter, Turn};
+
+/// A line of `question.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    pub question_id: i64,
+    pub category: String,
+    pub turns: Vec<String>,
+}
+
+/// One choice of a FastChat answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub index: usize,
+    pub turns: Vec<String>,
+}
+
+/// A line of `model_answer/<model>.jsonl` (and of `reference_answer/gpt-4.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelAnswer {
+    pub question_id: i64,
+    pub answer_id: String,
+    pub model_id: String,
+    pub choices: Vec<Choice>,
+    pub tstamp: f64,
+}
+
+/// A line of `judge_prompts.jsonl`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct JudgePrompt {
+    pub name: String,
+    pub system_prompt: String,
+    pub prompt_template: String,
+    pub output_format: String,
+}
+
+/// A line of `model_judgment/<judge>_single.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SingleRecord {
+    pub question_id: i64,
+    pub model: String,
+    /// `[judge model, prompt name]`.
+    pub judge: (String, String),
+    pub user_prompt: String,
+    pub judgment: String,
+    pub score: f64,
+    pub turn: u32,
+    pub tstamp: f64,
+}
+
+/// Reads a JSON Lines file of `T`, naming the line of a bad record.
+pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return Err(xwin_data::DataError::io(path, e).into()),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| EvalError::Input {
+                path: format!("{}: line {}", path.display(), i + 1),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// FastChat's `temperature_config`.
+pub fn temperature_for(category: &str) -> f32 {
+    match category {
+        "writing" | "roleplay" => 0.7,
+        "stem" | "humanities" => 0.1,
+        _ => 0.0,
+    }
+}
+
+/// FastChat's `NEED_REF_CATS`: graded against a reference answer.
+pub fn needs_reference(category: &str) -> bool {
+    matches!(category, "math" | "reasoning" | "coding" | "arena-hard-200")
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Two-turn answers of the local policy: turn 1 for every question, then turn 2 with the
+/// first answer in the history, each at its category's temperature. Samples go to
+/// `dir/answer-samples-t{1,2}-*.jsonl` (resumable); the answers to
+/// `dir/model_answer/<model_id>.jsonl`.
+pub fn generate_answers(
+    sampler: &xwin_rs::LocalSampler,
+    questions: &[Question],
+    max_new_tokens: usize,
+    seed: u64,
+    model_id: &str,
+    dir: &Path,
+) -> Result<(Vec<ModelAnswer>, PathBuf), EvalError> {
+    let mut answers: HashMap<i64, Vec<String>> = HashMap::new();
+    for turn in 0..2 {
+        let mut by_temperature: Vec<(f32, Vec<xwin_rs::Prompt>)> = Vec::new();
+        for q in questions.iter().filter(|q| q.turns.len() > turn) {
+            let mut turns = Vec::new();
+            for t in 0..turn {
+                turns.push(Turn::human(&q.turns[t]));
+                turns.push(Turn::gpt(
+                    answers.get(&q.question_id).map_or("", |a| a[t].as_str()),
+                ));
+            }
+            turns.push(Turn::human(&q.turns[turn]));
+            let prompt = xwin_rs::Prompt {
+                id: format!("q{}-t{}", q.question_id, turn + 1),
+                conversation: Conversation::new(turns),
+            };
+            let t = temperature_for(&q.category);
+            match by_temperature.iter_mut().find(|(x, _)| *x == t) {
+                Some((_, v)) => v.push(prompt),
+                None => by_temperature.push((t, vec![prompt])),
+            }
+        }
+        for (temperature, prompts) in by_temperature {
+            let spec = xwin_rs::SampleSpec {
+                n: 1,
+                temperature,
+                top_p: 1.0,
+                top_k: 0,
+                max_new_tokens,
+                seed,
+                pair_temperatures: None,
+            };
+            let path = dir.join(format!("answer-samples-t{}-{temperature}.jsonl", turn + 1));
+            let options = xwin_rs::LocalOptions {
+                skip_long: true,
+                ..xwin_rs::LocalOptions::default()
+            };
+            sampler
+                .run(&prompts, &spec, options, &path, |_| {})
+                .map_err(|e| EvalError::Input {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let mut texts: HashMap<String, String> = HashMap::new();
+            xwin_data::for_each_record(
+                &path,
+                xwin_data::ReadOptions::default(),
+                |r: xwin_data::ResponseSamples| {
+                    texts.insert(
+                        r.id,
+                        r.responses
+                            .into_iter()
+                            .next()
+                            .map(|s| s.text)
+                            .unwrap_or_default(),
+                    );
+                },
+            )?;
+            for p in prompts {
+                let qid: i64 = p.id[1..p.id.find('-').unwrap_or(1)].parse().unwrap_or(-1);
+                // A prompt too long for the context has no sample: an empty answer.
+                answers
+                    .entry(qid)
+                    .or_default()
+                    .push(texts.remove(&p.id).unwrap_or_default());
+            }
+        }
+    }
+    let out = dir.join("model_answer").join(format!("{model_id}.jsonl"));
+    let mut writer = JsonlWriter::create(&out)?;
+    let records: Vec<ModelAnswer> = questions
+        .iter()
+        .map(|q| ModelAnswer {
+            question_id: q.question_id,
+            answer_id: format!("{model_id}-{}", q.question_id),
+            model_id: model_id.to_string(),
+            choices: vec![Choice {
+                index: 0,
+                turns: answers.remove(&q.question_id).unwrap_or_default(),
+            }],
+            tstamp: now(),
+        })
+        .collect();
+    for r in &records {
+        writer.write(r)?;
+    }
+    Ok((records, out))
+}
+
+/// FastChat's rating patterns: the first `[[x]]`, else the first `[x]`, x a number; −1
+/// without one (FastChat does not check the range).
+pub fn fastchat_rating(judgment: &str) -> f64 {
+    for (open, close) in [("[[", "]]"), ("[", "]")] {
+        let mut rest = judgment;
+        while let Some(i) = rest.find(open) {
+            let after = &rest[i + open.len()..];
+            if let Some(end) = after.find(close) {
+                let inner = &after[..end];
+                let numeric = !inner.is_empty()
+                    && inner.chars().next().is_some_and(|c| c.is_ascii_digit())
+                    && inner.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    && inner.matches('.').count() <= 1;
+                if numeric && let Ok(v) = inner.parse::<f64>() {
+                    return v;
+                }
+            }
+            rest = after;
+        }
+    }
+    -1.0
+}
+
+fn get(v: &[String], i: usize) -> &str {
+    v.get(i).map_or("", String::as_str)
+}
+
+/// The user prompt FastChat's `run_judge_single` sends for `turn` (1 or 2) of `answer`.
+pub fn single_user_prompt(
+    prompt: &JudgePrompt,
+    q: &Question,
+    answer: &[String],
+    reference: Option<&[String]>,
+    turn: u32,
+) -> String {
+    let r1 = reference.map_or("", |r| get(r, 0));
+    let r2 = reference.map_or("", |r| get(r, 1));
+    let values: Vec<(&str, &str)> = if turn == 1 {
+        vec![
+            ("question", get(&q.turns, 0)),
+            ("answer", get(answer, 0)),
+            ("ref_answer_1", r1),
+        ]
+    } else {
+        vec![
+            ("question_1", get(&q.turns, 0)),
+            ("question_2", get(&q.turns, 1)),
+            ("answer_1", get(answer, 0)),
+            ("answer_2", get(answer, 1)),
+            ("ref_answer_1", r1),
+            ("ref_answer_2", r2),
+        ]
+    };
+    fill(&prompt.prompt_template, &values)
+}
+
+/// Fills FastChat's `{name}` placeholders.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+/// Who grades: the offline oracle (reference overlap, else length) or a model through the
+/// judge client with FastChat's prompts.
+pub enum Grader {
+    Oracle,
+    Llm {
+        client: ChatClient,
+        prompts: HashMap<String, JudgePrompt>,
+    },
+}
+
+impl Grader {
+    fn judge_model(&self) -> String {
+        match self {
+            Self::Oracle => "oracle".into(),
+            Self::Llm { client, .. } => client.config().model.clone(),
+        }
+    }
+}
+
+/// Grades every turn of every answer not yet in `out` (appended; one run per file).
+pub async fn grade_single(
+    grader: &Grader,
+    questions: &[Question],
+    answers: &[ModelAnswer],
+    references: &HashMap<i64, Vec<String>>,
+    out: &Path,
+    concurrency: usize,
+) -> Result<Vec<SingleRecord>, EvalError> {
+    let _lock = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(out, false))?;
+    let mut writer = JsonlWriter::append(out)?;
+    let done: Vec<SingleRecord> = read_jsonl(out).or_else(|e| match e {
+        EvalError::Data(_) => Ok(Vec::new()),
+        other => Err(other),
+    })?;
+    let key = |q: i64, t: u32, m: &str, p: &str| format!("{q}/{t}/{m}/{p}");
+    let seen: HashSet<String> = done
+        .iter()
+        .map(|r| key(r.question_id, r.turn, &r.model, &r.judge.1))
+        .collect();
+    let by_id: HashMap<i64, &Question> = questions.iter().map(|q| (q.question_id, q)).collect();
+    let mut jobs = Vec::new();
+    for a in answers {
+        let q = by_id.get(&a.question_id).ok_or_else(|| EvalError::Input {
+            path: format!("answers of {}", a.model_id),
+            message: format!("question_id {} is not among the questions", a.question_id),
+        })?;
+        let turns = a
+            .choices
+            .first()
+            .map(|c| c.turns.clone())
+            .unwrap_or_default();
+        let reference = needs_reference(&q.category)
+            .then(|| references.get(&q.question_id))
+            .flatten();
+        if needs_reference(&q.category) && reference.is_none() {
+            return Err(EvalError::Input {
+                path: "reference answers".into(),
+                message: format!(
+                    "no reference answer for question {} ({})",
+                    q.question_id, q.category
+                ),
+            });
+        }
+        for turn in 1..=turns.len().min(q.turns.len()) as u32 {
+            let name = match (reference.is_some(), turn) {
+                (false, 1) => "single-v1",
+                (false, _) => "single-v1-multi-turn",
+                (true, 1) => "single-math-v1",
+                (true, _) => "single-math-v1-multi-turn",
+            };
+            if !seen.contains(&key(q.question_id, turn, &a.model_id, name)) {
+                jobs.push((
+                    *q,
+                    a.model_id.clone(),
+                    turns.clone(),
+                    reference.cloned(),
+                    turn,
+                    name,
+                ));
+            }
+        }
+    }
+    let judge_model = grader.judge_model();
+    let mut results = std::pin::pin!(
+        futures::stream::iter(jobs)
+            .map(|(q, model, answer, reference, turn, name)| {
+                let judge_model = judge_model.clone();
+                async move {
+                    let t = (turn - 1) as usize;
+                    let (user_prompt, judgment, score) = match grader {
+                        Grader::Oracle => {
+                            let reference = reference.as_ref().map(|r| r[t.min(r.len() - 1)].as_str());
+                            let s = xwin_annotate::OracleJudge::score(&answer[t], reference);
+                            let score = (1.0 + 9.0 * s).round();
+                            (String::new(), format!("Rating: [[{score}]]"), score)
+                        }
+                        Grader::Llm { client, prompts } => {
+                            let prompt = prompts.get(name).ok_or_else(|| EvalError::Input {
+                                path: "judge prompts".into(),
+                                message: format!("no prompt named {name}"),
+                            })?;
+                            let user = single_user_prompt(prompt, q, &answer, reference.as_deref(), turn);
+                            let reply = client.chat(&prompt.system_prompt, &user).await;
+                            let judgment = match reply {
+                                Ok(r) => r.text,
+                                // FastChat records an API failure as `$ERROR$` with rating −1.
+                                Err(e) => {
+                                    tracing::warn!(question = q.question_id, turn, error = %e, "judge call failed");
+                                    "$ERROR$".to_string()
+                                }
+                            };
+                            let score = fastchat_rating(&judgment);
+                            (user, judgment, score)
+                        }
+                    };
+                    Ok::<SingleRecord, EvalError>(SingleRecord {
+                        question_id: q.question_id,
+                        model,
+                        judge: (judge_model, name.to_string()),
+                        user_prompt,
+                        judgment,
+                        score,
+                        turn,
+                        tstamp: now(),
+                    })
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+    );
+    let mut all = done;
+    while let Some(record) = results.next().await {
+        let record = record?;
+        writer.write(&record)?;
+        all.push(record);
+    }
+    Ok(all)
+}

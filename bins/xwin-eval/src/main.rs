@@ -41,6 +41,20 @@ enum Command {
     /// FastChat's judge prompts, `--runs` times; writes FastChat's `model_answer/` and
     /// `model_judgment/` files under --out, prints turn 1 / turn 2 / overall (median of runs).
     MtBench(MtBenchArgs),
+    /// Two policies judged against the same reference: the difference of their win rates
+    /// on the instructions both were judged on, with a paired bootstrap interval.
+    Compare {
+        /// The first policy's annotations.json.
+        #[arg(long)]
+        a: PathBuf,
+        /// The second policy's annotations.json.
+        #[arg(long)]
+        b: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Win rate, standard error, counts and a bootstrap interval of an annotations.json.
     AlpacaScore {
         #[arg(long)]
@@ -612,6 +626,24 @@ fn run(cli: Cli) -> Result<String, EvalError> {
         Command::Alpaca(a) => alpaca(a),
         Command::BestOfN(a) => best_of_n(a),
         Command::MtBench(a) => mt_bench(a),
+        Command::Compare { a, b, seed, json } => {
+            let c = xwin_eval::paired_comparison(
+                &xwin_eval::preferences_by_instruction(&a)?,
+                &xwin_eval::preferences_by_instruction(&b)?,
+                seed,
+            );
+            Ok(if json {
+                serde_json::to_string(&c).unwrap_or_default()
+            } else {
+                let ci = c.interval.map_or(String::new(), |i| {
+                    format!(" (95 % {:.2} to {:.2})", i.low, i.high)
+                });
+                format!(
+                    "a {:.2} % vs b {:.2} %: a − b = {:+.2} points{ci} over {} shared instructions; a better on {}, b on {}, same on {}",
+                    c.a_win_rate, c.b_win_rate, c.difference, c.n, c.a_better, c.b_better, c.same
+                )
+            })
+        }
         Command::AlpacaScore { annotations, json } => {
             let s = win_rate(&read_annotations(&annotations)?);
             Ok(if json {

@@ -6,6 +6,7 @@ pub mod alpaca;
 pub mod alpaca_protocol;
 pub mod best_of_n;
 pub mod bootstrap;
+pub mod compare;
 pub mod mt_bench;
 pub mod mt_bench_protocol;
 
@@ -16,6 +17,7 @@ pub use alpaca_protocol::{
 };
 pub use best_of_n::{BestOfN, best_of_n, curve_points};
 pub use bootstrap::{Interval, bootstrap_mean};
+pub use compare::{PairedComparison, paired_comparison, preferences_by_instruction};
 pub use mt_bench::{
     PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,
     single_scores,

@@ -41,6 +41,23 @@ enum Command {
     /// FastChat's judge prompts, `--runs` times; writes FastChat's `model_answer/` and
     /// `model_judgment/` files under --out, prints turn 1 / turn 2 / overall (median of runs).
     MtBench(MtBenchArgs),
+    /// A Markdown report with SVG plots of the given evaluation artifacts.
+    Report {
+        /// `NAME=annotations.json` of a policy (repeat for several).
+        #[arg(long = "alpaca")]
+        alpaca: Vec<String>,
+        /// A FastChat single-grading judgments file (repeat for several).
+        #[arg(long = "mt-bench")]
+        mt_bench: Vec<PathBuf>,
+        /// MT-bench `question.jsonl` (for the per-category plot).
+        #[arg(long)]
+        questions: Option<PathBuf>,
+        /// An Xwin-Set (best-of-n curve, RM score by rank).
+        #[arg(long)]
+        xwin_set: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Two policies judged against the same reference: the difference of their win rates
     /// on the instructions both were judged on, with a paired bootstrap interval.
     Compare {
@@ -626,6 +643,33 @@ fn run(cli: Cli) -> Result<String, EvalError> {
         Command::Alpaca(a) => alpaca(a),
         Command::BestOfN(a) => best_of_n(a),
         Command::MtBench(a) => mt_bench(a),
+        Command::Report {
+            alpaca,
+            mt_bench,
+            questions,
+            xwin_set,
+            out,
+        } => {
+            let alpaca = alpaca
+                .iter()
+                .map(|item| {
+                    item.split_once('=')
+                        .map(|(n, p)| (n.to_string(), PathBuf::from(p)))
+                        .ok_or_else(|| {
+                            setup(format!("--alpaca {item}: expected NAME=annotations.json"))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let inputs = xwin_eval::ReportInputs {
+                alpaca,
+                mt_bench,
+                questions,
+                xwin_set,
+            };
+            Ok(xwin_eval::write_report(&inputs, &out)?
+                .display()
+                .to_string())
+        }
         Command::Compare { a, b, seed, json } => {
             let c = xwin_eval::paired_comparison(
                 &xwin_eval::preferences_by_instruction(&a)?,

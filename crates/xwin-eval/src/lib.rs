@@ -9,6 +9,8 @@ pub mod bootstrap;
 pub mod compare;
 pub mod mt_bench;
 pub mod mt_bench_protocol;
+pub mod plots;
+pub mod report;
 
 pub use alpaca::{AlpacaScore, read_annotations, win_rate};
 pub use alpaca_protocol::{
@@ -22,6 +24,7 @@ pub use mt_bench::{
     PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,
     single_scores,
 };
+pub use report::{ReportInputs, write_report};
 
 /// Errors of evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -30,4 +33,6 @@ pub enum EvalError {
     Data(#[from] xwin_data::DataError),
     #[error("{path}: {message}")]
     Input { path: String, message: String },
+    #[error(transparent)]
+    Rs(#[from] xwin_rs::RsError),
 }

@@ -125,6 +125,11 @@ struct AlpacaArgs {
     /// Seeds the generation and the order the two outputs are shown in (recorded).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// AlpacaEval 2's weighted judge: --judge-template is then the classification prompt
+    /// file (ChatML, answered with `m` or `M`; alpaca_eval's `alpaca_eval_clf.txt`), and the
+    /// preference comes from the first token's log-probabilities.
+    #[arg(long)]
+    weighted: bool,
     #[arg(long)]
     out: PathBuf,
     #[arg(long)]
@@ -585,15 +590,34 @@ fn alpaca(a: AlpacaArgs) -> Result<String, EvalError> {
         }
         _ => return Err(setup("give --model DIR or --outputs FILE".into())),
     };
-    let judge = a.judge.build()?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| setup(e.to_string()))?;
-    let run = runtime.block_on(xwin_eval::judge_outputs(
-        &judge,
-        &outputs,
-        &reference,
-        &a.out,
-        a.judge.options(a.seed),
-    ))?;
+    let run = if a.weighted {
+        let template = std::fs::read_to_string(&a.judge.judge_template)
+            .map_err(|e| setup(format!("--judge-template {}: {e}", a.judge.judge_template)))?;
+        let mut config =
+            xwin_annotate::EndpointConfig::new(&a.judge.base_url, &a.judge.judge_model);
+        config.api_key_env = (!a.judge.no_api_key).then(|| a.judge.api_key_env.clone());
+        let client = xwin_annotate::ChatClient::new(config).map_err(|e| setup(e.to_string()))?;
+        let annotations = runtime.block_on(xwin_eval::judge_weighted(
+            &client,
+            &template,
+            &outputs,
+            &reference,
+            &a.out,
+            a.seed,
+            a.judge.concurrency,
+        ))?;
+        xwin_eval::write_run(&a.out, &outputs, &annotations, None)?
+    } else {
+        let judge = a.judge.build()?;
+        runtime.block_on(xwin_eval::judge_outputs(
+            &judge,
+            &outputs,
+            &reference,
+            &a.out,
+            a.judge.options(a.seed),
+        ))?
+    };
     let s = &run.score;
     Ok(if a.json {
         serde_json::to_string(&run).unwrap_or_default()

@@ -107,7 +107,8 @@ pub fn instruction_prompt(instruction: &str) -> Conversation {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlpacaRun {
     pub score: AlpacaScore,
-    pub judging: AnnotateSummary,
+    /// The pairwise judge's counts (`None` for the weighted judge).
+    pub judging: Option<AnnotateSummary>,
     pub annotations: PathBuf,
     pub model_outputs: PathBuf,
 }
@@ -185,12 +186,22 @@ pub async fn judge_outputs<J: Judge>(
             preference: preference.get(&format!("alpaca-{i}")).copied(),
         })
         .collect();
+    write_run(dir, outputs, &annotations, Some(judging))
+}
+
+/// Scores `annotations` and writes the run's `model_outputs.json` and `annotations.json`.
+pub fn write_run(
+    dir: &Path,
+    outputs: &[AlpacaOutput],
+    annotations: &[AlpacaAnnotation],
+    judging: Option<AnnotateSummary>,
+) -> Result<AlpacaRun, EvalError> {
     let score = win_rate(&annotations.iter().map(|a| a.preference).collect::<Vec<_>>());
     Ok(AlpacaRun {
         score,
         judging,
-        model_outputs: write_json(&dir.join("model_outputs.json"), &outputs)?,
-        annotations: write_json(&dir.join("annotations.json"), &annotations)?,
+        model_outputs: write_json(&dir.join("model_outputs.json"), outputs)?,
+        annotations: write_json(&dir.join("annotations.json"), annotations)?,
     })
 }
 

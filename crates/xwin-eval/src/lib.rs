@@ -11,11 +11,12 @@ pub mod mt_bench;
 pub mod mt_bench_protocol;
 pub mod plots;
 pub mod report;
+pub mod weighted_judge;
 
 pub use alpaca::{AlpacaScore, read_annotations, win_rate};
 pub use alpaca_protocol::{
     AlpacaAnnotation, AlpacaOutput, AlpacaRun, align_outputs, generate_outputs, judge_outputs,
-    read_outputs,
+    read_outputs, write_run,
 };
 pub use best_of_n::{BestOfN, best_of_n, curve_points};
 pub use bootstrap::{Interval, bootstrap_mean};
@@ -25,6 +26,7 @@ pub use mt_bench::{
     single_scores,
 };
 pub use report::{ReportInputs, write_report};
+pub use weighted_judge::{WeightedVerdict, chatml_messages, judge_weighted};
 
 /// Errors of evaluation.
 #[derive(Debug, thiserror::Error)]

@@ -71,7 +71,10 @@ async fn oracle_run_writes_official_formats_and_resumes() {
     let run = judge_outputs(&OracleJudge, &outputs, &reference, dir.path(), options)
         .await
         .unwrap();
-    assert_eq!(run.judging.judged + run.judging.ties, 12);
+    assert_eq!(
+        run.judging.as_ref().unwrap().judged + run.judging.as_ref().unwrap().ties,
+        12
+    );
     // alpaca_eval reads a JSON list with these keys; our scorer reads the file back.
     let text = std::fs::read_to_string(&run.annotations).unwrap();
     let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
@@ -92,7 +95,7 @@ async fn oracle_run_writes_official_formats_and_resumes() {
     let rerun = judge_outputs(&OracleJudge, &outputs, &reference, dir.path(), options)
         .await
         .unwrap();
-    assert_eq!(rerun.judging.already_done, 12);
+    assert_eq!(rerun.judging.unwrap().already_done, 12);
     assert_eq!(rerun.score, run.score);
 }
 

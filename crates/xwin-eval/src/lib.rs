@@ -8,6 +8,7 @@ pub mod best_of_n;
 pub mod bootstrap;
 pub mod compare;
 pub mod mt_bench;
+pub mod mt_bench_pairwise;
 pub mod mt_bench_protocol;
 pub mod plots;
 pub mod report;

@@ -36,6 +36,30 @@ def alpaca(name):
     return {k: plain(v) for k, v in out.items()}
 
 
+def length_controlled(name):
+    """alpaca_eval's `length_controlled_minimal` design (tanh of the standardised length
+    difference, a model term, no intercept), its continuous-target trick (each row twice, with
+    label 1 weighted by p and label 0 by 1 - p), fitted without a penalty by scikit-learn."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    rows = json.load(open(os.path.join(SHARED, "alpaca_eval", "annotations", name)))
+    df = pd.DataFrame(rows)
+    delta = df["output_1"].str.len() - df["output_2"].str.len()
+    x = np.tanh(delta / delta.std())
+    y = df["preference"].astype(float).replace({0.0: 1.5}) - 1
+    keep = y.notna()
+    X = np.stack([x[keep], np.ones(keep.sum())], axis=1)
+    X2 = np.concatenate([X, X])
+    labels = np.concatenate([np.ones(keep.sum()), np.zeros(keep.sum())])
+    weights = np.concatenate([y[keep], 1 - y[keep]])
+    model = LogisticRegression(penalty=None, fit_intercept=False, tol=1e-12, max_iter=10000)
+    model.fit(X2, labels, sample_weight=weights)
+    length_weight, model_weight = model.coef_[0]
+    return {"length_controlled_winrate": float(100 / (1 + np.exp(-model_weight))),
+            "model_weight": float(model_weight), "length_weight": float(length_weight),
+            "n": int(keep.sum())}
+
+
 def captured(fn, **kwargs):
     tables = []
     show_result.print = lambda *a, **k: tables.extend(x for x in a if isinstance(x, pd.DataFrame))
@@ -90,6 +114,9 @@ def main():
         "alpaca": {
             "weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json": alpaca("weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json"),
             "alpaca_eval_cot_gpt4_turbo_fn__alpaca-7b__first60.json": alpaca("alpaca_eval_cot_gpt4_turbo_fn__alpaca-7b__first60.json"),
+        },
+        "alpaca_length_controlled_minimal_unpenalised": {
+            "weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json": length_controlled("weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json"),
         },
         "mt_bench_single": {"gpt-4_single.jsonl": single()},
         "mt_bench_pairwise": {

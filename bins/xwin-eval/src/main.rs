@@ -18,9 +18,7 @@ use mt_bench_cmd::MtBenchArgs;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xwin_eval::{
-    EvalError, pairwise_scores, read_annotations, read_judgments, single_scores, win_rate,
-};
+use xwin_eval::{EvalError, pairwise_scores, read_judgments, single_scores};
 
 #[derive(Parser)]
 #[command(
@@ -181,7 +179,7 @@ fn run(cli: Cli) -> Result<String, EvalError> {
             })
         }
         Command::AlpacaScore { annotations, json } => {
-            let s = win_rate(&read_annotations(&annotations)?);
+            let s = xwin_eval::score_file(&annotations)?;
             Ok(if json {
                 serde_json::to_string(&s).unwrap_or_default()
             } else {
@@ -189,7 +187,7 @@ fn run(cli: Cli) -> Result<String, EvalError> {
                     format!(" (95 % bootstrap {:.2}–{:.2})", i.low, i.high)
                 });
                 format!(
-                    "win rate {:.2} % ± {:.2}{ci}; {} wins, {} losses, {} draws of {} ({} without a preference); discrete {:.2} %",
+                    "win rate {:.2} % ± {:.2}{ci}; {} wins, {} losses, {} draws of {} ({} without a preference); discrete {:.2} %; length-controlled {}",
                     s.win_rate,
                     s.standard_error,
                     s.n_wins,
@@ -197,7 +195,9 @@ fn run(cli: Cli) -> Result<String, EvalError> {
                     s.n_draws,
                     s.n_total,
                     s.n_dropped,
-                    s.discrete_win_rate
+                    s.discrete_win_rate,
+                    s.length_controlled_winrate
+                        .map_or("–".into(), |v| format!("{v:.2} %"))
                 )
             })
         }

@@ -27,6 +27,10 @@ pub struct AlpacaScore {
     pub n_dropped: usize,
     /// Seeded 95 % bootstrap interval of `win_rate` (percent).
     pub interval: Option<Interval>,
+    /// The win rate at equal output lengths (percent; see [`crate::length_controlled`] for
+    /// how it differs from alpaca_eval's default GLM), where the outputs are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length_controlled_winrate: Option<f64>,
 }
 
 /// The preferences of an annotations file (`None` where missing or null).
@@ -101,5 +105,32 @@ pub fn win_rate(preferences: &[Option<f64>]) -> AlpacaScore {
         discrete_win_rate: discrete.iter().sum::<f64>() / n as f64 * 100.0,
         n_dropped: preferences.len() - n,
         interval,
+        length_controlled_winrate: None,
     }
+}
+
+/// Each annotation's output lengths (characters) and preference.
+pub fn read_annotation_rows(path: &Path) -> Result<Vec<(usize, usize, Option<f64>)>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| EvalError::Input {
+            path: path.display().to_string(),
+            message: format!("not an annotations list: {e}"),
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let len = |k: &str| r[k].as_str().map_or(0, |t| t.chars().count());
+            (len("output_1"), len("output_2"), r["preference"].as_f64())
+        })
+        .collect())
+}
+
+/// The win rate of an annotations file, with the length-controlled win rate.
+pub fn score_file(path: &Path) -> Result<AlpacaScore, EvalError> {
+    let rows = read_annotation_rows(path)?;
+    let mut score = win_rate(&rows.iter().map(|r| r.2).collect::<Vec<_>>());
+    score.length_controlled_winrate =
+        crate::length_controlled(&rows).map(|lc| lc.length_controlled_winrate);
+    Ok(score)
 }

@@ -196,7 +196,19 @@ pub fn write_run(
     annotations: &[AlpacaAnnotation],
     judging: Option<AnnotateSummary>,
 ) -> Result<AlpacaRun, EvalError> {
-    let score = win_rate(&annotations.iter().map(|a| a.preference).collect::<Vec<_>>());
+    let mut score = win_rate(&annotations.iter().map(|a| a.preference).collect::<Vec<_>>());
+    let rows: Vec<(usize, usize, Option<f64>)> = annotations
+        .iter()
+        .map(|a| {
+            (
+                a.output_1.chars().count(),
+                a.output_2.chars().count(),
+                a.preference,
+            )
+        })
+        .collect();
+    score.length_controlled_winrate =
+        crate::length_controlled(&rows).map(|lc| lc.length_controlled_winrate);
     Ok(AlpacaRun {
         score,
         judging,

@@ -7,6 +7,7 @@ pub mod alpaca_protocol;
 pub mod best_of_n;
 pub mod bootstrap;
 pub mod compare;
+pub mod length_controlled;
 pub mod mt_bench;
 pub mod mt_bench_pairwise;
 pub mod mt_bench_protocol;
@@ -14,7 +15,7 @@ pub mod plots;
 pub mod report;
 pub mod weighted_judge;
 
-pub use alpaca::{AlpacaScore, read_annotations, win_rate};
+pub use alpaca::{AlpacaScore, read_annotation_rows, read_annotations, score_file, win_rate};
 pub use alpaca_protocol::{
     AlpacaAnnotation, AlpacaOutput, AlpacaRun, align_outputs, generate_outputs, judge_outputs,
     read_outputs, write_run,
@@ -22,6 +23,7 @@ pub use alpaca_protocol::{
 pub use best_of_n::{BestOfN, best_of_n, curve_points};
 pub use bootstrap::{Interval, bootstrap_mean};
 pub use compare::{PairedComparison, paired_comparison, preferences_by_instruction};
+pub use length_controlled::{LengthControlled, length_controlled};
 pub use mt_bench::{
     PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,
     single_scores,

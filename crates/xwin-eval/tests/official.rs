@@ -52,6 +52,39 @@ fn alpaca_win_rates_equal_alpaca_eval() {
     }
 }
 
+/// The length-controlled win rate equals scikit-learn's unpenalised fit of the same design.
+#[test]
+fn length_controlled_fit_equals_scikit_learn() {
+    let reference = official();
+    for (name, want) in reference["alpaca_length_controlled_minimal_unpenalised"]
+        .as_object()
+        .unwrap()
+    {
+        let Some(path) = shared_data(&format!("data/alpaca_eval/annotations/{name}")) else {
+            return;
+        };
+        let rows = xwin_eval::read_annotation_rows(&path).unwrap();
+        let lc = xwin_eval::length_controlled(&rows).unwrap();
+        assert_eq!(lc.n as u64, want["n"].as_u64().unwrap());
+        for (ours, key) in [
+            (lc.length_controlled_winrate, "length_controlled_winrate"),
+            (lc.model_weight, "model_weight"),
+            (lc.length_weight, "length_weight"),
+        ] {
+            let theirs = want[key].as_f64().unwrap();
+            assert!(
+                (ours - theirs).abs() < 1e-5,
+                "{key}: {ours} vs scikit-learn {theirs}"
+            );
+        }
+        eprintln!(
+            "LC {:.4} % (raw {:.4} %)",
+            lc.length_controlled_winrate,
+            xwin_eval::score_file(&path).unwrap().win_rate
+        );
+    }
+}
+
 #[test]
 fn mt_bench_single_equals_show_result() {
     let Some(path) = shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl") else {

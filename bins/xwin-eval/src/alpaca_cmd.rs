@@ -167,26 +167,8 @@ pub fn alpaca(a: AlpacaArgs) -> Result<String, EvalError> {
     std::fs::create_dir_all(&a.out).map_err(|e| setup(format!("{}: {e}", a.out.display())))?;
     let outputs = match (&a.model, &a.outputs) {
         (Some(model), None) => {
-            let template = xwin_data::ChatTemplate::parse(&a.template).ok_or_else(|| {
-                setup(format!(
-                    "--template {}: use vicuna-v11 or llama2",
-                    a.template
-                ))
-            })?;
-            let device = xwin_model::parse_device(&a.device).map_err(|e| setup(e.to_string()))?;
-            let llm =
-                xwin_model::load_causal_lm(model, &device).map_err(|e| setup(e.to_string()))?;
-            let tokenizer = xwin_data::load_tokenizer(&model.join("tokenizer.json"))?;
-            let name = model
-                .file_name()
-                .map_or("model".into(), |n| n.to_string_lossy().to_string());
-            let sampler = xwin_rs::LocalSampler {
-                model: &llm,
-                tokenizer: &tokenizer,
-                template,
-                name,
-                device,
-            };
+            let policy = crate::policy::Policy::load(model, &a.device, &a.template)?;
+            let sampler = policy.sampler(policy.name.clone());
             let spec = xwin_rs::SampleSpec {
                 n: 1,
                 temperature: a.temperature,

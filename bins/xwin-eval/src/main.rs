@@ -10,6 +10,7 @@ static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 mod alpaca_cmd;
 mod judge;
 mod mt_bench_cmd;
+mod policy;
 
 use alpaca_cmd::{AlpacaArgs, BestOfNArgs};
 use clap::{Parser, Subcommand, ValueEnum};

@@ -72,28 +72,9 @@ pub fn mt_bench(a: MtBenchArgs) -> Result<String, EvalError> {
             .collect();
     let answers = match (&a.model, &a.answers) {
         (Some(model), None) => {
-            let template = xwin_data::ChatTemplate::parse(&a.template).ok_or_else(|| {
-                setup(format!(
-                    "--template {}: use vicuna-v11 or llama2",
-                    a.template
-                ))
-            })?;
-            let device = xwin_model::parse_device(&a.device).map_err(|e| setup(e.to_string()))?;
-            let llm =
-                xwin_model::load_causal_lm(model, &device).map_err(|e| setup(e.to_string()))?;
-            let tokenizer = xwin_data::load_tokenizer(&model.join("tokenizer.json"))?;
-            let id = a.model_id.clone().unwrap_or_else(|| {
-                model
-                    .file_name()
-                    .map_or("model".into(), |n| n.to_string_lossy().to_string())
-            });
-            let sampler = xwin_rs::LocalSampler {
-                model: &llm,
-                tokenizer: &tokenizer,
-                template,
-                name: id.clone(),
-                device,
-            };
+            let policy = crate::policy::Policy::load(model, &a.device, &a.template)?;
+            let id = a.model_id.clone().unwrap_or_else(|| policy.name.clone());
+            let sampler = policy.sampler(id.clone());
             mt::generate_answers(&sampler, &questions, a.max_new_tokens, a.seed, &id, &a.out)?.0
         }
         (None, Some(path)) => {

@@ -35,24 +35,15 @@ pub struct AlpacaScore {
 
 /// The preferences of an annotations file (`None` where missing or null).
 pub fn read_annotations(path: &Path) -> Result<Vec<Option<f64>>, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
-    let input = |message: String| EvalError::Input {
-        path: path.display().to_string(),
-        message,
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| input(format!("not JSON: {e}")))?;
-    let rows = value
-        .as_array()
-        .ok_or_else(|| input("expected a list of annotations".into()))?;
-    rows.iter()
+    read_annotation_list(path)?
+        .iter()
         .enumerate()
         .map(|(i, row)| match row.get("preference") {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(p) => p
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| input(format!("annotation {i}: preference is not a number"))),
+            Some(p) => p.as_f64().map(Some).ok_or_else(|| EvalError::Input {
+                path: path.display().to_string(),
+                message: format!("annotation {i}: preference is not a number"),
+            }),
         })
         .collect()
 }
@@ -109,15 +100,18 @@ pub fn win_rate(preferences: &[Option<f64>]) -> AlpacaScore {
     }
 }
 
+/// The records of an `annotations.json` (a JSON list), as JSON values.
+pub fn read_annotation_list(path: &Path) -> Result<Vec<serde_json::Value>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| EvalError::Input {
+        path: path.display().to_string(),
+        message: format!("not an annotations list: {e}"),
+    })
+}
+
 /// Each annotation's output lengths (characters) and preference.
 pub fn read_annotation_rows(path: &Path) -> Result<Vec<(usize, usize, Option<f64>)>, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&text).map_err(|e| EvalError::Input {
-            path: path.display().to_string(),
-            message: format!("not an annotations list: {e}"),
-        })?;
-    Ok(rows
+    Ok(read_annotation_list(path)?
         .iter()
         .map(|r| {
             let len = |k: &str| r[k].as_str().map_or(0, |t| t.chars().count());

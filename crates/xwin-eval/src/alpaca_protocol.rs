@@ -170,8 +170,19 @@ pub async fn judge_outputs<J: Judge>(
             preference.entry(f.id).or_insert(1.5);
         }
     }
-    let annotator = judge.identity().model;
-    let annotations: Vec<AlpacaAnnotation> = outputs
+    let annotations = annotations(outputs, reference, &judge.identity().model, &preference);
+    write_run(dir, outputs, &annotations, Some(judging))
+}
+
+/// alpaca_eval's annotations of `outputs` against `reference` (in the same order), with the
+/// preference of each `alpaca-{i}` where a verdict exists.
+pub fn annotations(
+    outputs: &[AlpacaOutput],
+    reference: &[AlpacaOutput],
+    annotator: &str,
+    preference: &HashMap<String, f64>,
+) -> Vec<AlpacaAnnotation> {
+    outputs
         .iter()
         .zip(reference)
         .enumerate()
@@ -182,11 +193,10 @@ pub async fn judge_outputs<J: Judge>(
             output_2: o.output.clone(),
             generator_2: o.generator.clone(),
             dataset: r.dataset.clone(),
-            annotator: annotator.clone(),
+            annotator: annotator.to_string(),
             preference: preference.get(&format!("alpaca-{i}")).copied(),
         })
-        .collect();
-    write_run(dir, outputs, &annotations, Some(judging))
+        .collect()
 }
 
 /// Scores `annotations` and writes the run's `model_outputs.json` and `annotations.json`.

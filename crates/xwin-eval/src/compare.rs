@@ -29,12 +29,7 @@ pub struct PairedComparison {
 /// Preferences of an `annotations.json` by instruction (usable ones only, as `win_rate`
 /// keeps them: in [1, 2], the legacy 0 read as a draw).
 pub fn preferences_by_instruction(path: &Path) -> Result<HashMap<String, f64>, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&text).map_err(|e| EvalError::Input {
-            path: path.display().to_string(),
-            message: format!("not an annotations list: {e}"),
-        })?;
+    let rows = crate::alpaca::read_annotation_list(path)?;
     let mut out = HashMap::new();
     for (i, row) in rows.iter().enumerate() {
         let instruction = row["instruction"]

@@ -7,13 +7,12 @@
 
 use crate::EvalError;
 use crate::mt_bench_protocol::{
-    Grader, JudgePrompt, ModelAnswer, Question, needs_reference, read_jsonl,
+    Grader, JudgePrompt, JudgmentFile, ModelAnswer, Question, needs_reference, now, open_judgments,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use xwin_data::JsonlWriter;
 
 /// A line of `model_judgment/<judge>_pair.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,12 +141,11 @@ pub async fn grade_pairwise(
     out: &Path,
     concurrency: usize,
 ) -> Result<Vec<PairRecord>, EvalError> {
-    let _lock = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(out, false))?;
-    let mut writer = JsonlWriter::append(out)?;
-    let done: Vec<PairRecord> = read_jsonl(out).or_else(|e| match e {
-        EvalError::Data(_) => Ok(Vec::new()),
-        other => Err(other),
-    })?;
+    let JudgmentFile {
+        _lock,
+        mut writer,
+        done,
+    } = open_judgments::<PairRecord>(out)?;
     let key = |q: i64, t: u32, m1: &str, m2: &str| format!("{q}/{t}/{m1}/{m2}");
     let seen: HashSet<String> = done
         .iter()
@@ -223,9 +221,7 @@ pub async fn grade_pairwise(
                         g2_user_prompt: u2,
                         g2_judgment: j2,
                         turn,
-                        tstamp: std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0.0, |d| d.as_secs_f64()),
+                        tstamp: now(),
                     })
                 }
             })

@@ -95,7 +95,27 @@ pub fn needs_reference(category: &str) -> bool {
     matches!(category, "math" | "reasoning" | "coding" | "arena-hard-200")
 }
 
-fn now() -> f64 {
+/// An append-only judgment file opened for a run: locked (one run per file), its torn tail
+/// cut, and the records it already holds (what a rerun skips).
+pub(crate) struct JudgmentFile<T> {
+    pub _lock: xwin_data::OutputLock,
+    pub writer: JsonlWriter,
+    pub done: Vec<T>,
+}
+
+pub(crate) fn open_judgments<T: for<'de> Deserialize<'de>>(
+    out: &Path,
+) -> Result<JudgmentFile<T>, EvalError> {
+    let lock = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(out, false))?;
+    let writer = JsonlWriter::append(out)?;
+    Ok(JudgmentFile {
+        _lock: lock,
+        done: read_jsonl(out)?,
+        writer,
+    })
+}
+
+pub(crate) fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -295,12 +315,11 @@ pub async fn grade_single(
     out: &Path,
     concurrency: usize,
 ) -> Result<Vec<SingleRecord>, EvalError> {
-    let _lock = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(out, false))?;
-    let mut writer = JsonlWriter::append(out)?;
-    let done: Vec<SingleRecord> = read_jsonl(out).or_else(|e| match e {
-        EvalError::Data(_) => Ok(Vec::new()),
-        other => Err(other),
-    })?;
+    let JudgmentFile {
+        _lock,
+        mut writer,
+        done,
+    } = open_judgments::<SingleRecord>(out)?;
     let key = |q: i64, t: u32, m: &str, p: &str| format!("{q}/{t}/{m}/{p}");
     let seen: HashSet<String> = done
         .iter()

@@ -136,21 +136,10 @@ pub async fn judge_weighted(
             Err(e) => tracing::warn!(%id, error = %e, "weighted judge gave no verdict"),
         }
     }
-    Ok(outputs
-        .iter()
-        .zip(reference)
-        .enumerate()
-        .map(|(i, (o, r))| AlpacaAnnotation {
-            instruction: r.instruction.clone(),
-            output_1: r.output.clone(),
-            generator_1: r.generator.clone(),
-            output_2: o.output.clone(),
-            generator_2: o.generator.clone(),
-            dataset: r.dataset.clone(),
-            annotator: format!("weighted_alpaca_eval/{}", client.config().model),
-            preference: verdicts.get(&format!("alpaca-{i}")).copied(),
-        })
-        .collect())
+    let annotator = format!("weighted_alpaca_eval/{}", client.config().model);
+    Ok(crate::alpaca_protocol::annotations(
+        outputs, reference, &annotator, &verdicts,
+    ))
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@ use xwin_annotate::{
 };
 use xwin_data::{ChatTemplate, load_tokenizer};
 use xwin_eval::{
-    AlpacaOutput, align_outputs, generate_outputs, judge_outputs, read_annotations, read_outputs,
-    win_rate,
+    AlpacaOutput, align_outputs, generate_outputs, judge_outputs, read_outputs, win_rate,
 };
 use xwin_testkit::shared_data;
 use xwin_testkit::test_server::{Action, TestServer};
@@ -86,7 +85,7 @@ async fn oracle_run_writes_official_formats_and_resumes() {
         let p = row["preference"].as_f64().unwrap();
         assert!(p == 1.0 || p == 1.5 || p == 2.0);
     }
-    let again = win_rate(&read_annotations(&run.annotations).unwrap());
+    let again = xwin_eval::score_file(&run.annotations).unwrap();
     assert_eq!(again, run.score);
     assert_eq!(read_outputs(&run.model_outputs).unwrap(), outputs);
     // The oracle prefers the long reference answers to 12-token outputs.

@@ -61,6 +61,9 @@ enum Command {
         /// An Xwin-Set (best-of-n curve, RM score by rank).
         #[arg(long)]
         xwin_set: Option<PathBuf>,
+        /// `xwin-rm`'s held-out `eval.json` (accuracy by rating, paper Table 3).
+        #[arg(long)]
+        rm_eval: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -139,6 +142,7 @@ fn run(cli: Cli) -> Result<String, EvalError> {
             mt_bench,
             questions,
             xwin_set,
+            rm_eval,
             out,
         } => {
             let alpaca = alpaca
@@ -156,6 +160,7 @@ fn run(cli: Cli) -> Result<String, EvalError> {
                 mt_bench,
                 questions,
                 xwin_set,
+                rm_eval,
             };
             Ok(xwin_eval::write_report(&inputs, &out)?
                 .display()

@@ -25,6 +25,8 @@ pub struct ReportInputs {
     pub questions: Option<PathBuf>,
     /// An Xwin-Set with N samples per prompt.
     pub xwin_set: Option<PathBuf>,
+    /// The reward model's held-out evaluation (`xwin-rm`'s `eval.json`): paper Table 3.
+    pub rm_eval: Option<PathBuf>,
 }
 
 fn ci(i: Option<crate::Interval>) -> String {
@@ -191,6 +193,17 @@ pub fn write_report(inputs: &ReportInputs, out: &Path) -> Result<PathBuf, EvalEr
             &|x| format!("{x:.0}"),
         )?;
         md.push_str("\n![RM score by rank](rm-by-rank.svg)\n");
+    }
+    if let Some(path) = &inputs.rm_eval {
+        let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
+        let report: xwin_rm::EvalReport =
+            serde_json::from_str(&text).map_err(|e| EvalError::Input {
+                path: path.display().to_string(),
+                message: format!("not an xwin-rm eval.json: {e}"),
+            })?;
+        md.push_str("\n## Reward model accuracy by rating (paper Table 3)\n\n");
+        md.push_str(&report.table());
+        md.push('\n');
     }
     let path = out.join("report.md");
     std::fs::write(&path, md).map_err(|e| xwin_data::DataError::io(&path, e))?;

@@ -50,12 +50,22 @@ fn report_has_every_section_and_plot() {
         .join("\n"),
     )
     .unwrap();
+    let rm_eval = dir.path().join("eval.json");
+    let bucket = serde_json::json!({"pairs": 4, "correct": 3, "accuracy": 0.75});
+    std::fs::write(
+        &rm_eval,
+        serde_json::json!({"loss": 0.5, "all": bucket, "by_rating": {"better": bucket},
+        "chosen": {"mean": 1.0, "std": 0.5}, "rejected": {"mean": -1.0, "std": 0.5}})
+        .to_string(),
+    )
+    .unwrap();
     let out = dir.path().join("report");
     let inputs = ReportInputs {
         alpaca: vec![("A".into(), a.clone()), ("B".into(), b)],
         mt_bench: vec![judgments],
         questions: Some(questions),
         xwin_set: Some(set),
+        rm_eval: Some(rm_eval.clone()),
     };
     let md = std::fs::read_to_string(write_report(&inputs, &out).unwrap()).unwrap();
     let wa = win_rate(&read_annotations(&a).unwrap());
@@ -65,6 +75,7 @@ fn report_has_every_section_and_plot() {
         md.contains("| 4 | 3.0000 |"),
         "best-of-4 picks 3.0 twice:\n{md}"
     );
+    assert!(md.contains("Table 3") && md.contains("75.0"), "{md}");
     for svg in [
         "alpaca.svg",
         "mt-bench-categories.svg",

@@ -4,13 +4,13 @@
 use crate::objective::{PairBatch, bradley_terry, pair_rewards};
 use burn::module::Module;
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use xwin_data::Rating;
 use xwin_model::{LlamaForReward, ModelError};
 
 /// Accuracy on the pairs of one rating.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     pub pairs: usize,
     pub correct: usize,
@@ -23,7 +23,7 @@ impl Bucket {
 }
 
 /// Mean and standard deviation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
     pub mean: f64,
     pub std: f64,
@@ -40,7 +40,7 @@ fn spread(values: &[f64]) -> Spread {
 }
 
 /// What [`evaluate`] measures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Mean loss per pair (without margins, so runs with and without them compare).
     pub loss: f64,

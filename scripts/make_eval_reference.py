@@ -10,7 +10,11 @@
   is in ../shared.
 
 The tables show_result prints are captured as DataFrames (its module-level `print` is
-replaced) rather than parsed from text. Writes fixtures/eval/official.json.
+replaced) rather than parsed from text. Also the official code on files xwin-eval wrote (fixtures/eval/ours/: an `alpaca` run and
+an `mt-bench` run with single and pairwise grading, on synthetic instructions, through the
+offline oracle): read with alpaca_eval's own loader and FastChat's `pd.read_json`, they give
+the aggregates xwin-eval reports, so the official tools can re-score our runs.
+Writes fixtures/eval/official.json.
 Run: pip install alpaca_eval==0.6.6 fschat==0.2.36 pandas; python3 scripts/make_eval_reference.py"""
 import argparse
 import json
@@ -58,6 +62,26 @@ def length_controlled(name):
     return {"length_controlled_winrate": float(100 / (1 + np.exp(-model_weight))),
             "model_weight": float(model_weight), "length_weight": float(length_weight),
             "n": int(keep.sum())}
+
+
+def ours():
+    from alpaca_eval import utils
+    base = os.path.join(OUT, "ours")
+    annotations = utils.load_or_convert_to_dataframe(os.path.join(base, "annotations.json"))
+    outputs = utils.load_or_convert_to_dataframe(os.path.join(base, "model_outputs.json"))
+    assert {"instruction", "output", "generator"} <= set(outputs.columns)
+    alpaca_score = {k: plain(v) for k, v in get_winrate(annotations).items()}
+    single_path = os.path.join(base, "oracle_single.jsonl")
+    t1, t2, avg = captured(show_result.display_result_single, input_file=single_path)
+    single_models = {}
+    for (model, _), row in t1.iterrows():
+        single_models.setdefault(model, {})["turn1"] = float(row["score"])
+    for (model, _), row in t2.iterrows():
+        single_models.setdefault(model, {})["turn2"] = float(row["score"])
+    for model, row in avg.iterrows():
+        single_models.setdefault(model, {})["overall"] = float(row["score"])
+    return {"alpaca": alpaca_score, "mt_bench_single": {"models": single_models},
+            "mt_bench_pairwise": pairwise(os.path.join(base, "oracle_pair.jsonl"), "synthetic-baseline")}
 
 
 def captured(fn, **kwargs):
@@ -119,6 +143,7 @@ def main():
             "weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json": length_controlled("weighted_alpaca_eval_gpt4_turbo__text_davinci_003.json"),
         },
         "mt_bench_single": {"gpt-4_single.jsonl": single()},
+        "ours": ours(),
         "mt_bench_pairwise": {
             "baseline gpt-3.5-turbo": pairwise(pair_path, "gpt-3.5-turbo"),
             "all pairs": pairwise(pair_path, None),

@@ -182,3 +182,45 @@ fn bad_input_is_named() {
     assert_eq!((w.n_total, w.n_dropped, w.n_draws, w.n_wins), (2, 2, 1, 1));
     assert_eq!(w.win_rate, 75.0);
 }
+
+/// Files xwin-eval wrote (`fixtures/eval/ours/`), read by the official loaders and scored by
+/// the official code in `scripts/make_eval_reference.py`, give what our scorers give.
+#[test]
+fn the_official_code_rescores_our_files_to_our_numbers() {
+    let reference = official();
+    let ours = &reference["ours"];
+    let dir = root().join("fixtures/eval/ours");
+    let a = win_rate(&read_annotations(&dir.join("annotations.json")).unwrap());
+    close(a.win_rate, &ours["alpaca"]["win_rate"], "alpaca win rate");
+    close(
+        a.standard_error,
+        &ours["alpaca"]["standard_error"],
+        "alpaca s.e.",
+    );
+    assert_eq!(
+        a.n_total as u64,
+        ours["alpaca"]["n_total"].as_u64().unwrap()
+    );
+    let outputs = xwin_eval::read_outputs(&dir.join("model_outputs.json")).unwrap();
+    assert_eq!(outputs.len(), 30);
+    let single = single_scores(&read_judgments(&dir.join("oracle_single.jsonl"), None).unwrap());
+    for (model, s) in &single {
+        let want = &ours["mt_bench_single"]["models"][model];
+        close(s.turn1.unwrap(), &want["turn1"], model);
+        close(s.turn2.unwrap(), &want["turn2"], model);
+        close(s.overall, &want["overall"], model);
+    }
+    let pairs = read_judgments(&dir.join("oracle_pair.jsonl"), None).unwrap();
+    for (model, s) in pairwise_scores(&pairs, Some("synthetic-baseline")) {
+        let want = &ours["mt_bench_pairwise"]["models"][&model];
+        assert_eq!(
+            [s.win, s.loss, s.tie].map(|v| v as f64),
+            [
+                want["win"].as_f64().unwrap(),
+                want["loss"].as_f64().unwrap(),
+                want["tie"].as_f64().unwrap()
+            ]
+        );
+        close(s.win_rate_adjusted, &want["win_rate_adjusted"], &model);
+    }
+}

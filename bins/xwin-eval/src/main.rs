@@ -64,6 +64,14 @@ enum Command {
         /// `xwin-rm`'s held-out `eval.json` (accuracy by rating, paper Table 3).
         #[arg(long)]
         rm_eval: Option<PathBuf>,
+        /// Training conversations (paper Table 1; needs --tokenizer).
+        #[arg(long, requires = "tokenizer")]
+        conversations: Option<PathBuf>,
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Judged pairs, Xwin-Pair JSONL (paper Table 2).
+        #[arg(long)]
+        pairs: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -143,6 +151,9 @@ fn run(cli: Cli) -> Result<String, EvalError> {
             questions,
             xwin_set,
             rm_eval,
+            conversations,
+            tokenizer,
+            pairs,
             out,
         } => {
             let alpaca = alpaca
@@ -161,6 +172,8 @@ fn run(cli: Cli) -> Result<String, EvalError> {
                 questions,
                 xwin_set,
                 rm_eval,
+                conversations: conversations.zip(tokenizer),
+                pairs,
             };
             Ok(xwin_eval::write_report(&inputs, &out)?
                 .display()

@@ -27,6 +27,10 @@ pub struct ReportInputs {
     pub xwin_set: Option<PathBuf>,
     /// The reward model's held-out evaluation (`xwin-rm`'s `eval.json`): paper Table 3.
     pub rm_eval: Option<PathBuf>,
+    /// Training conversations and the tokenizer that counts their tokens: paper Table 1.
+    pub conversations: Option<(PathBuf, PathBuf)>,
+    /// Judged pairs (Xwin-Pair JSONL): paper Table 2.
+    pub pairs: Option<PathBuf>,
 }
 
 fn ci(i: Option<crate::Interval>) -> String {
@@ -193,6 +197,35 @@ pub fn write_report(inputs: &ReportInputs, out: &Path) -> Result<PathBuf, EvalEr
             &|x| format!("{x:.0}"),
         )?;
         md.push_str("\n![RM score by rank](rm-by-rank.svg)\n");
+    }
+    if let Some((data, tokenizer)) = &inputs.conversations {
+        let encoder = xwin_data::load_tokenizer(tokenizer)?;
+        let mut stats = xwin_data::ConversationStats::default();
+        let mut failure = None;
+        xwin_data::for_each_conversation(data, xwin_data::ReadOptions::default(), |c| {
+            if failure.is_none()
+                && let Err(e) = stats.add(&c, &encoder)
+            {
+                failure = Some(e);
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        md.push_str("\n## Training conversations (paper Table 1)\n\n");
+        md.push_str(&stats.table());
+        md.push('\n');
+    }
+    if let Some(path) = &inputs.pairs {
+        let mut stats = xwin_data::PairStats::default();
+        xwin_data::for_each_record(
+            path,
+            xwin_data::ReadOptions::default(),
+            |p: xwin_data::XwinPair| stats.add(&p),
+        )?;
+        md.push_str("\n## Judged pairs by rating (paper Table 2)\n\n");
+        md.push_str(&stats.table());
+        md.push('\n');
     }
     if let Some(path) = &inputs.rm_eval {
         let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;

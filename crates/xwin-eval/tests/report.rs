@@ -5,6 +5,7 @@ use xwin_eval::{ReportInputs, read_annotations, win_rate, write_report};
 
 #[test]
 fn report_has_every_section_and_plot() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
     let ann = |name: &str, prefs: &[f64]| {
         let rows: Vec<serde_json::Value> = prefs
@@ -66,6 +67,11 @@ fn report_has_every_section_and_plot() {
         questions: Some(questions),
         xwin_set: Some(set),
         rm_eval: Some(rm_eval.clone()),
+        conversations: Some((
+            root.join("data/demo/sft.jsonl"),
+            root.join("fixtures/tiny-llama/tokenizer.json"),
+        )),
+        pairs: Some(root.join("data/demo/rm-pairs.jsonl")),
     };
     let md = std::fs::read_to_string(write_report(&inputs, &out).unwrap()).unwrap();
     let wa = win_rate(&read_annotations(&a).unwrap());
@@ -76,6 +82,7 @@ fn report_has_every_section_and_plot() {
         "best-of-4 picks 3.0 twice:\n{md}"
     );
     assert!(md.contains("Table 3") && md.contains("75.0"), "{md}");
+    assert!(md.contains("Table 1") && md.contains("Table 2"), "{md}");
     for svg in [
         "alpaca.svg",
         "mt-bench-categories.svg",

@@ -227,6 +227,19 @@ pub fn write_run(
     })
 }
 
+/// A name usable in a file name (`/` and other separators replaced).
+pub(crate) fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<PathBuf, EvalError> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
     std::fs::write(path, text).map_err(|e| xwin_data::DataError::io(path, e))?;
@@ -234,7 +247,9 @@ fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<PathBuf, 
 }
 
 /// The policy's outputs for every reference instruction, sampled with `spec` (the Xwin
-/// AlpacaEval setting: temperature 0.7, top-p 1) into `dir/samples.jsonl` (resumable).
+/// AlpacaEval setting: temperature 0.7, top-p 1) into `dir/samples-<generator>.jsonl`
+/// (resumable; named by the sampler so that another policy in the same directory never
+/// reuses these samples).
 pub fn generate_outputs(
     sampler: &xwin_rs::LocalSampler,
     reference: &[AlpacaOutput],
@@ -249,7 +264,7 @@ pub fn generate_outputs(
             conversation: instruction_prompt(&r.instruction),
         })
         .collect();
-    let samples = dir.join("samples.jsonl");
+    let samples = dir.join(format!("samples-{}.jsonl", file_safe(&sampler.name)));
     let options = xwin_rs::LocalOptions {
         skip_long: true,
         ..xwin_rs::LocalOptions::default()

@@ -123,7 +123,8 @@ pub(crate) fn now() -> f64 {
 
 /// Two-turn answers of the local policy: turn 1 for every question, then turn 2 with the
 /// first answer in the history, each at its category's temperature. Samples go to
-/// `dir/answer-samples-t{1,2}-*.jsonl` (resumable); the answers to
+/// `dir/answer-samples-<model_id>-t{1,2}-*.jsonl` (resumable; per model, so that another
+/// policy answering in the same directory never reuses them); the answers to
 /// `dir/model_answer/<model_id>.jsonl`.
 pub fn generate_answers(
     sampler: &xwin_rs::LocalSampler,
@@ -165,7 +166,11 @@ pub fn generate_answers(
                 seed,
                 pair_temperatures: None,
             };
-            let path = dir.join(format!("answer-samples-t{}-{temperature}.jsonl", turn + 1));
+            let path = dir.join(format!(
+                "answer-samples-{}-t{}-{temperature}.jsonl",
+                crate::alpaca_protocol::file_safe(model_id),
+                turn + 1
+            ));
             let options = xwin_rs::LocalOptions {
                 skip_long: true,
                 ..xwin_rs::LocalOptions::default()

@@ -167,3 +167,35 @@ async fn tiny_policy_end_to_end_with_a_judge_over_http() {
         .unwrap();
     assert_eq!((again.len(), server.requests()), (8, 8));
 }
+
+/// Two policies answering into the same directory each get their own answers.
+#[test]
+fn two_policies_in_one_directory_keep_their_own_answers() {
+    let Some(question_path) = shared_data("data/mt_bench/question.jsonl") else {
+        return;
+    };
+    let questions: Vec<Question> = read_jsonl::<Question>(&question_path)
+        .unwrap()
+        .into_iter()
+        .take(2)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama");
+    let model = xwin_model::load_causal_lm(&policy, &device).unwrap();
+    let tokenizer = load_tokenizer(&policy.join("tokenizer.json")).unwrap();
+    let sampler = |name: &str| xwin_rs::LocalSampler {
+        model: &model,
+        tokenizer: &tokenizer,
+        template: ChatTemplate::VicunaV11,
+        name: name.into(),
+        device: device.clone(),
+    };
+    let (a, _) = generate_answers(&sampler("a"), &questions, 8, 1, "a", dir.path()).unwrap();
+    let (b, _) = generate_answers(&sampler("b"), &questions, 8, 2, "b", dir.path()).unwrap();
+    assert_ne!(
+        a.iter().map(|x| &x.choices[0].turns).collect::<Vec<_>>(),
+        b.iter().map(|x| &x.choices[0].turns).collect::<Vec<_>>(),
+        "the second policy (another seed) must not reuse the first one's samples"
+    );
+}

@@ -33,6 +33,19 @@ enum Command {
         #[arg(long)]
         skip_bad: bool,
     },
+    /// Write the verifiable demo task: `n` instructions with computed answers, as ShareGPT
+    /// conversations (for SFT and sampling) or, with --tasks, as records with the reference
+    /// answer (for exact-match evaluation).
+    DemoTask {
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        tasks: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show the rendered prompt of the first conversations and how many tokens train.
     Render {
         file: PathBuf,
@@ -47,6 +60,22 @@ enum Command {
 
 fn run(cli: Cli) -> Result<String, DataError> {
     match cli.command {
+        Command::DemoTask {
+            n,
+            seed,
+            tasks,
+            out,
+        } => {
+            let mut writer = xwin_data::JsonlWriter::create(&out)?;
+            for t in xwin_data::demo_tasks(n, seed) {
+                if tasks {
+                    writer.write(&t)?;
+                } else {
+                    writer.write(&t.conversation())?;
+                }
+            }
+            Ok(serde_json::json!({ "written": n, "out": out }).to_string())
+        }
         Command::Stats {
             file,
             tokenizer,

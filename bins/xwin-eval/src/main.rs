@@ -47,6 +47,28 @@ enum Command {
     /// FastChat's judge prompts, `--runs` times; writes FastChat's `model_answer/` and
     /// `model_judgment/` files under --out, prints turn 1 / turn 2 / overall (median of runs).
     MtBench(MtBenchArgs),
+    /// Exact-match accuracy on the verifiable demo task (`xwin-data demo-task --tasks`):
+    /// overall and per kind, with a bootstrap interval.
+    ExactMatch {
+        /// DemoTask JSONL (id, kind, instruction, answer).
+        #[arg(long)]
+        tasks: PathBuf,
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value = "vicuna-v11")]
+        template: String,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 32)]
+        max_new_tokens: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// A Markdown report with SVG plots of the given evaluation artifacts.
     Report {
         /// `NAME=annotations.json` of a policy (repeat for several).
@@ -145,6 +167,56 @@ fn run(cli: Cli) -> Result<String, EvalError> {
         Command::Alpaca(a) => alpaca_cmd::alpaca(a),
         Command::BestOfN(a) => alpaca_cmd::best_of_n(a),
         Command::MtBench(a) => mt_bench_cmd::mt_bench(a),
+        Command::ExactMatch {
+            tasks,
+            model,
+            device,
+            template,
+            temperature,
+            max_new_tokens,
+            out,
+            json,
+        } => {
+            let (tasks, _) = xwin_data::read_records::<xwin_data::DemoTask>(
+                &tasks,
+                xwin_data::ReadOptions::default(),
+            )?;
+            let policy = policy::Policy::load(&model, &device, &template)?;
+            let spec = xwin_rs::SampleSpec {
+                n: 1,
+                temperature,
+                top_p: 1.0,
+                top_k: 0,
+                max_new_tokens,
+                seed: 0,
+                pair_temperatures: None,
+            };
+            let s = xwin_eval::evaluate_exact_match(
+                &policy.sampler(policy.name.clone()),
+                &tasks,
+                &spec,
+                &out,
+            )?;
+            Ok(if json {
+                serde_json::to_string(&s).unwrap_or_default()
+            } else {
+                let kinds: Vec<String> = s
+                    .by_kind
+                    .iter()
+                    .map(|(k, (c, n))| format!("{k} {c}/{n}"))
+                    .collect();
+                let ci = s.interval.map_or(String::new(), |i| {
+                    format!(" (95 % {:.1}–{:.1})", i.low, i.high)
+                });
+                format!(
+                    "exact match {:.1} %{ci}: {} of {}; {}",
+                    s.accuracy,
+                    s.correct,
+                    s.n,
+                    kinds.join(", ")
+                )
+            })
+        }
         Command::Report {
             alpaca,
             mt_bench,

@@ -170,3 +170,35 @@ fn best_of_n_curve_against_a_reference() {
     assert!(out.join("best-of-4/annotations.json").exists());
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Exact match on the verifiable demo task runs end to end and reports every kind.
+#[test]
+fn exact_match_on_the_demo_task() {
+    let dir = std::env::temp_dir().join(format!("xwin-eval-em-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tasks = dir.join("tasks.jsonl");
+    let lines: Vec<String> = xwin_data::demo_tasks(20, 4)
+        .iter()
+        .map(|t| serde_json::to_string(t).unwrap())
+        .collect();
+    std::fs::write(&tasks, lines.join("\n")).unwrap();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama");
+    let out = dir.join("out");
+    let s = json(&[
+        "exact-match",
+        "--tasks",
+        tasks.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--max-new-tokens",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(s["n"], 20);
+    assert_eq!(s["by_kind"].as_object().unwrap().len(), 5);
+    let accuracy = s["accuracy"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&accuracy));
+    std::fs::remove_dir_all(dir).ok();
+}

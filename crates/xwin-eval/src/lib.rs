@@ -7,6 +7,7 @@ pub mod alpaca_protocol;
 pub mod best_of_n;
 pub mod bootstrap;
 pub mod compare;
+pub mod exact_match;
 pub mod length_controlled;
 pub mod mt_bench;
 pub mod mt_bench_pairwise;
@@ -23,6 +24,7 @@ pub use alpaca_protocol::{
 pub use best_of_n::{BestOfN, best_of_n, curve_points};
 pub use bootstrap::{Interval, bootstrap_mean};
 pub use compare::{PairedComparison, paired_comparison, preferences_by_instruction};
+pub use exact_match::{ExactMatch, evaluate_exact_match, score_exact_match};
 pub use length_controlled::{LengthControlled, length_controlled};
 pub use mt_bench::{
     PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,

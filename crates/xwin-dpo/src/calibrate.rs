@@ -4,10 +4,11 @@
 //! writes now. Probe samples and scores are artifacts in the run directory (resumable).
 
 use crate::DpoError;
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
-use xwin_model::{LlamaForCausalLM, load_reward_model, parse_device};
+use xwin_data::{ChatTemplate, ReadOptions};
+use xwin_model::{LlamaForCausalLM, load_reward_model};
 use xwin_rs::{LocalOptions, LocalSampler, RankStats, SampleSpec, rank_stats, read_prompts};
 
 /// The `[calibrate]` table.
@@ -66,18 +67,17 @@ pub fn closest_rank(mean_by_rank: &[f64], target: f64) -> Option<usize> {
 
 /// Samples, scores and chooses; `dir` holds `probe-samples.jsonl`, `probe-xwin-set.jsonl` and
 /// `calibration.json`.
+#[allow(clippy::too_many_arguments)]
 pub fn calibrate(
     policy: &LlamaForCausalLM,
     policy_dir: &Path,
-    tokenizer_path: &Path,
+    tokenizer: &tokenizers::Tokenizer,
     template: ChatTemplate,
     section: &CalibrateSection,
     xwin_set: &RankStats,
     dir: &Path,
-    device_name: &str,
+    device: &Device,
 ) -> Result<Calibration, DpoError> {
-    let device = parse_device(device_name)?;
-    let tokenizer = load_tokenizer(tokenizer_path)?;
     let (mut prompts, _) = read_prompts(
         &section.prompts,
         section.first_replies,
@@ -102,7 +102,7 @@ pub fn calibrate(
     let samples = dir.join("probe-samples.jsonl");
     let sampler = LocalSampler {
         model: policy,
-        tokenizer: &tokenizer,
+        tokenizer,
         template,
         name: policy_dir.display().to_string(),
         device: device.clone(),
@@ -114,7 +114,7 @@ pub fn calibrate(
     sampler.run(&prompts, &spec, options, &samples, |p| {
         tracing::debug!(done = p.done, total = p.total, "probe samples");
     })?;
-    let rm = load_reward_model(&section.reward, &device)?;
+    let rm = load_reward_model(&section.reward, device)?;
     let scored = dir.join("probe-xwin-set.jsonl");
     let score = xwin_rm::ScoreOptions {
         template,
@@ -124,12 +124,12 @@ pub fn calibrate(
     let name = section.reward.display().to_string();
     xwin_rm::score_samples(
         &rm,
-        &tokenizer,
+        tokenizer,
         &name,
         &samples,
         &scored,
         score,
-        &device,
+        device,
         |_| {},
     )?;
     let probe = rank_stats(&scored, None)?;

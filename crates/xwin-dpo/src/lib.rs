@@ -166,10 +166,14 @@ pub struct DpoSummary {
     pub eval_after: Option<BTreeMap<String, f64>>,
 }
 
-/// The text pairs of a run, and the rank and calibration that chose them.
+/// The text pairs of a run, and the rank and calibration that chose them. Calibration loads
+/// the policy frozen on `inference` into `frozen_policy`, where the reference can reuse it.
 fn text_pairs(
     config: &DpoConfig,
     read: ReadOptions,
+    tokenizer: &tokenizers::Tokenizer,
+    inference: &burn::tensor::Device,
+    frozen_policy: &mut Option<xwin_model::LlamaForCausalLM>,
 ) -> Result<(Vec<xwin_rm::TextPair>, Option<usize>, Option<Calibration>), DpoError> {
     match (&config.data.xwin_set, &config.data.pairs) {
         (Some(set), None) => {
@@ -177,18 +181,18 @@ fn text_pairs(
                 (Some(rank), _) => (rank, None),
                 (None, Some(section)) => {
                     let stats = xwin_rs::rank_stats(set, None)?;
-                    let device = parse_device(&config.model.device)?;
-                    let policy = load_causal_lm(&config.model.path, &device)?;
+                    let policy = load_causal_lm(&config.model.path, inference)?;
                     let c = calibrate(
                         &policy,
                         &config.model.path,
-                        &config.model.tokenizer_path(),
+                        tokenizer,
                         config.data.template,
                         section,
                         &stats,
                         &config.output,
-                        &config.model.device,
+                        inference,
                     )?;
+                    *frozen_policy = Some(policy);
                     tracing::info!(
                         policy_mean = c.policy_mean,
                         rank = c.rank,
@@ -225,13 +229,6 @@ fn read_reference(path: &std::path::Path) -> Result<HashMap<String, (f64, f64)>,
     Ok(out)
 }
 
-fn remove_artifact(artifact: &std::path::Path) {
-    let _ = std::fs::remove_file(artifact);
-    let mut meta = artifact.as_os_str().to_os_string();
-    meta.push(".meta.json");
-    let _ = std::fs::remove_file(meta);
-}
-
 /// A run's held-out metrics as a map (loss included).
 fn eval_map(e: &xwin_train::Evaluation) -> BTreeMap<String, f64> {
     let mut m: BTreeMap<String, f64> = e.metrics.iter().cloned().collect();
@@ -252,10 +249,13 @@ pub fn run_dpo(
     let read = ReadOptions {
         skip_bad: config.data.skip_bad,
     };
-    let (pairs, rejected_rank, calibration) = text_pairs(config, read)?;
+    let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
+    let inference = parse_device(&config.model.device)?;
+    let mut frozen_policy = None;
+    let (pairs, rejected_rank, calibration) =
+        text_pairs(config, read, &tokenizer, &inference, &mut frozen_policy)?;
     let (train_text, eval_text) =
         data::split(pairs, config.data.eval_fraction, config.batching.seed);
-    let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
     let template = config.data.template;
     let (max, skip) = (config.data.max_len, config.data.skip_bad);
     let (train_pairs, mut dropped) = tokenize_pairs(&train_text, template, &tokenizer, max, skip)?;
@@ -283,32 +283,27 @@ pub fn run_dpo(
     let (ref_logps, reference_computed) = match &config.reference.logps {
         Some(path) => (read_reference(path)?, 0),
         None => {
-            let inference = parse_device(&config.model.device)?;
-            let ref_model = load_causal_lm(&reference.path, &inference)?;
-            let all: Vec<TokenPair> = train_pairs.iter().chain(&eval_pairs).cloned().collect();
-            // Not persisted: computed into a scratch file that is removed afterwards.
-            let artifact = if config.reference.persist {
-                out.root().join("reference-logps.jsonl")
-            } else {
-                out.root().join(".reference-logps.scratch.jsonl")
+            // The default reference is the starting policy: reuse it if calibration loaded it.
+            let ref_model = match frozen_policy.take() {
+                Some(policy) if reference.path == config.model.path => policy,
+                _ => load_causal_lm(&reference.path, &inference)?,
             };
-            if !config.reference.persist {
-                remove_artifact(&artifact);
-            }
-            let result = reference_logps(
+            let all: Vec<&TokenPair> = train_pairs.iter().chain(&eval_pairs).collect();
+            // Not persisted: computed in memory, nothing written.
+            let artifact = config
+                .reference
+                .persist
+                .then(|| out.root().join("reference-logps.jsonl"));
+            reference_logps(
                 &ref_model,
                 &identity,
                 &all,
-                &artifact,
+                artifact.as_deref(),
                 config.reference.pairs_per_batch,
                 config.batching.max_batch_tokens,
                 &inference,
                 |n| tracing::debug!(pairs = n, "reference log-probabilities"),
-            )?;
-            if !config.reference.persist {
-                remove_artifact(&artifact);
-            }
-            result
+            )?
         }
     };
 

@@ -42,51 +42,27 @@ fn meta_path(artifact: &Path) -> PathBuf {
 }
 
 /// The reference log-probabilities of every pair, from `artifact` where present and computed
-/// (and appended) for the rest with `model`. `on_progress(pairs done)`.
+/// (and appended) for the rest with `model`; without an artifact, all computed in memory.
+/// Returns them and how many were computed. `on_progress(pairs done)`.
 #[allow(clippy::too_many_arguments)]
 pub fn reference_logps(
     model: &LlamaForCausalLM,
     identity: &ReferenceIdentity,
-    pairs: &[TokenPair],
-    artifact: &Path,
+    pairs: &[&TokenPair],
+    artifact: Option<&Path>,
     pairs_per_batch: usize,
     max_batch_tokens: usize,
     device: &Device,
     mut on_progress: impl FnMut(usize),
 ) -> Result<(HashMap<String, (f64, f64)>, usize), DpoError> {
-    let meta = meta_path(artifact);
-    match std::fs::read_to_string(&meta) {
-        Ok(text) => {
-            let stored: ReferenceIdentity = serde_json::from_str(&text)
-                .map_err(|e| DpoError::Setup(format!("{}: {e}", meta.display())))?;
-            if &stored != identity {
-                return Err(DpoError::Setup(format!(
-                    "{} was computed with another reference model or template ({} / {}, now \
-                     {} / {}): delete it and its .meta.json to recompute",
-                    artifact.display(),
-                    stored.model,
-                    stored.template,
-                    identity.model,
-                    identity.template
-                )));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = meta.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| xwin_data::DataError::io(dir, e))?;
-            }
-            let text = serde_json::to_string_pretty(identity).unwrap_or_default();
-            std::fs::write(&meta, text).map_err(|e| xwin_data::DataError::io(&meta, e))?;
-        }
-        Err(e) => return Err(xwin_data::DataError::io(&meta, e).into()),
-    }
-    let mut writer = JsonlWriter::append(artifact)?;
     let mut known = HashMap::new();
-    for_each_record(artifact, ReadOptions::default(), |r: ReferenceLogps| {
-        known.insert(r.key, (r.chosen, r.rejected));
-    })?;
+    let mut writer = match artifact {
+        Some(artifact) => Some(open_artifact(artifact, identity, &mut known)?),
+        None => None,
+    };
     let missing: Vec<&TokenPair> = pairs
         .iter()
+        .copied()
         .filter(|p| !known.contains_key(&p.key()))
         .collect();
     let computed = missing.len();
@@ -115,11 +91,53 @@ pub fn reference_logps(
                 chosen_tokens: logps.counts[k],
                 rejected_tokens: logps.counts[p + k],
             };
-            known.insert(record.key.clone(), (record.chosen, record.rejected));
-            writer.write(&record)?;
+            if let Some(w) = writer.as_mut() {
+                w.write(&record)?;
+            }
+            known.insert(record.key, (record.chosen, record.rejected));
         }
         done += p;
         on_progress(done);
     }
     Ok((known, computed))
+}
+
+/// Opens a persisted artifact: its identity checked (or written, for a new one), the
+/// log-probabilities it holds read into `known`, a writer for the rest.
+fn open_artifact(
+    artifact: &Path,
+    identity: &ReferenceIdentity,
+    known: &mut HashMap<String, (f64, f64)>,
+) -> Result<JsonlWriter, DpoError> {
+    let meta = meta_path(artifact);
+    match std::fs::read_to_string(&meta) {
+        Ok(text) => {
+            let stored: ReferenceIdentity = serde_json::from_str(&text)
+                .map_err(|e| DpoError::Setup(format!("{}: {e}", meta.display())))?;
+            if &stored != identity {
+                return Err(DpoError::Setup(format!(
+                    "{} was computed with another reference model or template ({} / {}, now \
+                     {} / {}): delete it and its .meta.json to recompute",
+                    artifact.display(),
+                    stored.model,
+                    stored.template,
+                    identity.model,
+                    identity.template
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = meta.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| xwin_data::DataError::io(dir, e))?;
+            }
+            let text = serde_json::to_string_pretty(identity).unwrap_or_default();
+            std::fs::write(&meta, text).map_err(|e| xwin_data::DataError::io(&meta, e))?;
+        }
+        Err(e) => return Err(xwin_data::DataError::io(&meta, e).into()),
+    }
+    let writer = JsonlWriter::append(artifact)?;
+    for_each_record(artifact, ReadOptions::default(), |r: ReferenceLogps| {
+        known.insert(r.key, (r.chosen, r.rejected));
+    })?;
+    Ok(writer)
 }

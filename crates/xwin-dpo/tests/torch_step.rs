@@ -65,8 +65,8 @@ fn dpo_step_equals_torch() {
     let (logps, computed) = reference_logps(
         &reference,
         &identity,
-        &pairs,
-        &dir.path().join("ref.jsonl"),
+        &pairs.iter().collect::<Vec<_>>(),
+        Some(&dir.path().join("ref.jsonl")),
         2,
         1 << 16,
         &plain,

@@ -107,19 +107,22 @@ pub struct RsSummary {
 
 /// The Xwin-Set the run trains from: scored now from `data.samples` (resuming a scoring
 /// run that was cut off) or given.
-fn xwin_set(config: &RsConfig) -> Result<(PathBuf, Option<xwin_rm::ScoreSummary>), RsError> {
+fn xwin_set(
+    config: &RsConfig,
+    tokenizer: &tokenizers::Tokenizer,
+) -> Result<(PathBuf, Option<xwin_rm::ScoreSummary>), RsError> {
     match (&config.data.samples, &config.data.xwin_set) {
         (Some(samples), None) => {
             let reward = config.reward.as_ref().ok_or_else(|| {
                 RsError::Setup("data.samples needs a [reward] table (the reward model)".into())
             })?;
-            let device = xwin_model::parse_device(&reward.device)?;
-            let rm = xwin_model::load_reward_model(&reward.path, &device)?;
-            let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
             check_same_tokenizer(
+                tokenizer,
                 &config.model.tokenizer_path(),
                 &reward.path.join("tokenizer.json"),
             )?;
+            let device = xwin_model::parse_device(&reward.device)?;
+            let rm = xwin_model::load_reward_model(&reward.path, &device)?;
             let path = config.output.join("xwin-set.jsonl");
             let options = xwin_rm::ScoreOptions {
                 template: config.data.template,
@@ -130,7 +133,7 @@ fn xwin_set(config: &RsConfig) -> Result<(PathBuf, Option<xwin_rm::ScoreSummary>
             let name = reward.path.display().to_string();
             let summary = xwin_rm::score_samples(
                 &rm,
-                &tokenizer,
+                tokenizer,
                 &name,
                 samples,
                 &path,
@@ -150,17 +153,21 @@ fn xwin_set(config: &RsConfig) -> Result<(PathBuf, Option<xwin_rm::ScoreSummary>
 }
 
 /// The reward model must read text as the policy writes it: the same vocabulary.
-fn check_same_tokenizer(policy: &Path, reward: &Path) -> Result<(), RsError> {
+fn check_same_tokenizer(
+    policy: &tokenizers::Tokenizer,
+    policy_path: &Path,
+    reward: &Path,
+) -> Result<(), RsError> {
     if !reward.exists() {
         return Ok(());
     }
-    let a = load_tokenizer(policy)?.get_vocab(true);
+    let a = policy.get_vocab(true);
     let b = load_tokenizer(reward)?.get_vocab(true);
     if a != b {
         return Err(RsError::Setup(format!(
             "{} ({} tokens) and {} ({} tokens) differ: the reward model would score other \
              token ids than the policy wrote",
-            policy.display(),
+            policy_path.display(),
             a.len(),
             reward.display(),
             b.len()
@@ -176,15 +183,11 @@ pub fn run_rs(config: &RsConfig, on_step: impl FnMut(&StepMetrics)) -> Result<Rs
             "select.rank counts from 1 (the best)".into(),
         ));
     }
-    if !(0.0..1.0).contains(&config.data.eval_fraction) {
-        return Err(RsError::Setup(format!(
-            "data.eval_fraction must be in [0, 1), got {}",
-            config.data.eval_fraction
-        )));
-    }
+    xwin_train::stage::check_eval_fraction(config.data.eval_fraction).map_err(RsError::Setup)?;
     std::fs::create_dir_all(&config.output)
         .map_err(|e| xwin_data::DataError::io(&config.output, e))?;
-    let (set_path, scored) = xwin_set(config)?;
+    let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
+    let (set_path, scored) = xwin_set(config, &tokenizer)?;
     let stats = rank_stats(&set_path, config.select.n)?;
     let stats_path = config.output.join("rank-stats.json");
     std::fs::write(
@@ -200,7 +203,6 @@ pub fn run_rs(config: &RsConfig, on_step: impl FnMut(&StepMetrics)) -> Result<Rs
         stats_path.display()
     );
 
-    let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
     let (mut train, mut eval) = (Vec::new(), Vec::new());
     let (mut prompts, mut too_few, mut too_long) = (0, 0, 0);
     let (mut score_sum, mut failure) = (0.0f64, None);

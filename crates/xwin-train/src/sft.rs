@@ -201,11 +201,7 @@ pub fn tokenize_data(
 > {
     let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
     let fraction = config.data.eval_fraction;
-    if !(0.0..1.0).contains(&fraction) {
-        return Err(SftError::Setup(format!(
-            "data.eval_fraction must be in [0, 1), got {fraction}"
-        )));
-    }
+    crate::stage::check_eval_fraction(fraction).map_err(SftError::Setup)?;
     let mut data = tokenize_file(config, &config.data.train, &tokenizer, fraction)?;
     if let Some(eval) = &config.data.eval {
         let e = tokenize_file(config, eval, &tokenizer, 0.0)?;

@@ -55,6 +55,17 @@ impl ModelSection {
     }
 }
 
+/// A held-out fraction must leave something to train on.
+pub fn check_eval_fraction(fraction: f64) -> Result<(), String> {
+    if (0.0..1.0).contains(&fraction) {
+        Ok(())
+    } else {
+        Err(format!(
+            "data.eval_fraction must be in [0, 1), got {fraction}"
+        ))
+    }
+}
+
 /// Errors shared by the stages.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {

@@ -7,7 +7,8 @@
 
 use crate::EvalError;
 use crate::mt_bench_protocol::{
-    Grader, JudgePrompt, JudgmentFile, ModelAnswer, Question, needs_reference, now, open_judgments,
+    Grader, JudgePrompt, JudgmentFile, ModelAnswer, Question, append_all, fill, get,
+    judge_prompt_name, now, open_judgments, question_and_reference,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -29,10 +30,6 @@ pub struct PairRecord {
     pub g2_judgment: String,
     pub turn: u32,
     pub tstamp: f64,
-}
-
-fn get(v: &[String], i: usize) -> &str {
-    v.get(i).map_or("", String::as_str)
 }
 
 /// The user prompt FastChat's `run_judge_pair` sends with `a` shown as assistant A.
@@ -64,11 +61,7 @@ pub fn pair_user_prompt(
             ("ref_answer_2", r(1)),
         ]
     };
-    let mut out = prompt.prompt_template.clone();
-    for (k, v) in values {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
+    fill(&prompt.prompt_template, &values)
 }
 
 /// FastChat's pairwise verdict: `A`, `B`, `tie` (`[[C]]`) or `error`, checked in that order.
@@ -112,18 +105,10 @@ async fn judge_once(
             Ok((String::new(), tag.to_string(), pair_verdict(tag)))
         }
         Grader::Llm { client, prompts } => {
-            let prompt = prompts.get(name).ok_or_else(|| EvalError::Input {
-                path: "judge prompts".into(),
-                message: format!("no prompt named {name}"),
-            })?;
-            let user = pair_user_prompt(prompt, q, a, b, reference, turn);
-            let judgment = match client.chat(&prompt.system_prompt, &user).await {
-                Ok(r) => r.text,
-                Err(e) => {
-                    tracing::warn!(question = q.question_id, turn, error = %e, "judge call failed");
-                    "$ERROR$".to_string()
-                }
-            };
+            let (user, judgment) = Grader::ask(client, prompts, name, q.question_id, turn, |p| {
+                pair_user_prompt(p, q, a, b, reference, turn)
+            })
+            .await?;
             let verdict = pair_verdict(&judgment);
             Ok((user, judgment, verdict))
         }
@@ -155,83 +140,52 @@ pub async fn grade_pairwise(
     let by_id: HashMap<i64, &Question> = questions.iter().map(|q| (q.question_id, q)).collect();
     let mut jobs = Vec::new();
     for a in answers {
-        let missing = |what: &str| EvalError::Input {
+        let (q, reference) = question_and_reference(a, &by_id, references)?;
+        let b = *base.get(&a.question_id).ok_or_else(|| EvalError::Input {
             path: format!("answers of {}", a.model_id),
-            message: format!("question_id {}: {what}", a.question_id),
-        };
-        let q = *by_id
-            .get(&a.question_id)
-            .ok_or_else(|| missing("not among the questions"))?;
-        let b = *base
-            .get(&a.question_id)
-            .ok_or_else(|| missing("the baseline has no answer"))?;
-        let reference = if needs_reference(&q.category) {
-            Some(
-                references
-                    .get(&q.question_id)
-                    .ok_or_else(|| missing("no reference answer"))?
-                    .clone(),
-            )
-        } else {
-            None
-        };
+            message: format!("question_id {}: the baseline has no answer", a.question_id),
+        })?;
         let turns = q.turns.len().min(2) as u32;
         for turn in 1..=turns {
             if !seen.contains(&key(q.question_id, turn, &a.model_id, &b.model_id)) {
-                jobs.push((q, a, b, reference.clone(), turn));
+                jobs.push((q, a, b, reference, turn));
             }
         }
     }
-    let judge_model = match grader {
-        Grader::Oracle => "oracle".to_string(),
-        Grader::Llm { client, .. } => client.config().model.clone(),
-    };
-    let mut results = std::pin::pin!(
-        futures::stream::iter(jobs)
-            .map(|(q, a, b, reference, turn)| {
-                let judge_model = judge_model.clone();
-                async move {
-                    let name = match (reference.is_some(), turn) {
-                        (false, 1) => "pair-v2",
-                        (false, _) => "pair-v2-multi-turn",
-                        (true, 1) => "pair-math-v1",
-                        (true, _) => "pair-math-v1-multi-turn",
-                    };
-                    let (ta, tb) = (&a.choices[0].turns, &b.choices[0].turns);
-                    let r = reference.as_deref();
-                    let (u1, j1, v1) = judge_once(grader, name, q, ta, tb, r, turn).await?;
-                    let (u2, j2, v2) = judge_once(grader, name, q, tb, ta, r, turn).await?;
-                    // Game 1 shows model_1 as A, game 2 shows it as B.
-                    let map = |v: &'static str, model_1_is_a: bool| -> &'static str {
-                        match (v, model_1_is_a) {
-                            ("A", true) | ("B", false) => "model_1",
-                            ("A", false) | ("B", true) => "model_2",
-                            (other, _) => other,
-                        }
-                    };
-                    Ok::<PairRecord, EvalError>(PairRecord {
-                        question_id: q.question_id,
-                        model_1: a.model_id.clone(),
-                        model_2: b.model_id.clone(),
-                        g1_winner: map(v1, true).to_string(),
-                        g2_winner: map(v2, false).to_string(),
-                        judge: (judge_model, name.to_string()),
-                        g1_user_prompt: u1,
-                        g1_judgment: j1,
-                        g2_user_prompt: u2,
-                        g2_judgment: j2,
-                        turn,
-                        tstamp: now(),
-                    })
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
-    );
-    let mut all = done;
-    while let Some(record) = results.next().await {
-        let record = record?;
-        writer.write(&record)?;
-        all.push(record);
-    }
-    Ok(all)
+    let judge_model = grader.judge_model();
+    let results = futures::stream::iter(jobs)
+        .map(|(q, a, b, reference, turn)| {
+            let judge_model = judge_model.clone();
+            async move {
+                let name = judge_prompt_name(true, reference.is_some(), turn);
+                let (ta, tb) = (&a.choices[0].turns, &b.choices[0].turns);
+                let r = reference.map(Vec::as_slice);
+                let (u1, j1, v1) = judge_once(grader, name, q, ta, tb, r, turn).await?;
+                let (u2, j2, v2) = judge_once(grader, name, q, tb, ta, r, turn).await?;
+                // Game 1 shows model_1 as A, game 2 shows it as B.
+                let map = |v: &'static str, model_1_is_a: bool| -> &'static str {
+                    match (v, model_1_is_a) {
+                        ("A", true) | ("B", false) => "model_1",
+                        ("A", false) | ("B", true) => "model_2",
+                        (other, _) => other,
+                    }
+                };
+                Ok::<PairRecord, EvalError>(PairRecord {
+                    question_id: q.question_id,
+                    model_1: a.model_id.clone(),
+                    model_2: b.model_id.clone(),
+                    g1_winner: map(v1, true).to_string(),
+                    g2_winner: map(v2, false).to_string(),
+                    judge: (judge_model, name.to_string()),
+                    g1_user_prompt: u1,
+                    g1_judgment: j1,
+                    g2_user_prompt: u2,
+                    g2_judgment: j2,
+                    turn,
+                    tstamp: now(),
+                })
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    append_all(&mut writer, done, results).await
 }

@@ -250,7 +250,7 @@ pub fn fastchat_rating(judgment: &str) -> f64 {
     -1.0
 }
 
-fn get(v: &[String], i: usize) -> &str {
+pub(crate) fn get(v: &[String], i: usize) -> &str {
     v.get(i).map_or("", String::as_str)
 }
 
@@ -284,7 +284,7 @@ pub fn single_user_prompt(
 }
 
 /// Fills FastChat's `{name}` placeholders.
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
+pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = template.to_string();
     for (k, v) in values {
         out = out.replace(&format!("{{{k}}}"), v);
@@ -303,12 +303,99 @@ pub enum Grader {
 }
 
 impl Grader {
-    fn judge_model(&self) -> String {
+    pub(crate) fn judge_model(&self) -> String {
         match self {
             Self::Oracle => "oracle".into(),
             Self::Llm { client, .. } => client.config().model.clone(),
         }
     }
+
+    /// Asks the judge model with FastChat's prompt `name`, the user message rendered by
+    /// `render`: (user prompt, judgment). A failed call is recorded as FastChat records it,
+    /// the judgment `$ERROR$` (no verdict).
+    pub(crate) async fn ask(
+        client: &ChatClient,
+        prompts: &HashMap<String, JudgePrompt>,
+        name: &str,
+        question_id: i64,
+        turn: u32,
+        render: impl FnOnce(&JudgePrompt) -> String,
+    ) -> Result<(String, String), EvalError> {
+        let prompt = prompts.get(name).ok_or_else(|| EvalError::Input {
+            path: "judge prompts".into(),
+            message: format!("no prompt named {name}"),
+        })?;
+        let user = render(prompt);
+        let judgment = match client.chat(&prompt.system_prompt, &user).await {
+            Ok(r) => r.text,
+            Err(e) => {
+                tracing::warn!(question = question_id, turn, error = %e, "judge call failed");
+                "$ERROR$".to_string()
+            }
+        };
+        Ok((user, judgment))
+    }
+}
+
+/// FastChat's judge prompt for a turn: `single-v1` / `pair-v2`, the `-math-v1` variants when
+/// graded against a reference, `-multi-turn` for turn 2.
+pub(crate) fn judge_prompt_name(pairwise: bool, reference: bool, turn: u32) -> &'static str {
+    match (pairwise, reference, turn) {
+        (false, false, 1) => "single-v1",
+        (false, false, _) => "single-v1-multi-turn",
+        (false, true, 1) => "single-math-v1",
+        (false, true, _) => "single-math-v1-multi-turn",
+        (true, false, 1) => "pair-v2",
+        (true, false, _) => "pair-v2-multi-turn",
+        (true, true, 1) => "pair-math-v1",
+        (true, true, _) => "pair-math-v1-multi-turn",
+    }
+}
+
+/// The question of an answer and, for the categories graded against one, its reference
+/// answer; an unknown question or a missing reference is an error naming it.
+pub(crate) fn question_and_reference<'a>(
+    answer: &ModelAnswer,
+    by_id: &HashMap<i64, &'a Question>,
+    references: &'a HashMap<i64, Vec<String>>,
+) -> Result<(&'a Question, Option<&'a Vec<String>>), EvalError> {
+    let q = *by_id
+        .get(&answer.question_id)
+        .ok_or_else(|| EvalError::Input {
+            path: format!("answers of {}", answer.model_id),
+            message: format!(
+                "question_id {} is not among the questions",
+                answer.question_id
+            ),
+        })?;
+    if !needs_reference(&q.category) {
+        return Ok((q, None));
+    }
+    let reference = references
+        .get(&q.question_id)
+        .ok_or_else(|| EvalError::Input {
+            path: "reference answers".into(),
+            message: format!(
+                "no reference answer for question {} ({})",
+                q.question_id, q.category
+            ),
+        })?;
+    Ok((q, Some(reference)))
+}
+
+/// Appends each finished record to the judgment file, after those it already held.
+pub(crate) async fn append_all<T: Serialize>(
+    writer: &mut JsonlWriter,
+    mut done: Vec<T>,
+    results: impl futures::Stream<Item = Result<T, EvalError>>,
+) -> Result<Vec<T>, EvalError> {
+    let mut results = std::pin::pin!(results);
+    while let Some(record) = results.next().await {
+        let record = record?;
+        writer.write(&record)?;
+        done.push(record);
+    }
+    Ok(done)
 }
 
 /// Grades every turn of every answer not yet in `out` (appended; one run per file).
@@ -333,98 +420,50 @@ pub async fn grade_single(
     let by_id: HashMap<i64, &Question> = questions.iter().map(|q| (q.question_id, q)).collect();
     let mut jobs = Vec::new();
     for a in answers {
-        let q = by_id.get(&a.question_id).ok_or_else(|| EvalError::Input {
-            path: format!("answers of {}", a.model_id),
-            message: format!("question_id {} is not among the questions", a.question_id),
-        })?;
-        let turns = a
-            .choices
-            .first()
-            .map(|c| c.turns.clone())
-            .unwrap_or_default();
-        let reference = needs_reference(&q.category)
-            .then(|| references.get(&q.question_id))
-            .flatten();
-        if needs_reference(&q.category) && reference.is_none() {
-            return Err(EvalError::Input {
-                path: "reference answers".into(),
-                message: format!(
-                    "no reference answer for question {} ({})",
-                    q.question_id, q.category
-                ),
-            });
-        }
+        let (q, reference) = question_and_reference(a, &by_id, references)?;
+        let turns: &[String] = a.choices.first().map_or(&[], |c| &c.turns);
         for turn in 1..=turns.len().min(q.turns.len()) as u32 {
-            let name = match (reference.is_some(), turn) {
-                (false, 1) => "single-v1",
-                (false, _) => "single-v1-multi-turn",
-                (true, 1) => "single-math-v1",
-                (true, _) => "single-math-v1-multi-turn",
-            };
+            let name = judge_prompt_name(false, reference.is_some(), turn);
             if !seen.contains(&key(q.question_id, turn, &a.model_id, name)) {
-                jobs.push((
-                    *q,
-                    a.model_id.clone(),
-                    turns.clone(),
-                    reference.cloned(),
-                    turn,
-                    name,
-                ));
+                jobs.push((q, &a.model_id, turns, reference, turn, name));
             }
         }
     }
     let judge_model = grader.judge_model();
-    let mut results = std::pin::pin!(
-        futures::stream::iter(jobs)
-            .map(|(q, model, answer, reference, turn, name)| {
-                let judge_model = judge_model.clone();
-                async move {
-                    let t = (turn - 1) as usize;
-                    let (user_prompt, judgment, score) = match grader {
-                        Grader::Oracle => {
-                            let reference = reference.as_ref().map(|r| r[t.min(r.len() - 1)].as_str());
-                            let s = xwin_annotate::OracleJudge::score(&answer[t], reference);
-                            let score = (1.0 + 9.0 * s).round();
-                            (String::new(), format!("Rating: [[{score}]]"), score)
-                        }
-                        Grader::Llm { client, prompts } => {
-                            let prompt = prompts.get(name).ok_or_else(|| EvalError::Input {
-                                path: "judge prompts".into(),
-                                message: format!("no prompt named {name}"),
-                            })?;
-                            let user = single_user_prompt(prompt, q, &answer, reference.as_deref(), turn);
-                            let reply = client.chat(&prompt.system_prompt, &user).await;
-                            let judgment = match reply {
-                                Ok(r) => r.text,
-                                // FastChat records an API failure as `$ERROR$` with rating −1.
-                                Err(e) => {
-                                    tracing::warn!(question = q.question_id, turn, error = %e, "judge call failed");
-                                    "$ERROR$".to_string()
-                                }
-                            };
-                            let score = fastchat_rating(&judgment);
-                            (user, judgment, score)
-                        }
-                    };
-                    Ok::<SingleRecord, EvalError>(SingleRecord {
-                        question_id: q.question_id,
-                        model,
-                        judge: (judge_model, name.to_string()),
-                        user_prompt,
-                        judgment,
-                        score,
-                        turn,
-                        tstamp: now(),
-                    })
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
-    );
-    let mut all = done;
-    while let Some(record) = results.next().await {
-        let record = record?;
-        writer.write(&record)?;
-        all.push(record);
-    }
-    Ok(all)
+    let results = futures::stream::iter(jobs)
+        .map(|(q, model, answer, reference, turn, name)| {
+            let judge_model = judge_model.clone();
+            async move {
+                let t = (turn - 1) as usize;
+                let (user_prompt, judgment, score) = match grader {
+                    Grader::Oracle => {
+                        let reference = reference.map(|r| r[t.min(r.len() - 1)].as_str());
+                        let s = xwin_annotate::OracleJudge::score(&answer[t], reference);
+                        let score = (1.0 + 9.0 * s).round();
+                        (String::new(), format!("Rating: [[{score}]]"), score)
+                    }
+                    Grader::Llm { client, prompts } => {
+                        let (user, judgment) =
+                            Grader::ask(client, prompts, name, q.question_id, turn, |p| {
+                                single_user_prompt(p, q, answer, reference.map(Vec::as_slice), turn)
+                            })
+                            .await?;
+                        let score = fastchat_rating(&judgment);
+                        (user, judgment, score)
+                    }
+                };
+                Ok::<SingleRecord, EvalError>(SingleRecord {
+                    question_id: q.question_id,
+                    model: model.clone(),
+                    judge: (judge_model, name.to_string()),
+                    user_prompt,
+                    judgment,
+                    score,
+                    turn,
+                    tstamp: now(),
+                })
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    append_all(&mut writer, done, results).await
 }

@@ -40,22 +40,19 @@ impl SamplingConfig {
         if self.temperature <= 0.0 {
             return argmax(logits);
         }
-        let scaled: Vec<(u32, f32)> = logits
+        let t = self.temperature;
+        let top_k = (self.top_k > 0 && self.top_k < logits.len()).then_some(self.top_k);
+        if top_k.is_none() && self.top_p >= 1.0 {
+            // No filter: one pass for the max, one for the weights, no (id, logit) copies.
+            let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l / t));
+            let probs: Vec<f32> = logits.iter().map(|&l| (l / t - max).exp()).collect();
+            return draw_index(&probs, rng) as u32;
+        }
+        let mut candidates: Vec<(u32, f32)> = logits
             .iter()
             .enumerate()
-            .map(|(i, &l)| (i as u32, l / self.temperature))
+            .map(|(i, &l)| (i as u32, l / t))
             .collect();
-        let top_k = if self.top_k > 0 && self.top_k < scaled.len() {
-            Some(self.top_k)
-        } else {
-            None
-        };
-        if top_k.is_none() && self.top_p >= 1.0 {
-            let max = scaled.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1));
-            let probs: Vec<f32> = scaled.iter().map(|(_, l)| (l - max).exp()).collect();
-            return draw(&scaled, &probs, rng);
-        }
-        let mut candidates = scaled;
         // Descending by logit; ties keep the lower id first.
         let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         let mut sorted = top_k.unwrap_or(64).min(candidates.len());
@@ -101,15 +98,20 @@ impl SamplingConfig {
 
 /// Draws one of `candidates` with probability proportional to `weights`.
 fn draw(candidates: &[(u32, f32)], weights: &[f32], rng: &mut ChaCha8Rng) -> u32 {
+    candidates[draw_index(weights, rng)].0
+}
+
+/// An index drawn with probability proportional to `weights`.
+fn draw_index(weights: &[f32], rng: &mut ChaCha8Rng) -> usize {
     let total: f32 = weights.iter().sum();
     let mut u = rng.random::<f32>() * total;
-    for (c, w) in candidates.iter().zip(weights) {
+    for (i, w) in weights.iter().enumerate() {
         if u < *w {
-            return c.0;
+            return i;
         }
         u -= w;
     }
-    candidates[weights.len() - 1].0
+    weights.len() - 1
 }
 
 /// Index of the largest value; the first one on ties, as `torch.argmax`.

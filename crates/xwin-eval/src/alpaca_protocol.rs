@@ -6,6 +6,7 @@
 
 use crate::EvalError;
 use crate::alpaca::{AlpacaScore, win_rate};
+use crate::answers::{file_safe, first_answers};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -227,19 +228,6 @@ pub fn write_run(
     })
 }
 
-/// A name usable in a file name (`/` and other separators replaced).
-pub(crate) fn file_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<PathBuf, EvalError> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
     std::fs::write(path, text).map_err(|e| xwin_data::DataError::io(path, e))?;
@@ -265,26 +253,7 @@ pub fn generate_outputs(
         })
         .collect();
     let samples = dir.join(format!("samples-{}.jsonl", file_safe(&sampler.name)));
-    let options = xwin_rs::LocalOptions {
-        skip_long: true,
-        ..xwin_rs::LocalOptions::default()
-    };
-    sampler
-        .run(&prompts, spec, options, &samples, |_| {})
-        .map_err(|e| EvalError::Input {
-            path: samples.display().to_string(),
-            message: e.to_string(),
-        })?;
-    let mut texts: HashMap<String, String> = HashMap::new();
-    xwin_data::for_each_record(
-        &samples,
-        xwin_data::ReadOptions::default(),
-        |r: xwin_data::ResponseSamples| {
-            if let Some(first) = r.responses.into_iter().next() {
-                texts.insert(r.id, first.text);
-            }
-        },
-    )?;
+    let mut texts = first_answers(sampler, &prompts, spec, &samples)?;
     // A prompt too long for the context has no sample: its output is empty (and loses).
     Ok(reference
         .iter()

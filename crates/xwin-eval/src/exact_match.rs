@@ -3,6 +3,7 @@
 //! reference; overall and per task kind, with a bootstrap interval.
 
 use crate::EvalError;
+use crate::answers::{file_safe, first_answers};
 use crate::bootstrap::{Interval, bootstrap_mean};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -70,25 +71,8 @@ pub fn evaluate_exact_match(
             )]),
         })
         .collect();
-    let path = dir.join(format!(
-        "answers-{}.jsonl",
-        crate::alpaca_protocol::file_safe(&sampler.name)
-    ));
-    let options = xwin_rs::LocalOptions {
-        skip_long: true,
-        ..xwin_rs::LocalOptions::default()
-    };
-    sampler.run(&prompts, spec, options, &path, |_| {})?;
-    let mut answers = HashMap::new();
-    xwin_data::for_each_record(
-        &path,
-        xwin_data::ReadOptions::default(),
-        |r: xwin_data::ResponseSamples| {
-            if let Some(first) = r.responses.into_iter().next() {
-                answers.insert(r.id, first.text);
-            }
-        },
-    )?;
+    let path = dir.join(format!("answers-{}.jsonl", file_safe(&sampler.name)));
+    let answers = first_answers(sampler, &prompts, spec, &path)?;
     Ok(score_exact_match(tasks, &answers))
 }
 

@@ -4,6 +4,7 @@
 
 pub mod alpaca;
 pub mod alpaca_protocol;
+mod answers;
 pub mod best_of_n;
 pub mod bootstrap;
 pub mod compare;

@@ -136,7 +136,8 @@ pub fn generate_answers(
 ) -> Result<(Vec<ModelAnswer>, PathBuf), EvalError> {
     let mut answers: HashMap<i64, Vec<String>> = HashMap::new();
     for turn in 0..2 {
-        let mut by_temperature: Vec<(f32, Vec<xwin_rs::Prompt>)> = Vec::new();
+        // Per temperature: the prompts and the question each answers.
+        let mut by_temperature: Vec<(f32, Vec<xwin_rs::Prompt>, Vec<i64>)> = Vec::new();
         for q in questions.iter().filter(|q| q.turns.len() > turn) {
             let mut turns = Vec::new();
             for t in 0..turn {
@@ -151,12 +152,15 @@ pub fn generate_answers(
                 conversation: Conversation::new(turns),
             };
             let t = temperature_for(&q.category);
-            match by_temperature.iter_mut().find(|(x, _)| *x == t) {
-                Some((_, v)) => v.push(prompt),
-                None => by_temperature.push((t, vec![prompt])),
+            match by_temperature.iter_mut().find(|(x, _, _)| *x == t) {
+                Some((_, v, ids)) => {
+                    v.push(prompt);
+                    ids.push(q.question_id);
+                }
+                None => by_temperature.push((t, vec![prompt], vec![q.question_id])),
             }
         }
-        for (temperature, prompts) in by_temperature {
+        for (temperature, prompts, question_ids) in by_temperature {
             let spec = xwin_rs::SampleSpec {
                 n: 1,
                 temperature,
@@ -168,36 +172,11 @@ pub fn generate_answers(
             };
             let path = dir.join(format!(
                 "answer-samples-{}-t{}-{temperature}.jsonl",
-                crate::alpaca_protocol::file_safe(model_id),
+                crate::answers::file_safe(model_id),
                 turn + 1
             ));
-            let options = xwin_rs::LocalOptions {
-                skip_long: true,
-                ..xwin_rs::LocalOptions::default()
-            };
-            sampler
-                .run(&prompts, &spec, options, &path, |_| {})
-                .map_err(|e| EvalError::Input {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-            let mut texts: HashMap<String, String> = HashMap::new();
-            xwin_data::for_each_record(
-                &path,
-                xwin_data::ReadOptions::default(),
-                |r: xwin_data::ResponseSamples| {
-                    texts.insert(
-                        r.id,
-                        r.responses
-                            .into_iter()
-                            .next()
-                            .map(|s| s.text)
-                            .unwrap_or_default(),
-                    );
-                },
-            )?;
-            for p in prompts {
-                let qid: i64 = p.id[1..p.id.find('-').unwrap_or(1)].parse().unwrap_or(-1);
+            let mut texts = crate::answers::first_answers(sampler, &prompts, &spec, &path)?;
+            for (p, qid) in prompts.iter().zip(question_ids) {
                 // A prompt too long for the context has no sample: an empty answer.
                 answers
                     .entry(qid)

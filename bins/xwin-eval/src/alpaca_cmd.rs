@@ -74,50 +74,54 @@ pub fn best_of_n(a: BestOfNArgs) -> Result<String, EvalError> {
         a.n.or_else(|| sets.first().map(|s| s.responses.len()))
             .ok_or_else(|| setup(format!("{}: no prompts", a.xwin_set.display())))?;
     let curve = xwin_eval::best_of_n(&sets, &xwin_eval::curve_points(n))?;
-    let mut rows = Vec::new();
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| setup(e.to_string()))?;
-    let judge = match &a.reference {
-        Some(_) => Some(a.judge.build()?),
-        None => None,
+    // Judging against a reference: read it once, keep the instructions the Xwin-Set covers
+    // (each prompt's first human turn), in the reference's order.
+    let instructions: Vec<String> = sets
+        .iter()
+        .map(|set| {
+            set.prompt
+                .turns
+                .first()
+                .map(|t| t.value.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let judging = match (&a.reference, &a.out) {
+        (Some(reference), Some(out)) => {
+            let covered: std::collections::HashSet<&str> =
+                instructions.iter().map(String::as_str).collect();
+            let reference: Vec<xwin_eval::AlpacaOutput> = xwin_eval::read_outputs(reference)?
+                .into_iter()
+                .filter(|r| covered.contains(r.instruction.as_str()))
+                .collect();
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| setup(e.to_string()))?;
+            Some((a.judge.build()?, runtime, reference, out))
+        }
+        _ => None,
     };
+    let mut rows = Vec::new();
     for point in &curve {
         let mut row = serde_json::json!({ "n": point.n, "mean_rm_score": point.mean_score, "interval": point.interval });
-        if let (Some(reference), Some(judge), Some(out)) = (&a.reference, &judge, &a.out) {
-            let reference = xwin_eval::read_outputs(reference)?;
-            let text: std::collections::HashMap<String, String> = point
-                .picks
+        if let Some((judge, runtime, reference, out)) = &judging {
+            let text: std::collections::HashMap<&str, &str> = instructions
                 .iter()
-                .zip(&sets)
-                .map(|((_, t, _), set)| {
-                    let instruction = set
-                        .prompt
-                        .turns
-                        .first()
-                        .map(|t| t.value.clone())
-                        .unwrap_or_default();
-                    (instruction, t.clone())
-                })
+                .zip(&point.picks)
+                .map(|(instruction, (_, t, _))| (instruction.as_str(), t.as_str()))
                 .collect();
             let outputs: Vec<xwin_eval::AlpacaOutput> = reference
                 .iter()
-                .filter_map(|r| {
-                    text.get(&r.instruction).map(|t| xwin_eval::AlpacaOutput {
-                        instruction: r.instruction.clone(),
-                        output: t.clone(),
-                        generator: format!("best-of-{}", point.n),
-                        dataset: r.dataset.clone(),
-                    })
+                .map(|r| xwin_eval::AlpacaOutput {
+                    instruction: r.instruction.clone(),
+                    output: text[r.instruction.as_str()].to_string(),
+                    generator: format!("best-of-{}", point.n),
+                    dataset: r.dataset.clone(),
                 })
-                .collect();
-            let reference: Vec<_> = reference
-                .into_iter()
-                .filter(|r| text.contains_key(&r.instruction))
                 .collect();
             let dir = out.join(format!("best-of-{}", point.n));
             let run = runtime.block_on(xwin_eval::judge_outputs(
                 judge,
                 &outputs,
-                &reference,
+                reference,
                 &dir,
                 a.judge.options(a.seed),
             ))?;

@@ -5,7 +5,7 @@
 //! for the next run: the output never holds a prompt with fewer samples than the spec.
 
 use crate::RsError;
-use crate::output::{Progress, SampleOutput, SampleSummary};
+use crate::output::{Progress, SampleFailure, SampleOutput, SampleSummary};
 use crate::prompts::Prompt;
 use crate::spec::{SampleSpec, record};
 use futures::StreamExt;
@@ -25,13 +25,6 @@ pub enum Api {
     /// `/chat/completions`: the server renders the messages with its own chat template (our
     /// exported models carry the Vicuna template in `tokenizer_config.json`).
     Chat,
-}
-
-/// A line of `<output>.failures.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SampleFailure {
-    pub id: String,
-    pub error: String,
 }
 
 /// Samples `spec` for every prompt not yet in `output` through `client`.

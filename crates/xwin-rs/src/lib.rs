@@ -11,10 +11,10 @@ pub mod prompts;
 pub mod spec;
 pub mod xwin_set;
 
-pub use external::{Api, SampleFailure, sample_external};
+pub use external::{Api, sample_external};
 pub use finetune::{DataSection, RewardSection, RsConfig, RsSummary, SelectSection, run_rs};
 pub use local::{LocalOptions, LocalSampler};
-pub use output::{Progress, SampleSummary, failures_path};
+pub use output::{Progress, SampleFailure, SampleSummary, failures_path};
 pub use prompts::{Prompt, PromptReport, read_prompts};
 pub use spec::{SampleSpec, SampledPair, record};
 pub use xwin_set::{RankStats, considered, rank_stats};

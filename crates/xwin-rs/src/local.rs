@@ -4,8 +4,7 @@
 //! exactly what the interrupted one would have.
 
 use crate::RsError;
-use crate::external::SampleFailure;
-use crate::output::{Progress, SampleOutput, SampleSummary};
+use crate::output::{Progress, SampleFailure, SampleOutput, SampleSummary};
 use crate::prompts::Prompt;
 use crate::spec::{SampleSpec, record};
 use burn::tensor::Device;

@@ -47,6 +47,13 @@ impl SampleOutput {
     }
 }
 
+/// A line of `<output>.failures.jsonl`: a prompt without samples, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SampleFailure {
+    pub id: String,
+    pub error: String,
+}
+
 /// Progress after each written prompt.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {

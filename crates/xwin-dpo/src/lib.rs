@@ -22,7 +22,7 @@ use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
 use xwin_model::{load_causal_lm, parse_device};
 use xwin_rm::PairFormat;
 use xwin_train::{
-    CheckpointPolicy, EpochPlan, LoopConfig, ModelSection, Run, StageDir, StageError, StepMetrics,
+    CheckpointPolicy, EpochPlan, LoopConfig, ModelSection, StageDir, StageError, StepMetrics,
     TrainError, base_fingerprint, export_model, run_fingerprint, train,
 };
 
@@ -323,20 +323,16 @@ pub fn run_dpo(
     };
     let (batches, eval) = (batched(&train_pairs)?, batched(&eval_pairs)?);
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
-    let run = Run {
-        total_steps: plan.total_steps(),
-        device: device.clone(),
-        checkpoints: config.checkpoint.map(|policy| xwin_train::Checkpointing {
-            dir: out.checkpoints(),
-            policy,
-        }),
-        metrics: Some(out.metrics()),
-        fingerprint: run_fingerprint(
+    let run = out.run(
+        plan.total_steps(),
+        &device,
+        config.checkpoint,
+        run_fingerprint(
             train_pairs.iter().map(|p| p.key().into_bytes()),
             &config.model,
             &(&config.batching, &config.loss, &identity),
         )?,
-    };
+    );
     tracing::info!(
         train_pairs = train_pairs.len(),
         eval_pairs = eval_pairs.len(),

@@ -20,8 +20,8 @@ use xwin_model::{
     save_reward_model,
 };
 use xwin_train::{
-    CheckpointPolicy, Checkpointing, EpochPlan, LoopConfig, ModelSection, Run, StageDir,
-    StageError, StepMetrics, TrainError, export_files, run_fingerprint, train,
+    CheckpointPolicy, EpochPlan, LoopConfig, ModelSection, StageDir, StageError, StepMetrics,
+    TrainError, export_files, run_fingerprint, train,
 };
 
 /// Errors of the reward-model stage.
@@ -246,20 +246,16 @@ pub fn run_rm(
         b.seed,
     );
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
-    let run = Run {
-        total_steps: plan.total_steps(),
-        device: device.clone(),
-        checkpoints: config.checkpoint.map(|policy| Checkpointing {
-            dir: out.checkpoints(),
-            policy,
-        }),
-        metrics: Some(out.metrics()),
-        fingerprint: run_fingerprint(
+    let run = out.run(
+        plan.total_steps(),
+        &device,
+        config.checkpoint,
+        run_fingerprint(
             train_pairs.iter().map(pair_bytes),
             &config.model,
             &(&config.batching, &config.loss, &config.head),
         )?,
-    };
+    );
     tracing::info!(
         train_pairs = train_pairs.len(),
         eval_pairs = eval_pairs.len(),

@@ -2,13 +2,13 @@
 //! loss on assistant tokens only, split into blocks, trained by the shared loop, exported to
 //! HF layout.
 
-use crate::checkpoint::{CheckpointPolicy, Checkpointing};
+use crate::checkpoint::CheckpointPolicy;
 use crate::epochs::EpochPlan;
 use crate::objective::{Evaluation, MicroLoss, Objective};
 use crate::sft_loss::{num_targets, sft_loss_sum};
 pub use crate::stage::ModelSection;
 use crate::stage::{StageDir, StageError, defaults, export_model, run_fingerprint};
-use crate::trainer::{LoopConfig, Run, StepMetrics, TrainError, train};
+use crate::trainer::{LoopConfig, StepMetrics, TrainError, train};
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -387,16 +387,12 @@ pub fn finetune(
         steps = total,
         "finetuning data ready"
     );
-    let loop_run = Run {
-        total_steps: total,
-        device: device.clone(),
-        checkpoints: run.checkpoint.map(|policy| Checkpointing {
-            dir: out.checkpoints(),
-            policy,
-        }),
-        metrics: Some(out.metrics()),
-        fingerprint: run_fingerprint(batches.iter().map(batch_bytes), run.model, run.batching)?,
-    };
+    let loop_run = out.run(
+        total,
+        &device,
+        run.checkpoint,
+        run_fingerprint(batches.iter().map(batch_bytes), run.model, run.batching)?,
+    );
     let mut done = Finetuned {
         steps: 0,
         resumed_from: None,

@@ -136,6 +136,26 @@ impl StageDir {
     pub fn model(&self) -> PathBuf {
         self.root.join("model")
     }
+
+    /// The loop's run in this directory: metrics here, checkpoints (when asked for) here.
+    pub fn run(
+        &self,
+        total_steps: usize,
+        device: &burn::tensor::Device,
+        checkpoint: Option<crate::checkpoint::CheckpointPolicy>,
+        fingerprint: String,
+    ) -> crate::trainer::Run {
+        crate::trainer::Run {
+            total_steps,
+            device: device.clone(),
+            checkpoints: checkpoint.map(|policy| crate::checkpoint::Checkpointing {
+                dir: self.checkpoints(),
+                policy,
+            }),
+            metrics: Some(self.metrics()),
+            fingerprint,
+        }
+    }
 }
 
 /// Identity of what a run starts from: the base model's config and weight files and the

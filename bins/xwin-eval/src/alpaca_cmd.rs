@@ -173,15 +173,7 @@ pub fn alpaca(a: AlpacaArgs) -> Result<String, EvalError> {
         (Some(model), None) => {
             let policy = crate::policy::Policy::load(model, &a.device, &a.template)?;
             let sampler = policy.sampler(policy.name.clone());
-            let spec = xwin_rs::SampleSpec {
-                n: 1,
-                temperature: a.temperature,
-                top_p: 1.0,
-                top_k: 0,
-                max_new_tokens: a.max_new_tokens,
-                seed: a.seed,
-                pair_temperatures: None,
-            };
+            let spec = xwin_rs::SampleSpec::single(a.temperature, 1.0, a.max_new_tokens, a.seed);
             xwin_eval::generate_outputs(&sampler, &reference, &spec, &a.out)?
         }
         (None, Some(path)) => {

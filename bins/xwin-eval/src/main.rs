@@ -182,15 +182,7 @@ fn run(cli: Cli) -> Result<String, EvalError> {
                 xwin_data::ReadOptions::default(),
             )?;
             let policy = policy::Policy::load(&model, &device, &template)?;
-            let spec = xwin_rs::SampleSpec {
-                n: 1,
-                temperature,
-                top_p: 1.0,
-                top_k: 0,
-                max_new_tokens,
-                seed: 0,
-                pair_temperatures: None,
-            };
+            let spec = xwin_rs::SampleSpec::single(temperature, 1.0, max_new_tokens, 0);
             let s = xwin_eval::evaluate_exact_match(
                 &policy.sampler(policy.name.clone()),
                 &tasks,

@@ -90,15 +90,12 @@ pub fn calibrate(
             section.prompts.display()
         )));
     }
-    let spec = SampleSpec {
-        n: 1,
-        temperature: section.temperature,
-        top_p: section.top_p,
-        top_k: 0,
-        max_new_tokens: section.max_new_tokens,
-        seed: section.seed,
-        pair_temperatures: None,
-    };
+    let spec = SampleSpec::single(
+        section.temperature,
+        section.top_p,
+        section.max_new_tokens,
+        section.seed,
+    );
     let samples = dir.join("probe-samples.jsonl");
     let sampler = LocalSampler {
         model: policy,

@@ -161,15 +161,7 @@ pub fn generate_answers(
             }
         }
         for (temperature, prompts, question_ids) in by_temperature {
-            let spec = xwin_rs::SampleSpec {
-                n: 1,
-                temperature,
-                top_p: 1.0,
-                top_k: 0,
-                max_new_tokens,
-                seed,
-                pair_temperatures: None,
-            };
+            let spec = xwin_rs::SampleSpec::single(temperature, 1.0, max_new_tokens, seed);
             let path = dir.join(format!(
                 "answer-samples-{}-t{}-{temperature}.jsonl",
                 crate::answers::file_safe(model_id),

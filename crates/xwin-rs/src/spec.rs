@@ -48,6 +48,19 @@ impl SampleSpec {
         }
     }
 
+    /// One sample per prompt (evaluation, probes) at `temperature` (0: greedy), no top-k.
+    pub fn single(temperature: f32, top_p: f32, max_new_tokens: usize, seed: u64) -> Self {
+        Self {
+            n: 1,
+            temperature,
+            top_p,
+            top_k: 0,
+            max_new_tokens,
+            seed,
+            pair_temperatures: None,
+        }
+    }
+
     /// Samples per prompt.
     pub fn count(&self) -> usize {
         if self.pair_temperatures.is_some() {

@@ -7,7 +7,7 @@
 static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_dpo::{DpoConfig, DpoError, run_dpo};
@@ -26,11 +26,7 @@ struct Cli {
 
 fn run(path: &std::path::Path) -> Result<String, DpoError> {
     let config: DpoConfig = xwin_train::read_config(path)?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = xwin_cli::step_bar();
     let summary = run_dpo(&config, |s| {
         bar.set_length(s.total_steps as u64);
         bar.set_position(s.step as u64);
@@ -70,20 +66,6 @@ fn run(path: &std::path::Path) -> Result<String, DpoError> {
 
 fn main() -> ExitCode {
     xwin_alloc::keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(&Cli::parse().config) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("xwin-dpo: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    xwin_cli::init_logging();
+    xwin_cli::finish("xwin-dpo", run(&Cli::parse().config))
 }

@@ -334,14 +334,5 @@ fn run(cli: Cli) -> Result<String, EvalError> {
 
 fn main() -> ExitCode {
     xwin_alloc::keep_freed_memory();
-    match run(Cli::parse()) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("xwin-eval: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    xwin_cli::finish("xwin-eval", run(Cli::parse()))
 }

@@ -8,7 +8,7 @@ static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
@@ -144,11 +144,7 @@ enum Format {
 
 fn train(path: &std::path::Path) -> Result<String, RmError> {
     let config: RmConfig = xwin_train::read_config(path)?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = xwin_cli::step_bar();
     let summary = run_rm(&config, |s| {
         bar.set_length(s.total_steps as u64);
         bar.set_position(s.step as u64);
@@ -199,12 +195,7 @@ fn eval(rm: RmArgs, data: PathBuf, format: Format, json: bool) -> Result<String,
 
 fn main() -> ExitCode {
     xwin_alloc::keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    xwin_cli::init_logging();
     let cli = Cli::parse();
     let result = match (cli.config, cli.command) {
         (Some(config), None) => train(&config),
@@ -232,14 +223,5 @@ fn main() -> ExitCode {
                 .into(),
         )),
     };
-    match result {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("xwin-rm: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    xwin_cli::finish("xwin-rm", result)
 }

@@ -7,7 +7,7 @@
 static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_rs::{RsConfig, RsError, run_rs};
@@ -55,11 +55,7 @@ fn stats(path: &std::path::Path, n: Option<usize>, json: bool) -> Result<String,
 fn run(path: &std::path::Path) -> Result<String, RsError> {
     let config: RsConfig =
         xwin_train::read_config(path).map_err(xwin_train::sft::SftError::from)?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = xwin_cli::step_bar();
     let summary = run_rs(&config, |s| {
         bar.set_length(s.total_steps as u64);
         bar.set_position(s.step as u64);
@@ -84,12 +80,7 @@ fn run(path: &std::path::Path) -> Result<String, RsError> {
 
 fn main() -> ExitCode {
     xwin_alloc::keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    xwin_cli::init_logging();
     let cli = Cli::parse();
     let result = match (cli.config, cli.command) {
         (Some(config), None) => run(&config),
@@ -98,14 +89,5 @@ fn main() -> ExitCode {
             "give --config FILE, or `stats --xwin-set FILE`".into(),
         )),
     };
-    match result {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("xwin-rs: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    xwin_cli::finish("xwin-rs", result)
 }

@@ -208,20 +208,6 @@ fn run(cli: Cli) -> Result<String, RsError> {
 
 fn main() -> ExitCode {
     xwin_alloc::keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("xwin-sample: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    xwin_cli::init_logging();
+    xwin_cli::finish("xwin-sample", run(Cli::parse()))
 }

@@ -5,7 +5,7 @@
 static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -25,12 +25,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     xwin_alloc::keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    xwin_cli::init_logging();
     let cli = Cli::parse();
     let config: SftConfig = match read_config(&cli.config) {
         Ok(c) => c,
@@ -39,11 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = xwin_cli::step_bar();
     let start = Instant::now();
     let result = run_sft(&config, |s| {
         bar.set_length(s.total_steps as u64);

@@ -4,12 +4,12 @@
 //! objective, loss on that last reply only, through the shared loop.
 
 use crate::RsError;
-use crate::xwin_set::{RankStats, considered, rank_stats};
+use crate::xwin_set::{RankStats, considered};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xwin_data::{
-    ChatTemplate, Conversation, ReadOptions, TokenizedConversation, TrainOn, Turn, XwinSet,
-    for_each_record, is_validation, load_tokenizer, tokenize,
+    ChatTemplate, Conversation, ReadOptions, ScoredResponse, TokenizedConversation, TrainOn, Turn,
+    XwinSet, for_each_record, is_validation, load_tokenizer, tokenize,
 };
 use xwin_train::sft::BatchingSection;
 use xwin_train::{
@@ -188,30 +188,25 @@ pub fn run_rs(config: &RsConfig, on_step: impl FnMut(&StepMetrics)) -> Result<Rs
         .map_err(|e| xwin_data::DataError::io(&config.output, e))?;
     let tokenizer = load_tokenizer(&config.model.tokenizer_path())?;
     let (set_path, scored) = xwin_set(config, &tokenizer)?;
-    let stats = rank_stats(&set_path, config.select.n)?;
-    let stats_path = config.output.join("rank-stats.json");
-    std::fs::write(
-        &stats_path,
-        serde_json::to_string_pretty(&stats).unwrap_or_default(),
-    )
-    .map_err(|e| xwin_data::DataError::io(&stats_path, e))?;
-    tracing::info!(
-        prompts = stats.prompts,
-        best = stats.mean_by_rank.first().copied().unwrap_or(f64::NAN),
-        worst = stats.mean_by_rank.last().copied().unwrap_or(f64::NAN),
-        "mean RM score by rank written to {}",
-        stats_path.display()
-    );
-
     let (mut train, mut eval) = (Vec::new(), Vec::new());
     let (mut prompts, mut too_few, mut too_long) = (0, 0, 0);
     let (mut score_sum, mut failure) = (0.0f64, None);
+    // One pass: the score-by-rank statistics and the selection read the same records.
+    let mut stats = RankStats::default();
     for_each_record(&set_path, ReadOptions::default(), |set: XwinSet| {
         if failure.is_some() {
             return;
         }
         prompts += 1;
-        let result = select(config, &set, &tokenizer);
+        let responses = match considered(&set, config.select.n) {
+            Ok(r) => r,
+            Err(e) => {
+                failure = Some(e);
+                return;
+            }
+        };
+        stats.add(&responses);
+        let result = select(config, &set.prompt, &responses, &tokenizer);
         match result {
             Ok(Some((example, score))) => {
                 if example.len() > config.data.max_len {
@@ -239,6 +234,20 @@ pub fn run_rs(config: &RsConfig, on_step: impl FnMut(&StepMetrics)) -> Result<Rs
     if let Some(e) = failure {
         return Err(e);
     }
+    let stats_path = config.output.join("rank-stats.json");
+    std::fs::write(
+        &stats_path,
+        serde_json::to_string_pretty(&stats).unwrap_or_default(),
+    )
+    .map_err(|e| xwin_data::DataError::io(&stats_path, e))?;
+    tracing::info!(
+        prompts = stats.prompts,
+        best = stats.mean_by_rank.first().copied().unwrap_or(f64::NAN),
+        worst = stats.mean_by_rank.last().copied().unwrap_or(f64::NAN),
+        "mean RM score by rank written to {}",
+        stats_path.display()
+    );
+
     let selected = train.len() + eval.len();
     tracing::info!(prompts, selected, too_few, too_long, "RS data ready");
     let run = FinetuneRun {
@@ -268,14 +277,14 @@ pub fn run_rs(config: &RsConfig, on_step: impl FnMut(&StepMetrics)) -> Result<Rs
 /// response only; `None` when the prompt has fewer responses.
 fn select(
     config: &RsConfig,
-    set: &XwinSet,
+    prompt: &Conversation,
+    responses: &[ScoredResponse],
     tokenizer: &tokenizers::Tokenizer,
 ) -> Result<Option<(TokenizedConversation, f32)>, RsError> {
-    let responses = considered(set, config.select.n)?;
     let Some(chosen) = responses.get(config.select.rank - 1) else {
         return Ok(None);
     };
-    let mut conversation: Conversation = set.prompt.clone();
+    let mut conversation: Conversation = prompt.clone();
     conversation.turns.push(Turn::gpt(&chosen.text));
     let example = tokenize(
         config.data.template,
@@ -322,7 +331,10 @@ mod checks {
                 })
                 .collect(),
         };
-        let (example, score) = select(&config, &set, &tokenizer).unwrap().unwrap();
+        let responses = considered(&set, config.select.n).unwrap();
+        let (example, score) = select(&config, &set.prompt, &responses, &tokenizer)
+            .unwrap()
+            .unwrap();
         assert_eq!(score, 0.5);
         let trained: Vec<u32> = example
             .ids

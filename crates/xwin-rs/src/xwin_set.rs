@@ -25,7 +25,8 @@ pub struct RankStats {
 }
 
 impl RankStats {
-    fn add(&mut self, responses: &[ScoredResponse]) {
+    /// Adds one prompt's responses, best first.
+    pub(crate) fn add(&mut self, responses: &[ScoredResponse]) {
         if responses.is_empty() {
             return;
         }

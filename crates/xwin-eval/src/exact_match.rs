@@ -66,9 +66,7 @@ pub fn evaluate_exact_match(
         .iter()
         .map(|t| xwin_rs::Prompt {
             id: t.id.clone(),
-            conversation: xwin_data::Conversation::new(vec![xwin_data::Turn::human(
-                &t.instruction,
-            )]),
+            conversation: crate::alpaca_protocol::instruction_prompt(&t.instruction),
         })
         .collect();
     let path = dir.join(format!("answers-{}.jsonl", file_safe(&sampler.name)));

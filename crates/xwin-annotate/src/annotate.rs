@@ -82,9 +82,7 @@ pub struct Progress {
 
 /// The failures file beside `output`.
 pub fn failures_path(output: &Path) -> PathBuf {
-    let mut name = output.file_name().unwrap_or_default().to_os_string();
-    name.push(".failures.jsonl");
-    output.with_file_name(name)
+    xwin_data::sidecar(output, ".failures.jsonl")
 }
 
 fn item_key(input: &PairInput, judge: &Value, options: &AnnotateOptions) -> String {

@@ -22,7 +22,7 @@ pub use formats::{
     PreferencePair, for_each_conversation, for_each_preference_pair, read_conversations,
 };
 pub use io::{JsonlWriter, ReadOptions, ReadReport, for_each_record, read_records};
-pub use lock::{OutputLock, lock_path_for};
+pub use lock::{OutputLock, lock_path_for, sidecar};
 pub use records::{
     EvalRecord, JudgeMeta, Rating, ResponseSamples, SampledResponse, SamplingSettings,
     ScoredResponse, Winner, XwinPair, XwinSet,

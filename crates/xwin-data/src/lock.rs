@@ -67,10 +67,16 @@ pub fn lock_path_for(output: &Path, is_dir: bool) -> PathBuf {
     if is_dir {
         output.join(".lock")
     } else {
-        let mut name = output.file_name().unwrap_or_default().to_os_string();
-        name.push(".lock");
-        output.with_file_name(name)
+        sidecar(output, ".lock")
     }
+}
+
+/// The file beside `path` named after it plus `suffix` (`out.jsonl` → `out.jsonl.lock`):
+/// where an artifact keeps its lock, failures and metadata.
+pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
 }
 
 #[cfg(test)]

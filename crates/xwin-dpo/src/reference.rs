@@ -36,9 +36,7 @@ pub struct ReferenceIdentity {
 }
 
 fn meta_path(artifact: &Path) -> PathBuf {
-    let mut name = artifact.file_name().unwrap_or_default().to_os_string();
-    name.push(".meta.json");
-    artifact.with_file_name(name)
+    xwin_data::sidecar(artifact, ".meta.json")
 }
 
 /// The reference log-probabilities of every pair, from `artifact` where present and computed

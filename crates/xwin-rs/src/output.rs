@@ -4,7 +4,7 @@
 
 use crate::RsError;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use xwin_data::io::for_each_value;
 use xwin_data::{FieldError, JsonlWriter, OutputLock, ReadOptions, lock_path_for};
 
@@ -16,13 +16,9 @@ pub struct SampleOutput {
     pub done: HashSet<String>,
 }
 
-/// Prompts that got no usable sample (an endpoint's errors, too few choices); retried by
-/// the next run.
-pub fn failures_path(output: &Path) -> PathBuf {
-    let mut name = output.file_name().unwrap_or_default().to_os_string();
-    name.push(".failures.jsonl");
-    output.with_file_name(name)
-}
+/// Prompts that got no usable sample (an endpoint's errors, too few choices, no room in
+/// the context) go to the judge's failures file beside the output.
+pub use xwin_annotate::failures_path;
 
 impl SampleOutput {
     pub fn open(output: &Path) -> Result<Self, RsError> {

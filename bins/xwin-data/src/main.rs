@@ -43,6 +43,9 @@ enum Command {
         seed: u64,
         #[arg(long)]
         tasks: bool,
+        /// Share of conversations (0–1) that reply with the task's plausible mistake.
+        #[arg(long, default_value_t = 0.0)]
+        noise: f64,
         #[arg(long)]
         out: PathBuf,
     },
@@ -64,14 +67,18 @@ fn run(cli: Cli) -> Result<String, DataError> {
             n,
             seed,
             tasks,
+            noise,
             out,
         } => {
             let mut writer = xwin_data::JsonlWriter::create(&out)?;
-            for t in xwin_data::demo_tasks(n, seed) {
-                if tasks {
-                    writer.write(&t)?;
-                } else {
-                    writer.write(&t.conversation())?;
+            let all = xwin_data::demo_tasks(n, seed);
+            if tasks {
+                for t in &all {
+                    writer.write(t)?;
+                }
+            } else {
+                for c in xwin_data::noisy_conversations(&all, noise, seed) {
+                    writer.write(&c)?;
                 }
             }
             Ok(serde_json::json!({ "written": n, "out": out }).to_string())

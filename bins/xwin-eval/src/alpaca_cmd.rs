@@ -171,7 +171,7 @@ pub fn alpaca(a: AlpacaArgs) -> Result<String, EvalError> {
     std::fs::create_dir_all(&a.out).map_err(|e| setup(format!("{}: {e}", a.out.display())))?;
     let outputs = match (&a.model, &a.outputs) {
         (Some(model), None) => {
-            let policy = crate::policy::Policy::load(model, &a.device, &a.template)?;
+            let policy = crate::judge::load_policy(model, &a.device, &a.template)?;
             let sampler = policy.sampler(policy.name.clone());
             let spec = xwin_rs::SampleSpec::single(a.temperature, 1.0, a.max_new_tokens, a.seed);
             xwin_eval::generate_outputs(&sampler, &reference, &spec, &a.out)?

@@ -2,6 +2,7 @@
 //! the command line, behind one `Judge` type.
 
 use clap::ValueEnum;
+use xwin_annotate::AnyJudge;
 use xwin_eval::EvalError;
 
 /// Who judges the outputs against the reference.
@@ -24,48 +25,6 @@ pub struct JudgeArgs {
     pub judge_template: String,
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-}
-
-/// The offline oracle or a model behind an endpoint, behind one type.
-pub enum AnyJudge {
-    Oracle(xwin_annotate::OracleJudge),
-    Llm(Box<xwin_annotate::LlmJudge>),
-}
-
-impl xwin_annotate::Judge for AnyJudge {
-    fn identity(&self) -> xwin_annotate::JudgeIdentity {
-        match self {
-            Self::Oracle(j) => j.identity(),
-            Self::Llm(j) => j.identity(),
-        }
-    }
-
-    async fn compare(
-        &self,
-        q: xwin_annotate::PairQuery<'_>,
-    ) -> Result<xwin_annotate::PairVerdict, xwin_annotate::JudgeFailure> {
-        match self {
-            Self::Oracle(j) => j.compare(q).await,
-            Self::Llm(j) => j.compare(q).await,
-        }
-    }
-
-    async fn grade(
-        &self,
-        q: xwin_annotate::GradeQuery<'_>,
-    ) -> Result<xwin_annotate::Grade, xwin_annotate::JudgeFailure> {
-        match self {
-            Self::Oracle(j) => j.grade(q).await,
-            Self::Llm(j) => j.grade(q).await,
-        }
-    }
-
-    fn usage(&self) -> xwin_annotate::Usage {
-        match self {
-            Self::Oracle(j) => j.usage(),
-            Self::Llm(j) => j.usage(),
-        }
-    }
 }
 
 impl JudgeArgs {
@@ -115,4 +74,15 @@ pub fn setup(message: String) -> EvalError {
         path: "arguments".into(),
         message,
     }
+}
+
+/// The policy in `dir` with the named chat template.
+pub fn load_policy(
+    dir: &std::path::Path,
+    device: &str,
+    template: &str,
+) -> Result<xwin_rs::LocalPolicy, EvalError> {
+    let template = xwin_data::ChatTemplate::parse(template)
+        .ok_or_else(|| setup(format!("--template {template}: use vicuna-v11 or llama2")))?;
+    xwin_rs::LocalPolicy::load(dir, device, template).map_err(|e| setup(e.to_string()))
 }

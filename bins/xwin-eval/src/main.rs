@@ -10,7 +10,6 @@ static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 mod alpaca_cmd;
 mod judge;
 mod mt_bench_cmd;
-mod policy;
 
 use alpaca_cmd::{AlpacaArgs, BestOfNArgs};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -181,7 +180,7 @@ fn run(cli: Cli) -> Result<String, EvalError> {
                 &tasks,
                 xwin_data::ReadOptions::default(),
             )?;
-            let policy = policy::Policy::load(&model, &device, &template)?;
+            let policy = judge::load_policy(&model, &device, &template)?;
             let spec = xwin_rs::SampleSpec::single(temperature, 1.0, max_new_tokens, 0);
             let s = xwin_eval::evaluate_exact_match(
                 &policy.sampler(policy.name.clone()),

@@ -72,7 +72,7 @@ pub fn mt_bench(a: MtBenchArgs) -> Result<String, EvalError> {
             .collect();
     let answers = match (&a.model, &a.answers) {
         (Some(model), None) => {
-            let policy = crate::policy::Policy::load(model, &a.device, &a.template)?;
+            let policy = crate::judge::load_policy(model, &a.device, &a.template)?;
             let id = a.model_id.clone().unwrap_or_else(|| policy.name.clone());
             let sampler = policy.sampler(id.clone());
             mt::generate_answers(&sampler, &questions, a.max_new_tokens, a.seed, &id, &a.out)?.0

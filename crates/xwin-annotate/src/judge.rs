@@ -263,8 +263,12 @@ impl Judge for LlmJudge {
     }
 }
 
-/// An offline judge for demos and tests: with a reference answer, the answer whose words
-/// overlap it more (unigram F1) wins; without one, an answer beats a refusal and then the
+/// An offline judge for demos and tests: with a reference answer, an exact match (after
+/// trimming whitespace and a final period) scores 1 and any other answer 0.9 × the mean of
+/// its word overlap with the reference (unigram F1) and its character similarity (one minus
+/// the edit distance over the longer length), so a correct answer always beats a near miss
+/// ("3, 12, 5" for "3, 5, 12" has F1 1) and near misses are ordered ("elpap" is closer to
+/// "elppa" than "apple" is, though neither shares a word with it); without one, an answer beats a refusal and then the
 /// longer one wins.
 /// The margin between the two scores sets the rating. Deterministic.
 #[derive(Debug, Clone, Default)]
@@ -274,7 +278,8 @@ impl OracleJudge {
     /// Score in [0, 1].
     pub fn score(answer: &str, reference: Option<&str>) -> f64 {
         match reference {
-            Some(r) => unigram_f1(answer, r),
+            Some(r) if xwin_data::exact_match(answer, r) => 1.0,
+            Some(r) => 0.45 * (unigram_f1(answer, r) + char_similarity(answer, r)),
             None => {
                 let words = answer.split_whitespace().count();
                 let lower = answer.trim_start().to_lowercase();
@@ -300,6 +305,30 @@ impl OracleJudge {
             _ => Rating::Negligibly,
         }
     }
+}
+
+/// 1 − Levenshtein distance / the longer length, over characters of the trimmed texts.
+fn char_similarity(answer: &str, reference: &str) -> f64 {
+    let (a, r): (Vec<char>, Vec<char>) = (
+        answer.trim().chars().collect(),
+        reference.trim().chars().collect(),
+    );
+    let longer = a.len().max(r.len());
+    if longer == 0 {
+        return 1.0;
+    }
+    // One row of the edit-distance table at a time.
+    let mut row: Vec<usize> = (0..=r.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cr) in r.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cr);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    1.0 - row[r.len()] as f64 / longer as f64
 }
 
 fn unigram_f1(answer: &str, reference: &str) -> f64 {
@@ -331,7 +360,7 @@ impl Judge for OracleJudge {
     fn identity(&self) -> JudgeIdentity {
         JudgeIdentity {
             model: "oracle".into(),
-            template: "rule: reference F1, else length without refusal".into(),
+            template: "rule: reference exact match, else F1 and character similarity; without one, length without refusal".into(),
             template_digest: String::new(),
             temperature: 0.0,
             max_tokens: 0,
@@ -375,5 +404,41 @@ impl Judge for OracleJudge {
             raw: String::new(),
             attempts: 1,
         })
+    }
+}
+
+/// The offline oracle or a model behind an endpoint, behind one type (chosen at run time).
+pub enum AnyJudge {
+    Oracle(OracleJudge),
+    Llm(Box<LlmJudge>),
+}
+
+impl Judge for AnyJudge {
+    fn identity(&self) -> JudgeIdentity {
+        match self {
+            Self::Oracle(j) => j.identity(),
+            Self::Llm(j) => j.identity(),
+        }
+    }
+
+    async fn compare(&self, q: PairQuery<'_>) -> Result<PairVerdict, JudgeFailure> {
+        match self {
+            Self::Oracle(j) => j.compare(q).await,
+            Self::Llm(j) => j.compare(q).await,
+        }
+    }
+
+    async fn grade(&self, q: GradeQuery<'_>) -> Result<Grade, JudgeFailure> {
+        match self {
+            Self::Oracle(j) => j.grade(q).await,
+            Self::Llm(j) => j.grade(q).await,
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        match self {
+            Self::Oracle(j) => j.usage(),
+            Self::Llm(j) => j.usage(),
+        }
     }
 }

@@ -20,7 +20,7 @@ pub use annotate::{
 pub use client::{CallError, ChatClient, EndpointConfig, Parsed, Usage};
 pub use error::{AnnotateError, Result};
 pub use judge::{
-    Grade, GradeQuery, Judge, JudgeFailure, JudgeIdentity, LlmJudge, OracleJudge, PairQuery,
+    AnyJudge, Grade, GradeQuery, Judge, JudgeFailure, JudgeIdentity, LlmJudge, OracleJudge, PairQuery,
     PairVerdict, VerdictFormat,
 };
 pub use pairs::{PairInput, read_pair_inputs};

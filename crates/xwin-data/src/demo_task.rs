@@ -1,7 +1,10 @@
 //! A verifiable instruction task for demos: small instructions whose answers are computed
 //! (adding numbers, reversing and upper-casing words, sorting, counting letters), so a
-//! reference answer exists for every prompt and exact match means something. Seeded and
-//! stable across platforms (splitmix64, no library RNG whose stream could change).
+//! reference answer exists for every prompt and exact match means something. Each task also
+//! carries a plausible mistake (the word not reversed, the sum off by one, …): SFT data with
+//! a share of mistakes stands in for ShareGPT's imperfect replies, which is what a reward
+//! model and rejection sampling improve on. Seeded and stable across platforms (splitmix64,
+//! no library RNG whose stream could change).
 
 use crate::conversation::{Conversation, Turn};
 use serde::{Deserialize, Serialize};
@@ -14,19 +17,38 @@ pub struct DemoTask {
     pub kind: String,
     pub instruction: String,
     pub answer: String,
+    /// A typical wrong answer for this task.
+    #[serde(default)]
+    pub mistake: String,
 }
 
 impl DemoTask {
     /// The task as a one-round ShareGPT conversation (for SFT) with its id.
     pub fn conversation(&self) -> Conversation {
+        self.conversation_answering(&self.answer)
+    }
+
+    /// The task answered with `reply`.
+    pub fn conversation_answering(&self, reply: &str) -> Conversation {
         Conversation {
             id: Some(self.id.clone()),
-            ..Conversation::new(vec![
-                Turn::human(&self.instruction),
-                Turn::gpt(&self.answer),
-            ])
+            ..Conversation::new(vec![Turn::human(&self.instruction), Turn::gpt(reply)])
         }
     }
+}
+
+/// SFT conversations for `tasks` where a seeded `noise` share (0–1) of the replies is the
+/// task's mistake instead of its answer.
+pub fn noisy_conversations(tasks: &[DemoTask], noise: f64, seed: u64) -> Vec<Conversation> {
+    let mut rng = SplitMix(seed ^ 0x0015e);
+    tasks
+        .iter()
+        .map(|t| {
+            let draw = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+            let wrong = draw < noise;
+            t.conversation_answering(if wrong { &t.mistake } else { &t.answer })
+        })
+        .collect()
 }
 
 /// splitmix64: tiny, stable, good enough to pick task parameters.
@@ -58,13 +80,14 @@ pub fn demo_tasks(n: usize, seed: u64) -> Vec<DemoTask> {
     (0..n)
         .map(|i| {
             let word = |rng: &mut SplitMix| WORDS[rng.below(WORDS.len() as u64) as usize];
-            let (kind, instruction, answer) = match i % 5 {
+            let (kind, instruction, answer, mistake) = match i % 5 {
                 0 => {
-                    let (a, b) = (rng.below(90) + 10, rng.below(90) + 10);
+                    let (a, b) = (rng.below(9) + 1, rng.below(9) + 1);
                     (
                         "add",
                         format!("What is {a} + {b}? Answer with the number only."),
                         (a + b).to_string(),
+                        (a + b + 1).to_string(),
                     )
                 }
                 1 => {
@@ -73,17 +96,21 @@ pub fn demo_tasks(n: usize, seed: u64) -> Vec<DemoTask> {
                         "reverse",
                         format!("Reverse the letters of the word \"{w}\"."),
                         w.chars().rev().collect(),
+                        w.to_string(),
                     )
                 }
                 2 => {
-                    let mut v: Vec<u64> = (0..3 + rng.below(3)).map(|_| rng.below(50)).collect();
+                    let mut v: Vec<u64> = (0..3).map(|_| rng.below(9) + 1).collect();
                     let shown = v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
                     v.sort_unstable();
                     let sorted = v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+                    v.reverse();
+                    let descending = v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
                     (
                         "sort",
                         format!("Sort these numbers from smallest to largest: {shown}."),
                         sorted,
+                        descending,
                     )
                 }
                 3 => {
@@ -95,14 +122,16 @@ pub fn demo_tasks(n: usize, seed: u64) -> Vec<DemoTask> {
                         "count",
                         format!("How many times does the letter '{c}' appear in \"{w}\"?"),
                         count.to_string(),
+                        (count + 1).to_string(),
                     )
                 }
                 _ => {
-                    let (a, b) = (word(&mut rng), word(&mut rng));
+                    let w = word(&mut rng);
                     (
                         "upper",
-                        format!("Write \"{a} {b}\" in capital letters."),
-                        format!("{a} {b}").to_uppercase(),
+                        format!("Write \"{w}\" in capital letters."),
+                        w.to_uppercase(),
+                        w.to_string(),
                     )
                 }
             };
@@ -111,6 +140,7 @@ pub fn demo_tasks(n: usize, seed: u64) -> Vec<DemoTask> {
                 kind: kind.to_string(),
                 instruction,
                 answer,
+                mistake,
             }
         })
         .collect()

@@ -16,7 +16,7 @@ pub mod transform;
 
 pub use batch::{Batch, PadSide, length_buckets, pad_batch, pad_rows};
 pub use conversation::{Conversation, Role, Turn};
-pub use demo_task::{DemoTask, demo_tasks, exact_match};
+pub use demo_task::{DemoTask, demo_tasks, exact_match, noisy_conversations};
 pub use error::{DataError, FieldError, Location, Result};
 pub use formats::{
     PreferencePair, for_each_conversation, for_each_preference_pair, read_conversations,

@@ -26,6 +26,9 @@ pub struct GenerationConfig {
     /// Each row's RNG is derived from (seed, prompt tokens, sample index), so a row's output
     /// does not depend on what else is in the batch: reruns and resumed runs reproduce it.
     pub seed: u64,
+    /// Mixed into prompt `i`'s seed when present (e.g. a hash of its id), so two prompts
+    /// with the same tokens under different ids draw different samples; empty: none.
+    pub prompt_seeds: Vec<u64>,
 }
 
 impl Default for GenerationConfig {
@@ -38,6 +41,7 @@ impl Default for GenerationConfig {
             first_sample: 0,
             stop_ids: Vec::new(),
             seed: 0,
+            prompt_seeds: Vec::new(),
         }
     }
 }
@@ -95,7 +99,7 @@ pub fn generate(
     }
     let mut rows: Vec<Row> = Vec::with_capacity(prompts.len() * n);
     for (prompt, tokens) in prompts.iter().enumerate() {
-        let prompt_hash = fnv1a(tokens);
+        let prompt_hash = fnv1a(tokens) ^ config.prompt_seeds.get(prompt).copied().unwrap_or(0);
         for sample in samples.clone() {
             let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ prompt_hash);
             rng.set_stream(sample as u64);
@@ -198,6 +202,13 @@ pub fn generate(
 }
 
 /// Stable 64-bit FNV-1a hash of token ids (std's hasher may change between releases).
+/// FNV-1a over a string's bytes: a stable per-id seed for [`GenerationConfig::prompt_seeds`].
+pub fn text_seed(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn fnv1a(tokens: &[u32]) -> u64 {
     tokens
         .iter()

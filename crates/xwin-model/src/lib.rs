@@ -34,7 +34,7 @@ pub use config::{LlamaConfig, RopeScaling};
 pub use device::parse_device;
 pub use error::{ModelError, Result};
 pub use fused_loss::{lm_head_nll_mean, lm_head_nll_sum};
-pub use generate::{GenerationConfig, Generations, generate};
+pub use generate::{GenerationConfig, Generations, generate, text_seed};
 pub use layout::BatchLayout;
 pub use logprob::{SpanLogProbs, masked_logprob_sum, next_token_logprobs, span_logprobs};
 pub use model::{KvCache, LlamaForCausalLM, LlamaModel};

@@ -178,6 +178,10 @@ fn shared_prefill_equals_separate_generations() {
     let model = load_causal_lm(fixtures().join("tiny-llama"), &device).unwrap();
     let mut prompts = ids(&expected(&fixtures().join("tiny-llama"))["input_ids"]);
     prompts.push(vec![1, 400, 17]);
+    // The same tokens again under another prompt seed (another id): different samples.
+    prompts.push(vec![1, 400, 17]);
+    let mut prompt_seeds = vec![0; prompts.len()];
+    prompt_seeds[prompts.len() - 1] = 11;
     let hot = SamplingConfig {
         temperature: 1.3,
         top_p: 0.98,
@@ -203,6 +207,7 @@ fn shared_prefill_equals_separate_generations() {
         // Frequent tokens of this model, so that rows stop at different steps.
         stop_ids: vec![330, 79, 15],
         seed: 7,
+        prompt_seeds: prompt_seeds.clone(),
     };
     let together = generate(&model, &prompts, &config, &device).unwrap();
     let lengths: Vec<usize> = together.iter().flatten().map(Vec::len).collect();
@@ -210,11 +215,14 @@ fn shared_prefill_equals_separate_generations() {
         lengths.iter().any(|&l| l < 20) && lengths.iter().any(|&l| l == 20),
         "some rows must stop early and some run to the end: {lengths:?}"
     );
+    let last = prompts.len() - 1;
+    assert_ne!(together[last], together[last - 1], "prompt seeds must matter");
     for (p, prompt) in prompts.iter().enumerate() {
         for k in 0..5 {
             let alone = GenerationConfig {
                 num_samples: 1,
                 first_sample: 1 + k,
+                prompt_seeds: vec![prompt_seeds[p]],
                 ..config.clone()
             };
             let single = generate(&model, std::slice::from_ref(prompt), &alone, &device).unwrap();

@@ -1,7 +1,8 @@
 //! Sampling with the local policy: prompts of similar length share a batch; each prompt is
 //! prefilled once and its cache copied to its N sample rows (`xwin_model::generate`); every
-//! sample's RNG comes from (seed, prompt tokens, sample index), so a resumed run writes
-//! exactly what the interrupted one would have.
+//! sample's RNG comes from (seed, prompt id, prompt tokens, sample index), so a resumed run
+//! writes exactly what the interrupted one would have, and two prompts with the same text
+//! under different ids draw different samples.
 
 use crate::RsError;
 use crate::output::{Progress, SampleFailure, SampleOutput, SampleSummary};
@@ -10,7 +11,7 @@ use crate::spec::{SampleSpec, record};
 use burn::tensor::Device;
 use std::time::Instant;
 use xwin_data::{ChatTemplate, SampledResponse, TextEncoder};
-use xwin_model::{GenerationConfig, LlamaForCausalLM, generate};
+use xwin_model::{GenerationConfig, LlamaForCausalLM, generate, text_seed};
 
 /// How prompts are batched.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,7 +108,7 @@ impl LocalSampler<'_> {
         summary.already_done = prompts.len() - todo.len() - summary.too_long;
         let n = spec.count();
         let stop_ids = self.model.config().eos_token_ids.clone();
-        let generation = GenerationConfig {
+        let mut generation = GenerationConfig {
             sampling: spec.sampling(0),
             per_sample: (0..n).map(|k| spec.sampling(k)).collect(),
             max_new_tokens: spec.max_new_tokens,
@@ -115,10 +116,12 @@ impl LocalSampler<'_> {
             first_sample: 0,
             stop_ids: stop_ids.clone(),
             seed: spec.seed,
+            prompt_seeds: Vec::new(),
         };
         let start = Instant::now();
         for batch in batches(&ids, n, options) {
             let batch_ids: Vec<Vec<u32>> = batch.iter().map(|&i| ids[i].clone()).collect();
+            generation.prompt_seeds = batch.iter().map(|&i| text_seed(&todo[i].id)).collect();
             let generated = generate(self.model, &batch_ids, &generation, &self.device)?;
             for (&i, samples) in batch.iter().zip(generated) {
                 let mut responses = Vec::with_capacity(n);

@@ -1,11 +1,11 @@
-//! The local policy a command generates with: model, tokenizer, chat template and device.
+//! A local policy loaded from a model directory: what a [`LocalSampler`] borrows.
 
-use crate::judge::setup;
+use crate::RsError;
+use crate::local::LocalSampler;
 use std::path::Path;
-use xwin_eval::EvalError;
 
-/// What a `LocalSampler` borrows, loaded from a model directory.
-pub struct Policy {
+/// Model, tokenizer, chat template and device of a policy in HF layout.
+pub struct LocalPolicy {
     pub model: xwin_model::LlamaForCausalLM,
     pub tokenizer: tokenizers::Tokenizer,
     pub template: xwin_data::ChatTemplate,
@@ -14,12 +14,15 @@ pub struct Policy {
     pub name: String,
 }
 
-impl Policy {
-    pub fn load(dir: &Path, device: &str, template: &str) -> Result<Self, EvalError> {
-        let template = xwin_data::ChatTemplate::parse(template)
-            .ok_or_else(|| setup(format!("--template {template}: use vicuna-v11 or llama2")))?;
-        let device = xwin_model::parse_device(device).map_err(|e| setup(e.to_string()))?;
-        let model = xwin_model::load_causal_lm(dir, &device).map_err(|e| setup(e.to_string()))?;
+impl LocalPolicy {
+    /// Loads `dir` (with its `tokenizer.json`) onto `device` (`cpu`, `wgpu`, `cuda:N`).
+    pub fn load(
+        dir: &Path,
+        device: &str,
+        template: xwin_data::ChatTemplate,
+    ) -> Result<Self, RsError> {
+        let device = xwin_model::parse_device(device)?;
+        let model = xwin_model::load_causal_lm(dir, &device)?;
         let tokenizer = xwin_data::load_tokenizer(&dir.join("tokenizer.json"))?;
         let name = dir
             .file_name()
@@ -34,8 +37,8 @@ impl Policy {
     }
 
     /// A sampler over this policy whose records carry `name`.
-    pub fn sampler(&self, name: String) -> xwin_rs::LocalSampler<'_> {
-        xwin_rs::LocalSampler {
+    pub fn sampler(&self, name: String) -> LocalSampler<'_> {
+        LocalSampler {
             model: &self.model,
             tokenizer: &self.tokenizer,
             template: self.template,

@@ -1,0 +1,433 @@
+//! The stages, in order, and how each is wired: which upstream artifacts it reads, which
+//! part of the config it depends on, what it makes. Each runs through its stage crate; the
+//! per-stage binaries stay usable on their own.
+
+use crate::config::{PipelineConfig, path_value, stage_config, wire, wire_default};
+use crate::eval::evaluate_policy;
+use crate::{Event, PipelineError};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use xwin_data::{DemoTask, JsonlWriter, ReadOptions};
+
+/// Stage names in run order (also their directories under `output/`).
+pub const STAGES: [&str; 12] = [
+    "data", "sft", "pairs", "judge", "rm", "rs-samples", "rs", "dpo", "eval-sft", "eval-rs",
+    "eval-dpo", "report",
+];
+
+/// The upstream stages whose artifacts a stage reads.
+pub fn upstream(stage: &str) -> &'static [&'static str] {
+    match stage {
+        "data" => &[],
+        "sft" => &["data"],
+        "pairs" => &["data", "sft"],
+        "judge" => &["data", "pairs"],
+        "rm" => &["sft", "judge"],
+        "rs-samples" => &["data", "sft"],
+        "rs" => &["sft", "rm", "rs-samples"],
+        "dpo" => &["data", "rm", "rs"],
+        "eval-sft" => &["data", "sft", "rm"],
+        "eval-rs" => &["data", "rs", "rm"],
+        "eval-dpo" => &["data", "dpo", "rm"],
+        _ => &["rm", "rs", "eval-sft", "eval-rs", "eval-dpo"],
+    }
+}
+
+/// What a stage run reports back for its manifest.
+pub struct Outcome {
+    /// Artifacts whose content hash downstream keys are built from.
+    pub products: Vec<PathBuf>,
+    pub headline: Value,
+    pub tokens_per_s: Option<f64>,
+}
+
+/// Paths of every stage's artifacts under `output/`.
+pub struct Layout<'a> {
+    pub config: &'a PipelineConfig,
+}
+
+impl Layout<'_> {
+    pub fn dir(&self, stage: &str) -> PathBuf {
+        self.config.output.join(stage)
+    }
+
+    fn data_file(&self, name: &str, given: &Option<PathBuf>) -> PathBuf {
+        match (&self.config.data.demo_task, given) {
+            (None, Some(p)) => p.clone(),
+            _ => self.dir("data").join(name),
+        }
+    }
+
+    pub fn sft_data(&self) -> PathBuf {
+        self.data_file("sft.jsonl", &self.config.data.sft)
+    }
+    pub fn pair_prompts(&self) -> PathBuf {
+        self.data_file("pair-prompts.jsonl", &self.config.data.pair_prompts)
+    }
+    pub fn rs_prompts(&self) -> PathBuf {
+        self.data_file("rs-prompts.jsonl", &self.config.data.rs_prompts)
+    }
+    /// Demo tasks with answers (the references the oracle judge compares with).
+    pub fn pair_tasks(&self) -> Option<PathBuf> {
+        self.config
+            .data
+            .demo_task
+            .as_ref()
+            .map(|_| self.dir("data").join("pair-tasks.jsonl"))
+    }
+    pub fn heldout(&self) -> Option<PathBuf> {
+        match &self.config.data.demo_task {
+            Some(_) => Some(self.dir("data").join("heldout.jsonl")),
+            None => self.config.data.heldout.clone(),
+        }
+    }
+    pub fn model_of(&self, stage: &str) -> PathBuf {
+        if stage == "base" {
+            self.config.model.path.clone()
+        } else {
+            self.dir(stage).join("model")
+        }
+    }
+}
+
+/// The part of the config a stage depends on, as JSON (part of its key).
+pub fn stage_config_json(config: &PipelineConfig, stage: &str) -> Value {
+    let base = json!({
+        "device": config.model.device, "template": config.model.template,
+        "max_len": config.model.max_len,
+    });
+    match stage {
+        "data" => json!({ "data": config.data }),
+        "sft" => json!({ "base": base, "sft": config.sft }),
+        "pairs" => json!({ "base": base, "pairs": config.pairs }),
+        "judge" => json!({ "judge": config.judge }),
+        "rm" => json!({ "base": base, "rm": config.rm }),
+        "rs-samples" => json!({ "base": base, "rs_samples": config.rs_samples }),
+        "rs" => json!({ "base": base, "rs": config.rs }),
+        "dpo" => json!({ "base": base, "dpo": config.dpo }),
+        "report" => json!({}),
+        _ => json!({ "base": base, "eval": config.eval }),
+    }
+}
+
+/// Files outside the pipeline that a stage reads (their content is part of its key).
+pub fn external_inputs(config: &PipelineConfig, stage: &str) -> Vec<(String, PathBuf)> {
+    let d = &config.data;
+    match stage {
+        "data" if d.demo_task.is_none() => [
+            ("sft", &d.sft),
+            ("pair_prompts", &d.pair_prompts),
+            ("rs_prompts", &d.rs_prompts),
+            ("heldout", &d.heldout),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| p.clone().map(|p| (n.to_string(), p)))
+        .collect(),
+        "sft" => vec![("base".into(), config.model.path.clone())],
+        _ => Vec::new(),
+    }
+}
+
+fn device_and_template(t: &mut toml::Table, config: &PipelineConfig) {
+    wire_default(t, "model.device", config.model.device.clone().into());
+    if let Ok(template) = toml::Value::try_from(config.model.template) {
+        wire_default(t, "data.template", template);
+    }
+    wire_default(t, "data.max_len", (config.model.max_len as i64).into());
+}
+
+/// Runs one stage to completion (resuming what an interrupted run left).
+pub fn run_stage(
+    layout: &Layout,
+    stage: &str,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Outcome, PipelineError> {
+    let config = layout.config;
+    let dir = layout.dir(stage);
+    let mut step = |step: &xwin_train::StepMetrics| {
+        on_event(Event::Step {
+            stage: stage.to_string(),
+            done: step.step,
+            total: step.total_steps,
+            message: format!("loss {:.4}  {:.0} tok/s", step.loss, step.tokens_per_s),
+        });
+    };
+    match stage {
+        "data" => write_data(layout),
+        "sft" => {
+            let mut t = config.sft.clone();
+            wire(&mut t, "output", path_value(&dir));
+            wire(&mut t, "model.path", path_value(&config.model.path));
+            wire(&mut t, "data.train", path_value(&layout.sft_data()));
+            device_and_template(&mut t, config);
+            let c: xwin_train::SftConfig = stage_config(stage, t)?;
+            let mut rate = None;
+            let s = xwin_train::run_sft(&c, |m| {
+                rate = Some(m.tokens_per_s);
+                step(m);
+            })
+            .map_err(|e| PipelineError::stage(stage, e))?;
+            Ok(Outcome {
+                products: vec![dir.join("model")],
+                headline: json!({ "last_loss": s.last_loss, "eval_loss": s.last_eval_loss, "steps": s.steps }),
+                tokens_per_s: rate,
+            })
+        }
+        "pairs" | "rs-samples" | "eval-sft" | "eval-rs" | "eval-dpo" => {
+            sample_stage(layout, stage, on_event)
+        }
+        "judge" => judge_stage(layout, on_event),
+        "rm" => {
+            let mut t = config.rm.clone();
+            wire(&mut t, "output", path_value(&dir));
+            wire(&mut t, "model.path", path_value(&layout.model_of("sft")));
+            wire(&mut t, "data.train", path_value(&layout.dir("judge").join("xwin-pair.jsonl")));
+            wire_default(&mut t, "data.format", "xwin-pair".into());
+            device_and_template(&mut t, config);
+            let c: xwin_rm::RmConfig = stage_config(stage, t)?;
+            let mut rate = None;
+            let s = xwin_rm::run_rm(&c, |m| {
+                rate = Some(m.tokens_per_s);
+                step(m);
+            })
+            .map_err(|e| PipelineError::stage(stage, e))?;
+            let accuracy = s.eval.as_ref().map(|e| e.all.accuracy() * 100.0);
+            Ok(Outcome {
+                products: vec![dir.join("model"), dir.join("eval.json")],
+                headline: json!({ "eval_accuracy": accuracy, "train_pairs": s.train_pairs }),
+                tokens_per_s: rate,
+            })
+        }
+        "rs" => {
+            let mut t = config.rs.clone();
+            wire(&mut t, "output", path_value(&dir));
+            wire(&mut t, "model.path", path_value(&layout.model_of("sft")));
+            wire(&mut t, "reward.path", path_value(&layout.model_of("rm")));
+            wire(&mut t, "data.samples", path_value(&layout.dir("rs-samples").join("samples.jsonl")));
+            device_and_template(&mut t, config);
+            let c: xwin_rs::RsConfig = stage_config(stage, t)?;
+            let mut rate = None;
+            let s = xwin_rs::run_rs(&c, |m| {
+                rate = Some(m.tokens_per_s);
+                step(m);
+            })
+            .map_err(|e| PipelineError::stage(stage, e))?;
+            Ok(Outcome {
+                products: vec![dir.join("model"), dir.join("xwin-set.jsonl")],
+                headline: json!({ "selected": s.selected, "mean_selected_score": s.mean_selected_score, "mean_score": s.stats.mean }),
+                tokens_per_s: rate,
+            })
+        }
+        "dpo" => {
+            let mut t = config.dpo.clone();
+            wire(&mut t, "output", path_value(&dir));
+            wire(&mut t, "model.path", path_value(&layout.model_of("rs")));
+            wire(&mut t, "data.xwin_set", path_value(&layout.dir("rs").join("xwin-set.jsonl")));
+            if t.contains_key("calibrate") {
+                wire(&mut t, "calibrate.reward", path_value(&layout.model_of("rm")));
+                wire_default(&mut t, "calibrate.prompts", path_value(&layout.pair_prompts()));
+            }
+            device_and_template(&mut t, config);
+            let c: xwin_dpo::DpoConfig = stage_config(stage, t)?;
+            let mut rate = None;
+            let s = xwin_dpo::run_dpo(&c, |m| {
+                rate = Some(m.tokens_per_s);
+                step(m);
+            })
+            .map_err(|e| PipelineError::stage(stage, e))?;
+            Ok(Outcome {
+                products: vec![dir.join("model")],
+                headline: json!({ "rejected_rank": s.rejected_rank, "train_pairs": s.train_pairs, "eval_before": s.eval_before, "eval_after": s.eval_after }),
+                tokens_per_s: rate,
+            })
+        }
+        _ => crate::report::write(layout).map(|headline| Outcome {
+            products: vec![config.output.join("report.md")],
+            headline,
+            tokens_per_s: None,
+        }),
+    }
+}
+
+/// The demo task's files, or a check that the given files exist.
+fn write_data(layout: &Layout) -> Result<Outcome, PipelineError> {
+    let config = layout.config;
+    let Some(demo) = &config.data.demo_task else {
+        let files: Vec<PathBuf> = external_inputs(config, "data")
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        return Ok(Outcome {
+            products: files,
+            headline: json!({ "source": "files" }),
+            tokens_per_s: None,
+        });
+    };
+    let dir = layout.dir("data");
+    // Disjoint seeds per split: no held-out task id is trained on.
+    let split = |n: usize, k: u64| xwin_data::demo_tasks(n, demo.seed * 8 + k);
+    let write = |name: &str, rows: &[serde_json::Value]| -> Result<PathBuf, PipelineError> {
+        let path = dir.join(name);
+        let mut w = JsonlWriter::create(&path)?;
+        for r in rows {
+            w.write(r)?;
+        }
+        Ok(path)
+    };
+    let as_values = |v: Vec<xwin_data::Conversation>| -> Vec<Value> {
+        v.iter().map(|c| serde_json::to_value(c).unwrap_or_default()).collect()
+    };
+    let tasks_values = |t: &[DemoTask]| -> Vec<Value> {
+        t.iter().map(|t| serde_json::to_value(t).unwrap_or_default()).collect()
+    };
+    let sft = split(demo.sft, 0);
+    let pairs = split(demo.pair_prompts, 1);
+    let rs = split(demo.rs_prompts, 2);
+    let heldout = split(demo.heldout, 3);
+    let products = vec![
+        write("sft.jsonl", &as_values(xwin_data::noisy_conversations(&sft, demo.noise, demo.seed)))?,
+        write("pair-prompts.jsonl", &as_values(pairs.iter().map(DemoTask::conversation).collect()))?,
+        write("pair-tasks.jsonl", &tasks_values(&pairs))?,
+        write("rs-prompts.jsonl", &as_values(rs.iter().map(DemoTask::conversation).collect()))?,
+        write("heldout.jsonl", &tasks_values(&heldout))?,
+    ];
+    Ok(Outcome {
+        products,
+        headline: json!({ "sft": demo.sft, "pair_prompts": demo.pair_prompts, "rs_prompts": demo.rs_prompts, "heldout": demo.heldout, "noise": demo.noise }),
+        tokens_per_s: None,
+    })
+}
+
+/// Pair sampling (step 2a), best-of-N for RS (step 3) and each policy's held-out samples.
+fn sample_stage(
+    layout: &Layout,
+    stage: &str,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Outcome, PipelineError> {
+    let config = layout.config;
+    let (policy_stage, prompts_file, spec) = match stage {
+        "pairs" => ("sft", Some(layout.pair_prompts()), &config.pairs),
+        "rs-samples" => ("sft", Some(layout.rs_prompts()), &config.rs_samples),
+        other => (other.trim_start_matches("eval-"), None, &config.eval),
+    };
+    if stage.starts_with("eval-") {
+        return evaluate_policy(layout, stage, policy_stage, on_event);
+    }
+    let prompts_file = prompts_file.unwrap_or_default();
+    let err = |e: xwin_rs::RsError| PipelineError::stage(stage, e);
+    let (prompts, _) = xwin_rs::read_prompts(&prompts_file, config.data.first_replies, ReadOptions::default())
+        .map_err(err)?;
+    let policy = xwin_rs::LocalPolicy::load(&layout.model_of(policy_stage), &config.model.device, config.model.template)
+        .map_err(err)?;
+    let out = layout.dir(stage).join("samples.jsonl");
+    let options = xwin_rs::LocalOptions {
+        skip_long: true,
+        ..xwin_rs::LocalOptions::default()
+    };
+    let start = Instant::now();
+    let s = policy
+        .sampler(policy_stage.to_string())
+        .run(&prompts, spec, options, &out, |p| {
+            on_event(Event::Step {
+                stage: stage.to_string(),
+                done: p.done,
+                total: p.total,
+                message: format!("{:.0} tok/s", p.tokens as f64 / p.elapsed_s.max(1e-9)),
+            })
+        })
+        .map_err(err)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Outcome {
+        products: vec![out],
+        headline: json!({ "prompts": s.prompts, "responses": s.responses, "too_long": s.too_long }),
+        tokens_per_s: (s.tokens > 0).then(|| s.tokens as f64 / seconds.max(1e-9)),
+    })
+}
+
+/// Judges the sampled pairs (step 2b); demo prompts carry their reference answers.
+fn judge_stage(layout: &Layout, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, PipelineError> {
+    let config = layout.config;
+    let stage = "judge";
+    let references: HashMap<String, String> = match layout.pair_tasks() {
+        Some(path) => xwin_data::read_records::<DemoTask>(&path, ReadOptions::default())?
+            .0
+            .into_iter()
+            .map(|t| (t.id, t.answer))
+            .collect(),
+        None => HashMap::new(),
+    };
+    let sampled = layout.dir("pairs").join("samples.jsonl");
+    let (pairs, _) = xwin_data::read_records::<xwin_rs::SampledPair>(&sampled, ReadOptions::default())?;
+    let inputs: Vec<xwin_annotate::PairInput> = pairs
+        .into_iter()
+        .map(|p| {
+            // Unfolded prompt ids are `conversation#reply`.
+            let task = p.id.split('#').next().unwrap_or(&p.id);
+            xwin_annotate::PairInput {
+                reference: references.get(task).cloned(),
+                id: Some(p.id),
+                prompt: p.prompt,
+                response_a: p.response_a,
+                response_b: p.response_b,
+            }
+        })
+        .collect();
+    let judge = build_judge(&config.judge).map_err(|e| PipelineError::stage(stage, e))?;
+    let out = layout.dir(stage).join("xwin-pair.jsonl");
+    let options = xwin_annotate::AnnotateOptions {
+        concurrency: config.judge.concurrency,
+        seed: config.judge.seed,
+        both_orders: false,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PipelineError::io(&out, e))?;
+    let s = runtime
+        .block_on(xwin_annotate::annotate_pairs(&judge, &inputs, &out, options, |p| {
+            on_event(Event::Step {
+                stage: stage.to_string(),
+                done: p.done,
+                total: p.total,
+                message: String::new(),
+            })
+        }))
+        .map_err(|e| PipelineError::stage(stage, e))?;
+    Ok(Outcome {
+        products: vec![out],
+        headline: json!({ "judged": s.judged, "ties": s.ties, "inconsistent": s.inconsistent, "failures": s.failures, "by_rating": s.by_rating }),
+        tokens_per_s: None,
+    })
+}
+
+fn build_judge(j: &crate::config::JudgeSection) -> Result<xwin_annotate::AnyJudge, String> {
+    if j.kind == "oracle" {
+        return Ok(xwin_annotate::AnyJudge::Oracle(xwin_annotate::OracleJudge));
+    }
+    let mut endpoint = xwin_annotate::EndpointConfig::new(&j.base_url, &j.model);
+    endpoint.api_key_env = (!j.api_key_env.is_empty()).then(|| j.api_key_env.clone());
+    let client = xwin_annotate::ChatClient::new(endpoint).map_err(|e| e.to_string())?;
+    let pair = xwin_annotate::PromptTemplate::resolve(&j.template).map_err(|e| e.to_string())?;
+    let grade = xwin_annotate::PromptTemplate::builtin("mt-bench-single").map_err(|e| e.to_string())?;
+    let format = xwin_annotate::PromptTemplate::builtin_format(&j.template)
+        .unwrap_or(xwin_annotate::VerdictFormat::Xwin);
+    Ok(xwin_annotate::AnyJudge::Llm(Box::new(
+        xwin_annotate::LlmJudge::new(client, format, pair, grade),
+    )))
+}
+
+/// Files a stage reads that must exist before it runs (a clear error otherwise).
+pub fn required_files(layout: &Layout, stage: &str) -> Vec<PathBuf> {
+    match stage {
+        "sft" => vec![layout.sft_data(), layout.config.model.path.clone()],
+        "pairs" => vec![layout.pair_prompts()],
+        "rs-samples" => vec![layout.rs_prompts()],
+        _ => Vec::new(),
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

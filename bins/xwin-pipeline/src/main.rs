@@ -53,14 +53,13 @@ fn run(config: &PipelineConfig) -> Result<String, PipelineError> {
     let total = STAGES.len();
     let manifests = xwin_pipeline::run(config, |event| match event {
         Event::Skipped { stage, headline } => {
-            bar.println(format!("[done] {stage:<10} {headline}"));
+            bar.suspend(|| eprintln!("[done] {stage:<10} {headline}"));
         }
         Event::Started { stage, index, resumed } => {
             let how = if resumed { "resuming" } else { "running" };
-            bar.println(format!("[{}/{total}] {stage:<10} {how}", index + 1));
+            bar.suspend(|| eprintln!("[{}/{total}] {stage:<10} {how}", index + 1));
             bar.set_length(1);
             bar.set_position(0);
-            bar.set_prefix(stage);
         }
         Event::Step { done, total, message, .. } => {
             bar.set_length(total as u64);
@@ -68,10 +67,12 @@ fn run(config: &PipelineConfig) -> Result<String, PipelineError> {
             bar.set_message(message);
         }
         Event::Finished { stage, manifest } => {
-            bar.println(format!(
-                "[ok]   {stage:<10} {:.1} s  {}",
-                manifest.seconds, manifest.headline
-            ));
+            bar.suspend(|| {
+                eprintln!(
+                    "[ok]   {stage:<10} {:.1} s  {}",
+                    manifest.seconds, manifest.headline
+                )
+            });
         }
     });
     bar.finish_and_clear();

@@ -17,6 +17,7 @@ pub use stages::STAGES;
 
 use manifest::{StageFiles, content_hash, stage_key};
 use stages::{Layout, external_inputs, required_files, run_stage, stage_config_json, upstream};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -86,15 +87,18 @@ pub struct StageStatus {
     pub error: Option<String>,
 }
 
-/// The key a stage would run with now, if every upstream stage is done.
-fn current_key(layout: &Layout, stage: &str) -> Result<Option<(String, Vec<(String, String)>)>, PipelineError> {
+/// The key a stage would run with now, given the output hashes of the upstream stages that
+/// are done (`None` while one is not).
+fn current_key(
+    layout: &Layout,
+    stage: &str,
+    outputs: &HashMap<String, String>,
+) -> Result<Option<(String, Vec<(String, String)>)>, PipelineError> {
     let mut inputs = Vec::new();
     for up in upstream(stage) {
-        match (StageFiles { dir: layout.dir(up) }).manifest() {
-            Some(m) if matches!(current_key(layout, up)?, Some((k, _)) if k == m.key) => {
-                inputs.push((up.to_string(), m.output_hash))
-            }
-            _ => return Ok(None),
+        match outputs.get(*up) {
+            Some(hash) => inputs.push((up.to_string(), hash.clone())),
+            None => return Ok(None),
         }
     }
     for (name, path) in external_inputs(layout.config, stage) {
@@ -112,7 +116,10 @@ pub fn run(config: &PipelineConfig, mut on_event: impl FnMut(Event)) -> Result<V
     std::fs::create_dir_all(&config.output).map_err(|e| PipelineError::io(&config.output, e))?;
     let _lock = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(&config.output, true))?;
     let layout = Layout { config };
+    stages::check_stage_configs(&layout)?;
     let mut done = Vec::new();
+    // Stages are in dependency order: each one's upstream outputs are known when it comes up.
+    let mut outputs: HashMap<String, String> = HashMap::new();
     for (index, stage) in STAGES.iter().enumerate() {
         for file in required_files(&layout, stage) {
             if !file.exists() {
@@ -123,7 +130,7 @@ pub fn run(config: &PipelineConfig, mut on_event: impl FnMut(Event)) -> Result<V
             }
         }
         let files = StageFiles { dir: layout.dir(stage) };
-        let Some((key, inputs)) = current_key(&layout, stage)? else {
+        let Some((key, inputs)) = current_key(&layout, stage, &outputs)? else {
             return Err(PipelineError::stage(stage, "an upstream stage is not done"));
         };
         if let Some(m) = files.manifest().filter(|m| m.key == key) {
@@ -131,6 +138,7 @@ pub fn run(config: &PipelineConfig, mut on_event: impl FnMut(Event)) -> Result<V
                 stage: stage.to_string(),
                 headline: m.headline.clone(),
             });
+            outputs.insert(stage.to_string(), m.output_hash.clone());
             done.push(m);
             continue;
         }
@@ -164,6 +172,7 @@ pub fn run(config: &PipelineConfig, mut on_event: impl FnMut(Event)) -> Result<V
             stage: stage.to_string(),
             manifest: Box::new(manifest.clone()),
         });
+        outputs.insert(stage.to_string(), manifest.output_hash.clone());
         done.push(manifest);
     }
     Ok(done)
@@ -173,13 +182,17 @@ pub fn run(config: &PipelineConfig, mut on_event: impl FnMut(Event)) -> Result<V
 pub fn status(config: &PipelineConfig) -> Result<Vec<StageStatus>, PipelineError> {
     let layout = Layout { config };
     let mut out = Vec::new();
+    let mut outputs: HashMap<String, String> = HashMap::new();
     for stage in STAGES {
         let files = StageFiles { dir: layout.dir(stage) };
-        let key = current_key(&layout, stage)?.map(|(k, _)| k);
+        let key = current_key(&layout, stage, &outputs)?.map(|(k, _)| k);
         let manifest = files.manifest();
         let failure = files.failure();
         let (state, error) = match (&manifest, &key, &failure) {
-            (Some(m), Some(k), _) if &m.key == k => ("done", None),
+            (Some(m), Some(k), _) if &m.key == k => {
+                outputs.insert(stage.to_string(), m.output_hash.clone());
+                ("done", None)
+            }
             (_, Some(k), Some(f)) if &f.key == k => ("failed", Some(f.error.clone())),
             (_, Some(k), _) if files.started_with(k) => ("interrupted", None),
             (Some(_), _, _) => ("stale", None),

@@ -7,7 +7,7 @@ use crate::eval::evaluate_policy;
 use crate::{Event, PipelineError};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use xwin_data::{DemoTask, JsonlWriter, ReadOptions};
 
@@ -138,6 +138,58 @@ fn device_and_template(t: &mut toml::Table, config: &PipelineConfig) {
     wire_default(t, "data.max_len", (config.model.max_len as i64).into());
 }
 
+/// A training stage's own config: its section with the pipeline's wiring (output, starting
+/// model, upstream artifacts; device, template and length unless the section sets them).
+fn stage_table(layout: &Layout, stage: &str) -> toml::Table {
+    let config = layout.config;
+    let mut t = match stage {
+        "sft" => config.sft.clone(),
+        "rm" => config.rm.clone(),
+        "rs" => config.rs.clone(),
+        _ => config.dpo.clone(),
+    };
+    wire(&mut t, "output", path_value(&layout.dir(stage)));
+    match stage {
+        "sft" => {
+            wire(&mut t, "model.path", path_value(&config.model.path));
+            wire(&mut t, "data.train", path_value(&layout.sft_data()));
+        }
+        "rm" => {
+            wire(&mut t, "model.path", path_value(&layout.model_of("sft")));
+            let pairs = layout.dir("judge").join("xwin-pair.jsonl");
+            wire(&mut t, "data.train", path_value(&pairs));
+            wire_default(&mut t, "data.format", "xwin-pair".into());
+        }
+        "rs" => {
+            wire(&mut t, "model.path", path_value(&layout.model_of("sft")));
+            wire(&mut t, "reward.path", path_value(&layout.model_of("rm")));
+            let samples = layout.dir("rs-samples").join("samples.jsonl");
+            wire(&mut t, "data.samples", path_value(&samples));
+        }
+        _ => {
+            wire(&mut t, "model.path", path_value(&layout.model_of("rs")));
+            let set = layout.dir("rs").join("xwin-set.jsonl");
+            wire(&mut t, "data.xwin_set", path_value(&set));
+            if t.contains_key("calibrate") {
+                wire(&mut t, "calibrate.reward", path_value(&layout.model_of("rm")));
+                wire_default(&mut t, "calibrate.prompts", path_value(&layout.pair_prompts()));
+            }
+        }
+    }
+    device_and_template(&mut t, config);
+    t
+}
+
+/// Parses every training stage's config before anything runs: a typo anywhere stops the run
+/// at once, naming the stage and the field.
+pub fn check_stage_configs(layout: &Layout) -> Result<(), PipelineError> {
+    stage_config::<xwin_train::SftConfig>("sft", stage_table(layout, "sft"))?;
+    stage_config::<xwin_rm::RmConfig>("rm", stage_table(layout, "rm"))?;
+    stage_config::<xwin_rs::RsConfig>("rs", stage_table(layout, "rs"))?;
+    stage_config::<xwin_dpo::DpoConfig>("dpo", stage_table(layout, "dpo"))?;
+    Ok(())
+}
+
 /// Runs one stage to completion (resuming what an interrupted run left).
 pub fn run_stage(
     layout: &Layout,
@@ -157,12 +209,7 @@ pub fn run_stage(
     match stage {
         "data" => write_data(layout),
         "sft" => {
-            let mut t = config.sft.clone();
-            wire(&mut t, "output", path_value(&dir));
-            wire(&mut t, "model.path", path_value(&config.model.path));
-            wire(&mut t, "data.train", path_value(&layout.sft_data()));
-            device_and_template(&mut t, config);
-            let c: xwin_train::SftConfig = stage_config(stage, t)?;
+            let c: xwin_train::SftConfig = stage_config(stage, stage_table(layout, stage))?;
             let mut rate = None;
             let s = xwin_train::run_sft(&c, |m| {
                 rate = Some(m.tokens_per_s);
@@ -180,13 +227,7 @@ pub fn run_stage(
         }
         "judge" => judge_stage(layout, on_event),
         "rm" => {
-            let mut t = config.rm.clone();
-            wire(&mut t, "output", path_value(&dir));
-            wire(&mut t, "model.path", path_value(&layout.model_of("sft")));
-            wire(&mut t, "data.train", path_value(&layout.dir("judge").join("xwin-pair.jsonl")));
-            wire_default(&mut t, "data.format", "xwin-pair".into());
-            device_and_template(&mut t, config);
-            let c: xwin_rm::RmConfig = stage_config(stage, t)?;
+            let c: xwin_rm::RmConfig = stage_config(stage, stage_table(layout, stage))?;
             let mut rate = None;
             let s = xwin_rm::run_rm(&c, |m| {
                 rate = Some(m.tokens_per_s);
@@ -201,13 +242,7 @@ pub fn run_stage(
             })
         }
         "rs" => {
-            let mut t = config.rs.clone();
-            wire(&mut t, "output", path_value(&dir));
-            wire(&mut t, "model.path", path_value(&layout.model_of("sft")));
-            wire(&mut t, "reward.path", path_value(&layout.model_of("rm")));
-            wire(&mut t, "data.samples", path_value(&layout.dir("rs-samples").join("samples.jsonl")));
-            device_and_template(&mut t, config);
-            let c: xwin_rs::RsConfig = stage_config(stage, t)?;
+            let c: xwin_rs::RsConfig = stage_config(stage, stage_table(layout, stage))?;
             let mut rate = None;
             let s = xwin_rs::run_rs(&c, |m| {
                 rate = Some(m.tokens_per_s);
@@ -221,16 +256,7 @@ pub fn run_stage(
             })
         }
         "dpo" => {
-            let mut t = config.dpo.clone();
-            wire(&mut t, "output", path_value(&dir));
-            wire(&mut t, "model.path", path_value(&layout.model_of("rs")));
-            wire(&mut t, "data.xwin_set", path_value(&layout.dir("rs").join("xwin-set.jsonl")));
-            if t.contains_key("calibrate") {
-                wire(&mut t, "calibrate.reward", path_value(&layout.model_of("rm")));
-                wire_default(&mut t, "calibrate.prompts", path_value(&layout.pair_prompts()));
-            }
-            device_and_template(&mut t, config);
-            let c: xwin_dpo::DpoConfig = stage_config(stage, t)?;
+            let c: xwin_dpo::DpoConfig = stage_config(stage, stage_table(layout, stage))?;
             let mut rate = None;
             let s = xwin_dpo::run_dpo(&c, |m| {
                 rate = Some(m.tokens_per_s);
@@ -421,13 +447,13 @@ fn build_judge(j: &crate::config::JudgeSection) -> Result<xwin_annotate::AnyJudg
 /// Files a stage reads that must exist before it runs (a clear error otherwise).
 pub fn required_files(layout: &Layout, stage: &str) -> Vec<PathBuf> {
     match stage {
+        "data" => external_inputs(layout.config, stage)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect(),
         "sft" => vec![layout.sft_data(), layout.config.model.path.clone()],
         "pairs" => vec![layout.pair_prompts()],
         "rs-samples" => vec![layout.rs_prompts()],
         _ => Vec::new(),
     }
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

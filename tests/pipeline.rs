@@ -88,3 +88,16 @@ fn a_failing_stage_keeps_earlier_artifacts_and_status_says_why() {
     assert!(rs.error.unwrap().contains("select.rank"));
     assert_eq!(state("dpo").state, "to do");
 }
+
+#[test]
+fn two_runs_on_one_output_do_not_both_write_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = short_config(dir.path());
+    let _first = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(dir.path(), true)).unwrap();
+    let err = xwin_pipeline::run(&config, |_| {}).unwrap_err();
+    assert!(
+        matches!(err, xwin_pipeline::PipelineError::Data(xwin_data::DataError::Locked { .. })),
+        "{err}"
+    );
+    assert!(!dir.path().join("data").exists(), "the second run wrote nothing");
+}

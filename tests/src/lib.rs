@@ -16,17 +16,12 @@ pub fn short_config(output: &Path) -> PipelineConfig {
     c.model.path = root().join("fixtures/tiny-llama");
     let demo = c.data.demo_task.as_mut().expect("demo task");
     (demo.sft, demo.pair_prompts, demo.rs_prompts, demo.heldout) = (256, 400, 48, 20);
-    for (table, key, value) in [
-        (&mut c.sft, "batching.epochs", 1),
-        (&mut c.rm, "batching.epochs", 1),
-        (&mut c.rs, "batching.epochs", 1),
-        (&mut c.dpo, "batching.epochs", 1),
-        (&mut c.dpo, "calibrate.probe_prompts", 8),
-        (&mut c.sft, "checkpoint.every", 2),
-        (&mut c.rm, "checkpoint.every", 2),
-    ] {
-        wire(table, key, value.into());
+    for (key, value) in [("batching.epochs", 1), ("checkpoint.every", 2)] {
+        for table in [&mut c.sft, &mut c.rm, &mut c.rs, &mut c.dpo] {
+            wire(table, key, value.into());
+        }
     }
+    wire(&mut c.dpo, "calibrate.probe_prompts", 8.into());
     c.rs_samples.n = 4;
     c.eval.n = 4;
     c

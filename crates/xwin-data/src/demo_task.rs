@@ -68,10 +68,12 @@ impl SplitMix {
     }
 }
 
-const WORDS: [&str; 24] = [
+// Few words and digits: a 2-layer model learns the tasks from a few thousand examples, so
+// its samples are often right and its mistakes are mostly the demonstrations' mistakes,
+// which a reward model can learn to recognise.
+const WORDS: [&str; 12] = [
     "apple", "river", "planet", "garden", "silver", "window", "candle", "forest", "rocket",
-    "pencil", "orange", "bridge", "winter", "castle", "dragon", "yellow", "summer", "banana",
-    "marble", "island", "spider", "guitar", "coffee", "pepper",
+    "pencil", "orange", "banana",
 ];
 
 /// `n` tasks from `seed`, kinds in rotation.
@@ -82,7 +84,7 @@ pub fn demo_tasks(n: usize, seed: u64) -> Vec<DemoTask> {
             let word = |rng: &mut SplitMix| WORDS[rng.below(WORDS.len() as u64) as usize];
             let (kind, instruction, answer, mistake) = match i % 5 {
                 0 => {
-                    let (a, b) = (rng.below(9) + 1, rng.below(9) + 1);
+                    let (a, b) = (rng.below(5) + 1, rng.below(5) + 1);
                     (
                         "add",
                         format!("What is {a} + {b}? Answer with the number only."),
@@ -100,7 +102,7 @@ pub fn demo_tasks(n: usize, seed: u64) -> Vec<DemoTask> {
                     )
                 }
                 2 => {
-                    let mut v: Vec<u64> = (0..3).map(|_| rng.below(9) + 1).collect();
+                    let mut v: Vec<u64> = (0..3).map(|_| rng.below(6) + 1).collect();
                     let shown = v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
                     v.sort_unstable();
                     let sorted = v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");

@@ -34,9 +34,20 @@ fn runs_end_to_end_then_skips_and_reruns_only_what_changed() {
     assert!(states(&config).iter().all(|(_, s)| s == "to do"));
     let ran = run(&config);
     assert_eq!(ran, xwin_pipeline::STAGES.map(String::from).to_vec());
-    assert!(states(&config).iter().all(|(_, s)| s == "done"), "{:?}", states(&config));
+    assert!(
+        states(&config).iter().all(|(_, s)| s == "done"),
+        "{:?}",
+        states(&config)
+    );
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    for needle in ["Held-out demo tasks", "| SFT |", "| RS |", "| DPO |", "Reward model", "Stages"] {
+    for needle in [
+        "Held-out demo tasks",
+        "| SFT |",
+        "| RS |",
+        "| DPO |",
+        "Reward model",
+        "Stages",
+    ] {
         assert!(report.contains(needle), "report lacks {needle}:\n{report}");
     }
     let results = |stage: &str| std::fs::read(dir.path().join(stage).join("results.json")).unwrap();
@@ -44,13 +55,25 @@ fn runs_end_to_end_then_skips_and_reruns_only_what_changed() {
 
     let start = std::time::Instant::now();
     assert!(run(&config).is_empty(), "nothing changed, nothing runs");
-    assert!(start.elapsed().as_secs() < 10, "a no-op rerun took {:?}", start.elapsed());
+    assert!(
+        start.elapsed().as_secs() < 10,
+        "a no-op rerun took {:?}",
+        start.elapsed()
+    );
 
     wire(&mut config.dpo, "loss.beta", 0.3.into());
     assert_eq!(states(&config)[7], ("dpo".to_string(), "stale".to_string()));
     assert_eq!(run(&config), ["dpo", "eval-dpo", "report"]);
-    assert_eq!(results("eval-sft"), sft_results, "upstream evaluation untouched");
-    assert_ne!(results("eval-dpo"), dpo_results, "another β, another policy");
+    assert_eq!(
+        results("eval-sft"),
+        sft_results,
+        "upstream evaluation untouched"
+    );
+    assert_ne!(
+        results("eval-dpo"),
+        dpo_results,
+        "another β, another policy"
+    );
 }
 
 #[test]
@@ -93,11 +116,18 @@ fn a_failing_stage_keeps_earlier_artifacts_and_status_says_why() {
 fn two_runs_on_one_output_do_not_both_write_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = short_config(dir.path());
-    let _first = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(dir.path(), true)).unwrap();
+    let _first =
+        xwin_data::OutputLock::acquire(xwin_data::lock_path_for(dir.path(), true)).unwrap();
     let err = xwin_pipeline::run(&config, |_| {}).unwrap_err();
     assert!(
-        matches!(err, xwin_pipeline::PipelineError::Data(xwin_data::DataError::Locked { .. })),
+        matches!(
+            err,
+            xwin_pipeline::PipelineError::Data(xwin_data::DataError::Locked { .. })
+        ),
         "{err}"
     );
-    assert!(!dir.path().join("data").exists(), "the second run wrote nothing");
+    assert!(
+        !dir.path().join("data").exists(),
+        "the second run wrote nothing"
+    );
 }

@@ -3,7 +3,7 @@
 //! child process: this test binary again, told by an environment variable to run it.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use xwin_tests::short_config;
 
@@ -19,13 +19,18 @@ fn child_runs_the_pipeline_when_asked() {
 
 fn child(output: &Path) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "child_runs_the_pipeline_when_asked", "--test-threads", "1"])
-        .env(CHILD, output);
+    c.args([
+        "--exact",
+        "child_runs_the_pipeline_when_asked",
+        "--test-threads",
+        "1",
+    ])
+    .env(CHILD, output);
     c
 }
 
 fn run_to_end(output: &Path) {
-    let status = child(output).status().unwrap();
+    let status = child(output).stdout(Stdio::null()).status().unwrap();
     assert!(status.success(), "pipeline child failed");
 }
 

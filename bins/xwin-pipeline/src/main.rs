@@ -39,7 +39,10 @@ fn main() -> ExitCode {
     xwin_cli::init_logging();
     let cli = Cli::parse();
     let Some(path) = cli.config else {
-        return xwin_cli::finish("xwin-pipeline", Err::<String, _>("--config FILE is required"));
+        return xwin_cli::finish(
+            "xwin-pipeline",
+            Err::<String, _>("--config FILE is required"),
+        );
     };
     let result = PipelineConfig::read(&path).and_then(|config| match cli.command {
         Some(Command::Status { json }) => status(&config, json),
@@ -55,13 +58,22 @@ fn run(config: &PipelineConfig) -> Result<String, PipelineError> {
         Event::Skipped { stage, headline } => {
             bar.suspend(|| eprintln!("[done] {stage:<10} {headline}"));
         }
-        Event::Started { stage, index, resumed } => {
+        Event::Started {
+            stage,
+            index,
+            resumed,
+        } => {
             let how = if resumed { "resuming" } else { "running" };
             bar.suspend(|| eprintln!("[{}/{total}] {stage:<10} {how}", index + 1));
             bar.set_length(1);
             bar.set_position(0);
         }
-        Event::Step { done, total, message, .. } => {
+        Event::Step {
+            done,
+            total,
+            message,
+            ..
+        } => {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
             bar.set_message(message);

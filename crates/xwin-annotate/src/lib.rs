@@ -20,8 +20,8 @@ pub use annotate::{
 pub use client::{CallError, ChatClient, EndpointConfig, Parsed, Usage};
 pub use error::{AnnotateError, Result};
 pub use judge::{
-    AnyJudge, Grade, GradeQuery, Judge, JudgeFailure, JudgeIdentity, LlmJudge, OracleJudge, PairQuery,
-    PairVerdict, VerdictFormat,
+    AnyJudge, Grade, GradeQuery, Judge, JudgeFailure, JudgeIdentity, LlmJudge, OracleJudge,
+    PairQuery, PairVerdict, VerdictFormat,
 };
 pub use pairs::{PairInput, read_pair_inputs};
 pub use parse::{ParseError, Shown};

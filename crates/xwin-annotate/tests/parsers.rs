@@ -160,7 +160,11 @@ fn the_oracle_puts_exact_answers_first_and_orders_near_misses() {
     let s = |a: &str, r: &str| OracleJudge::score(a, Some(r));
     assert_eq!(s(" 3, 5, 12. ", "3, 5, 12"), 1.0);
     // Same words, wrong order: F1 1, characters half alike (4 edits over 8).
-    assert!((s("3, 12, 5", "3, 5, 12") - 0.45 * (1.0 + 0.5)).abs() < 1e-12, "{}", s("3, 12, 5", "3, 5, 12"));
+    assert!(
+        (s("3, 12, 5", "3, 5, 12") - 0.45 * (1.0 + 0.5)).abs() < 1e-12,
+        "{}",
+        s("3, 12, 5", "3, 5, 12")
+    );
     // No shared word: only the characters count; one edit beats the word itself.
     assert!((s("elpap", "elppa") - 0.45 * 0.6).abs() < 1e-12);
     assert!(s("elpap", "elppa") > s("apple", "elppa"));

@@ -11,9 +11,7 @@ use xwin_annotate::{
     VerdictFormat,
 };
 use xwin_data::{ChatTemplate, load_tokenizer};
-use xwin_eval::{
-    AlpacaOutput, align_outputs, generate_outputs, judge_outputs, read_outputs,
-};
+use xwin_eval::{AlpacaOutput, align_outputs, generate_outputs, judge_outputs, read_outputs};
 use xwin_testkit::shared_data;
 use xwin_testkit::test_server::{Action, TestServer};
 

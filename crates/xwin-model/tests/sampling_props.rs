@@ -216,7 +216,11 @@ fn shared_prefill_equals_separate_generations() {
         "some rows must stop early and some run to the end: {lengths:?}"
     );
     let last = prompts.len() - 1;
-    assert_ne!(together[last], together[last - 1], "prompt seeds must matter");
+    assert_ne!(
+        together[last],
+        together[last - 1],
+        "prompt seeds must matter"
+    );
     for (p, prompt) in prompts.iter().enumerate() {
         for k in 0..5 {
             let alone = GenerationConfig {

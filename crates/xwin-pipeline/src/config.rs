@@ -172,7 +172,9 @@ impl PipelineConfig {
             ));
         }
         if self.pairs.pair_temperatures.is_none() {
-            return Err("pairs.pair_temperatures: missing (two temperatures, e.g. [0.7, 0.3])".into());
+            return Err(
+                "pairs.pair_temperatures: missing (two temperatures, e.g. [0.7, 0.3])".into(),
+            );
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod eval;
 pub mod manifest;
 pub mod report;
+pub mod sampling;
 pub mod stages;
 
 pub use config::PipelineConfig;
@@ -66,15 +67,25 @@ impl PipelineError {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A stage whose manifest matches: not run.
-    Skipped { stage: String, headline: serde_json::Value },
-    Started { stage: String, index: usize, resumed: bool },
+    Skipped {
+        stage: String,
+        headline: serde_json::Value,
+    },
+    Started {
+        stage: String,
+        index: usize,
+        resumed: bool,
+    },
     Step {
         stage: String,
         done: usize,
         total: usize,
         message: String,
     },
-    Finished { stage: String, manifest: Box<Manifest> },
+    Finished {
+        stage: String,
+        manifest: Box<Manifest>,
+    },
 }
 
 /// A stage's state for `status`.
@@ -87,13 +98,16 @@ pub struct StageStatus {
     pub error: Option<String>,
 }
 
+/// A stage's key and the named input hashes it was built from.
+type StageKey = (String, Vec<(String, String)>);
+
 /// The key a stage would run with now, given the output hashes of the upstream stages that
 /// are done (`None` while one is not).
 fn current_key(
     layout: &Layout,
     stage: &str,
     outputs: &HashMap<String, String>,
-) -> Result<Option<(String, Vec<(String, String)>)>, PipelineError> {
+) -> Result<Option<StageKey>, PipelineError> {
     let mut inputs = Vec::new();
     for up in upstream(stage) {
         match outputs.get(*up) {
@@ -112,7 +126,10 @@ fn current_key(
 }
 
 /// Runs every stage that is not current, in order. Holds `output`'s lock throughout.
-pub fn run(config: &PipelineConfig, mut on_event: impl FnMut(Event)) -> Result<Vec<Manifest>, PipelineError> {
+pub fn run(
+    config: &PipelineConfig,
+    mut on_event: impl FnMut(Event),
+) -> Result<Vec<Manifest>, PipelineError> {
     std::fs::create_dir_all(&config.output).map_err(|e| PipelineError::io(&config.output, e))?;
     let _lock = xwin_data::OutputLock::acquire(xwin_data::lock_path_for(&config.output, true))?;
     let layout = Layout { config };
@@ -129,7 +146,9 @@ pub fn run(config: &PipelineConfig, mut on_event: impl FnMut(Event)) -> Result<V
                 ));
             }
         }
-        let files = StageFiles { dir: layout.dir(stage) };
+        let files = StageFiles {
+            dir: layout.dir(stage),
+        };
         let Some((key, inputs)) = current_key(&layout, stage, &outputs)? else {
             return Err(PipelineError::stage(stage, "an upstream stage is not done"));
         };
@@ -184,7 +203,9 @@ pub fn status(config: &PipelineConfig) -> Result<Vec<StageStatus>, PipelineError
     let mut out = Vec::new();
     let mut outputs: HashMap<String, String> = HashMap::new();
     for stage in STAGES {
-        let files = StageFiles { dir: layout.dir(stage) };
+        let files = StageFiles {
+            dir: layout.dir(stage),
+        };
         let key = current_key(&layout, stage, &outputs)?.map(|(k, _)| k);
         let manifest = files.manifest();
         let failure = files.failure();

@@ -28,18 +28,18 @@ fn win(a: f64, b: f64) -> f64 {
 /// Per task: the policy's win rate against SFT by the oracle's graded score, sample `k`
 /// against sample `k` (best-of-1) or top-ranked against top-ranked (best-of-N).
 fn win_rates(p: &PolicyResults, sft: &PolicyResults, best_of_n: bool) -> Vec<f64> {
+    let by_id: std::collections::HashMap<&str, &crate::eval::TaskResult> =
+        sft.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     p.tasks
         .iter()
-        .zip(&sft.tasks)
+        .filter_map(|a| by_id.get(a.id.as_str()).map(|b| (a, *b)))
         .map(|(a, b)| {
             if best_of_n {
                 win(a.oracle[a.top()], b.oracle[b.top()])
             } else {
-                let n = a.oracle.len().min(b.oracle.len()).max(1);
-                (0..n.min(a.oracle.len()))
-                    .map(|k| win(a.oracle[k], b.oracle[k]))
-                    .sum::<f64>()
-                    / n as f64
+                let n = a.oracle.len().min(b.oracle.len());
+                let wins: f64 = (0..n).map(|k| win(a.oracle[k], b.oracle[k])).sum();
+                wins / n.max(1) as f64
             }
         })
         .collect()
@@ -105,7 +105,14 @@ pub fn write(layout: &Layout) -> Result<Value, PipelineError> {
                 percent(&win_rates(r, sft, false)),
                 percent(&win_rates(r, sft, true)),
             );
-            let _ = writeln!(md, "| {name} | {} | {} | {} | {} |", show(e1), show(en), show(w1), show(wn));
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} |",
+                show(e1),
+                show(en),
+                show(w1),
+                show(wn)
+            );
             headline[format!("{name}_best_of_1_exact")] = json!(e1.0);
             headline[format!("{name}_best_of_n_exact")] = json!(en.0);
             headline[format!("{name}_win_rate_vs_sft")] = json!(w1.0);
@@ -114,25 +121,45 @@ pub fn write(layout: &Layout) -> Result<Value, PipelineError> {
             win_series.0.push(point(k, w1));
             win_series.1.push(point(k, wn));
         }
-        md.push_str("\nPaired differences (per task, best-of-1 exact match, percentage points):\n\n");
+        md.push_str(
+            "\nPaired differences (per task, best-of-1 exact match, percentage points):\n\n",
+        );
         for pair in results.windows(2) {
             let (a, b) = (&pair[1], &pair[0]);
-            let d: Vec<f64> = a
-                .1
-                .best_of_1()
-                .iter()
-                .zip(b.1.best_of_1())
-                .map(|(x, y)| x - y)
-                .collect();
+            let before: std::collections::HashMap<&str, f64> =
+                b.1.tasks
+                    .iter()
+                    .map(|t| (t.id.as_str(), t.best_of_1()))
+                    .collect();
+            let d: Vec<f64> =
+                a.1.tasks
+                    .iter()
+                    .filter_map(|t| before.get(t.id.as_str()).map(|y| t.best_of_1() - y))
+                    .collect();
             let _ = writeln!(md, "- {} − {}: {}", a.0, b.0, show(percent(&d)));
             headline[format!("{}_minus_{}", a.0, b.0)] = json!(percent(&d).0);
         }
         let groups: Vec<String> = results.iter().map(|(n, _)| n.to_string()).collect();
         let labels = |s: (Vec<Point>, Vec<Point>)| {
-            vec![("best-of-1".to_string(), s.0), (format!("best-of-{n}"), s.1)]
+            vec![
+                ("best-of-1".to_string(), s.0),
+                (format!("best-of-{n}"), s.1),
+            ]
         };
-        bar_chart(&assets.join("exact-match.svg"), "Held-out exact match", "exact match (%)", &groups, &labels(exact_series))?;
-        bar_chart(&assets.join("win-rate.svg"), "Win rate against SFT (oracle judge)", "win rate (%)", &groups, &labels(win_series))?;
+        bar_chart(
+            &assets.join("exact-match.svg"),
+            "Held-out exact match",
+            "exact match (%)",
+            &groups,
+            &labels(exact_series),
+        )?;
+        bar_chart(
+            &assets.join("win-rate.svg"),
+            "Win rate against SFT (oracle judge)",
+            "win rate (%)",
+            &groups,
+            &labels(win_series),
+        )?;
         md.push_str("\n![exact match](report/exact-match.svg)\n![win rate](report/win-rate.svg)\n");
     } else {
         md.push_str("\nNo held-out task results (the demo task's `data.heldout`).\n");
@@ -149,12 +176,62 @@ pub fn write(layout: &Layout) -> Result<Value, PipelineError> {
     md.push_str(&body.replace("](", "](report/").replace("\n# ", "\n## "));
     md.push_str("\n## Stages\n\n| stage | seconds | tokens/s | headline |\n|---|---:|---:|---|\n");
     for stage in STAGES.iter().filter(|s| **s != "report") {
-        if let Some(m) = (StageFiles { dir: layout.dir(stage) }).manifest() {
+        if let Some(m) = (StageFiles {
+            dir: layout.dir(stage),
+        })
+        .manifest()
+        {
             let rate = m.tokens_per_s.map_or("–".into(), |r| format!("{r:.0}"));
-            let _ = writeln!(md, "| {stage} | {:.1} | {rate} | `{}` |", m.seconds, m.headline);
+            let _ = writeln!(
+                md,
+                "| {stage} | {:.1} | {rate} | `{}` |",
+                m.seconds, m.headline
+            );
         }
     }
     let path = out.join("report.md");
     std::fs::write(&path, md).map_err(|e| PipelineError::io(&path, e))?;
     Ok(headline)
+}
+
+#[cfg(test)]
+mod checks {
+    use super::*;
+    use crate::eval::TaskResult;
+
+    fn task(id: &str, oracle: &[f64], reward: &[f32]) -> TaskResult {
+        TaskResult {
+            id: id.into(),
+            kind: "add".into(),
+            exact: oracle.iter().map(|&o| o == 1.0).collect(),
+            oracle: oracle.to_vec(),
+            reward: reward.to_vec(),
+        }
+    }
+
+    #[test]
+    fn win_rates_pair_samples_by_task_id_and_count_ties_half() {
+        let sft = PolicyResults {
+            policy: "sft".into(),
+            tasks: vec![
+                task("a", &[1.0, 0.2], &[0.0, 1.0]),
+                task("b", &[0.5, 0.5], &[1.0, 0.0]),
+            ],
+        };
+        // Listed in another order, and one task the SFT results lack.
+        let rs = PolicyResults {
+            policy: "rs".into(),
+            tasks: vec![
+                task("b", &[1.0, 0.5], &[0.0, 1.0]),
+                task("c", &[1.0, 1.0], &[0.0, 0.0]),
+                task("a", &[0.2, 0.2], &[1.0, 0.0]),
+            ],
+        };
+        // b: win, tie → 0.75; a: loss, tie → 0.25.
+        assert_eq!(win_rates(&rs, &sft, false), [0.75, 0.25]);
+        // Top-ranked: b 0.5 vs 0.5 → tie; a 0.2 vs 0.2 (SFT's top is its second) → tie.
+        assert_eq!(win_rates(&rs, &sft, true), [0.5, 0.5]);
+        assert_eq!(rs.best_of_1(), [0.5, 1.0, 0.0]);
+        assert_eq!(rs.best_of_n(), [0.0, 1.0, 0.0]);
+    }
 }

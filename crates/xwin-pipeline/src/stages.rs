@@ -4,17 +4,26 @@
 
 use crate::config::{PipelineConfig, path_value, stage_config, wire, wire_default};
 use crate::eval::evaluate_policy;
+use crate::sampling::{judge_stage, sample_stage};
 use crate::{Event, PipelineError};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
-use xwin_data::{DemoTask, JsonlWriter, ReadOptions};
+use xwin_data::{DemoTask, JsonlWriter};
 
 /// Stage names in run order (also their directories under `output/`).
 pub const STAGES: [&str; 12] = [
-    "data", "sft", "pairs", "judge", "rm", "rs-samples", "rs", "dpo", "eval-sft", "eval-rs",
-    "eval-dpo", "report",
+    "data",
+    "sft",
+    "pairs",
+    "judge",
+    "rm",
+    "rs-samples",
+    "rs",
+    "dpo",
+    "eval-sft",
+    "eval-rs",
+    "eval-dpo",
+    "report",
 ];
 
 /// The upstream stages whose artifacts a stage reads.
@@ -171,8 +180,16 @@ fn stage_table(layout: &Layout, stage: &str) -> toml::Table {
             let set = layout.dir("rs").join("xwin-set.jsonl");
             wire(&mut t, "data.xwin_set", path_value(&set));
             if t.contains_key("calibrate") {
-                wire(&mut t, "calibrate.reward", path_value(&layout.model_of("rm")));
-                wire_default(&mut t, "calibrate.prompts", path_value(&layout.pair_prompts()));
+                wire(
+                    &mut t,
+                    "calibrate.reward",
+                    path_value(&layout.model_of("rm")),
+                );
+                wire_default(
+                    &mut t,
+                    "calibrate.prompts",
+                    path_value(&layout.pair_prompts()),
+                );
             }
         }
     }
@@ -222,8 +239,9 @@ pub fn run_stage(
                 tokens_per_s: rate,
             })
         }
-        "pairs" | "rs-samples" | "eval-sft" | "eval-rs" | "eval-dpo" => {
-            sample_stage(layout, stage, on_event)
+        "pairs" | "rs-samples" => sample_stage(layout, stage, on_event),
+        "eval-sft" | "eval-rs" | "eval-dpo" => {
+            evaluate_policy(layout, stage, stage.trim_start_matches("eval-"), on_event)
         }
         "judge" => judge_stage(layout, on_event),
         "rm" => {
@@ -303,20 +321,33 @@ fn write_data(layout: &Layout) -> Result<Outcome, PipelineError> {
         Ok(path)
     };
     let as_values = |v: Vec<xwin_data::Conversation>| -> Vec<Value> {
-        v.iter().map(|c| serde_json::to_value(c).unwrap_or_default()).collect()
+        v.iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect()
     };
     let tasks_values = |t: &[DemoTask]| -> Vec<Value> {
-        t.iter().map(|t| serde_json::to_value(t).unwrap_or_default()).collect()
+        t.iter()
+            .map(|t| serde_json::to_value(t).unwrap_or_default())
+            .collect()
     };
     let sft = split(demo.sft, 0);
     let pairs = split(demo.pair_prompts, 1);
     let rs = split(demo.rs_prompts, 2);
     let heldout = split(demo.heldout, 3);
     let products = vec![
-        write("sft.jsonl", &as_values(xwin_data::noisy_conversations(&sft, demo.noise, demo.seed)))?,
-        write("pair-prompts.jsonl", &as_values(pairs.iter().map(DemoTask::conversation).collect()))?,
+        write(
+            "sft.jsonl",
+            &as_values(xwin_data::noisy_conversations(&sft, demo.noise, demo.seed)),
+        )?,
+        write(
+            "pair-prompts.jsonl",
+            &as_values(pairs.iter().map(DemoTask::conversation).collect()),
+        )?,
         write("pair-tasks.jsonl", &tasks_values(&pairs))?,
-        write("rs-prompts.jsonl", &as_values(rs.iter().map(DemoTask::conversation).collect()))?,
+        write(
+            "rs-prompts.jsonl",
+            &as_values(rs.iter().map(DemoTask::conversation).collect()),
+        )?,
         write("heldout.jsonl", &tasks_values(&heldout))?,
     ];
     Ok(Outcome {
@@ -324,124 +355,6 @@ fn write_data(layout: &Layout) -> Result<Outcome, PipelineError> {
         headline: json!({ "sft": demo.sft, "pair_prompts": demo.pair_prompts, "rs_prompts": demo.rs_prompts, "heldout": demo.heldout, "noise": demo.noise }),
         tokens_per_s: None,
     })
-}
-
-/// Pair sampling (step 2a), best-of-N for RS (step 3) and each policy's held-out samples.
-fn sample_stage(
-    layout: &Layout,
-    stage: &str,
-    on_event: &mut dyn FnMut(Event),
-) -> Result<Outcome, PipelineError> {
-    let config = layout.config;
-    let (policy_stage, prompts_file, spec) = match stage {
-        "pairs" => ("sft", Some(layout.pair_prompts()), &config.pairs),
-        "rs-samples" => ("sft", Some(layout.rs_prompts()), &config.rs_samples),
-        other => (other.trim_start_matches("eval-"), None, &config.eval),
-    };
-    if stage.starts_with("eval-") {
-        return evaluate_policy(layout, stage, policy_stage, on_event);
-    }
-    let prompts_file = prompts_file.unwrap_or_default();
-    let err = |e: xwin_rs::RsError| PipelineError::stage(stage, e);
-    let (prompts, _) = xwin_rs::read_prompts(&prompts_file, config.data.first_replies, ReadOptions::default())
-        .map_err(err)?;
-    let policy = xwin_rs::LocalPolicy::load(&layout.model_of(policy_stage), &config.model.device, config.model.template)
-        .map_err(err)?;
-    let out = layout.dir(stage).join("samples.jsonl");
-    let options = xwin_rs::LocalOptions {
-        skip_long: true,
-        ..xwin_rs::LocalOptions::default()
-    };
-    let start = Instant::now();
-    let s = policy
-        .sampler(policy_stage.to_string())
-        .run(&prompts, spec, options, &out, |p| {
-            on_event(Event::Step {
-                stage: stage.to_string(),
-                done: p.done,
-                total: p.total,
-                message: format!("{:.0} tok/s", p.tokens as f64 / p.elapsed_s.max(1e-9)),
-            })
-        })
-        .map_err(err)?;
-    let seconds = start.elapsed().as_secs_f64();
-    Ok(Outcome {
-        products: vec![out],
-        headline: json!({ "prompts": s.prompts, "responses": s.responses, "too_long": s.too_long }),
-        tokens_per_s: (s.tokens > 0).then(|| s.tokens as f64 / seconds.max(1e-9)),
-    })
-}
-
-/// Judges the sampled pairs (step 2b); demo prompts carry their reference answers.
-fn judge_stage(layout: &Layout, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, PipelineError> {
-    let config = layout.config;
-    let stage = "judge";
-    let references: HashMap<String, String> = match layout.pair_tasks() {
-        Some(path) => xwin_data::read_records::<DemoTask>(&path, ReadOptions::default())?
-            .0
-            .into_iter()
-            .map(|t| (t.id, t.answer))
-            .collect(),
-        None => HashMap::new(),
-    };
-    let sampled = layout.dir("pairs").join("samples.jsonl");
-    let (pairs, _) = xwin_data::read_records::<xwin_rs::SampledPair>(&sampled, ReadOptions::default())?;
-    let inputs: Vec<xwin_annotate::PairInput> = pairs
-        .into_iter()
-        .map(|p| {
-            // Unfolded prompt ids are `conversation#reply`.
-            let task = p.id.split('#').next().unwrap_or(&p.id);
-            xwin_annotate::PairInput {
-                reference: references.get(task).cloned(),
-                id: Some(p.id),
-                prompt: p.prompt,
-                response_a: p.response_a,
-                response_b: p.response_b,
-            }
-        })
-        .collect();
-    let judge = build_judge(&config.judge).map_err(|e| PipelineError::stage(stage, e))?;
-    let out = layout.dir(stage).join("xwin-pair.jsonl");
-    let options = xwin_annotate::AnnotateOptions {
-        concurrency: config.judge.concurrency,
-        seed: config.judge.seed,
-        both_orders: false,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| PipelineError::io(&out, e))?;
-    let s = runtime
-        .block_on(xwin_annotate::annotate_pairs(&judge, &inputs, &out, options, |p| {
-            on_event(Event::Step {
-                stage: stage.to_string(),
-                done: p.done,
-                total: p.total,
-                message: String::new(),
-            })
-        }))
-        .map_err(|e| PipelineError::stage(stage, e))?;
-    Ok(Outcome {
-        products: vec![out],
-        headline: json!({ "judged": s.judged, "ties": s.ties, "inconsistent": s.inconsistent, "failures": s.failures, "by_rating": s.by_rating }),
-        tokens_per_s: None,
-    })
-}
-
-fn build_judge(j: &crate::config::JudgeSection) -> Result<xwin_annotate::AnyJudge, String> {
-    if j.kind == "oracle" {
-        return Ok(xwin_annotate::AnyJudge::Oracle(xwin_annotate::OracleJudge));
-    }
-    let mut endpoint = xwin_annotate::EndpointConfig::new(&j.base_url, &j.model);
-    endpoint.api_key_env = (!j.api_key_env.is_empty()).then(|| j.api_key_env.clone());
-    let client = xwin_annotate::ChatClient::new(endpoint).map_err(|e| e.to_string())?;
-    let pair = xwin_annotate::PromptTemplate::resolve(&j.template).map_err(|e| e.to_string())?;
-    let grade = xwin_annotate::PromptTemplate::builtin("mt-bench-single").map_err(|e| e.to_string())?;
-    let format = xwin_annotate::PromptTemplate::builtin_format(&j.template)
-        .unwrap_or(xwin_annotate::VerdictFormat::Xwin);
-    Ok(xwin_annotate::AnyJudge::Llm(Box::new(
-        xwin_annotate::LlmJudge::new(client, format, pair, grade),
-    )))
 }
 
 /// Files a stage reads that must exist before it runs (a clear error otherwise).

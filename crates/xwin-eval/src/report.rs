@@ -176,18 +176,41 @@ pub fn write_report(inputs: &ReportInputs, out: &Path) -> Result<PathBuf, EvalEr
         )?;
         md.push_str("\n![best-of-n](best-of-n.svg)\n");
         let stats = xwin_rs::rank_stats(path, None)?;
-        md.push_str("\n## RM score by rank (paper Fig. 5/7 shape)\n\n");
-        md.push_str(&stats.table());
-        let points: Vec<Point> = stats
-            .mean_by_rank
-            .iter()
-            .enumerate()
-            .map(|(r, &m)| Point {
-                x: (r + 1) as f64,
-                y: m,
-                interval: None,
-            })
-            .collect();
+        md.push_str("\n## RM score by rank (paper Fig. 5/7 shape)\n\n| rank | mean RM score | 95 % interval | prompts |\n|---:|---:|---|---:|\n");
+        // Each prompt's scores, best first: column r holds every prompt's rank-(r + 1) score.
+        let mut by_rank: Vec<Vec<f64>> = Vec::new();
+        for set in &sets {
+            let mut scores: Vec<f64> = set.responses.iter().map(|r| f64::from(r.score)).collect();
+            scores.sort_by(|a, b| b.total_cmp(a));
+            by_rank.resize(by_rank.len().max(scores.len()), Vec::new());
+            for (r, v) in scores.into_iter().enumerate() {
+                by_rank[r].push(v);
+            }
+        }
+        let mut points = Vec::with_capacity(by_rank.len());
+        for (r, scores) in by_rank.iter().enumerate() {
+            let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
+            let interval = bootstrap_mean(scores, 2000, 0.95, 0);
+            let rank = r + 1;
+            if rank <= 8 || rank % 8 == 0 || rank == by_rank.len() {
+                let _ = writeln!(
+                    md,
+                    "| {rank} | {mean:.4} | {} | {} |",
+                    ci(interval),
+                    scores.len()
+                );
+            }
+            points.push(Point {
+                x: rank as f64,
+                y: mean,
+                interval: interval.map(|i| (i.low, i.high)),
+            });
+        }
+        let _ = writeln!(
+            md,
+            "\n{} prompts, {} responses, mean score {:.4}; per prompt: mean spread (best − worst) {:.4}, mean std {:.4}",
+            stats.prompts, stats.responses, stats.mean, stats.mean_spread, stats.mean_std
+        );
         line_chart(
             &out.join("rm-by-rank.svg"),
             "Mean RM score by rank",

@@ -283,7 +283,13 @@ pub fn run_stage(
             .map_err(|e| PipelineError::stage(stage, e))?;
             Ok(Outcome {
                 products: vec![dir.join("model")],
-                headline: json!({ "rejected_rank": s.rejected_rank, "train_pairs": s.train_pairs, "eval_before": s.eval_before, "eval_after": s.eval_after }),
+                headline: json!({
+                    "rejected_rank": s.rejected_rank,
+                    "train_pairs": s.train_pairs,
+                    "eval_accuracy_before": metric(&s.eval_before, "rewards/accuracy"),
+                    "eval_accuracy_after": metric(&s.eval_after, "rewards/accuracy"),
+                    "eval_margin_after": metric(&s.eval_after, "rewards/margins"),
+                }),
                 tokens_per_s: rate,
             })
         }
@@ -293,6 +299,10 @@ pub fn run_stage(
             tokens_per_s: None,
         }),
     }
+}
+
+fn metric(m: &Option<std::collections::BTreeMap<String, f64>>, name: &str) -> Option<f64> {
+    m.as_ref().and_then(|m| m.get(name).copied())
 }
 
 /// The demo task's files, or a check that the given files exist.

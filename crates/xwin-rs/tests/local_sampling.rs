@@ -115,6 +115,8 @@ fn samples_equal_generation_alone_and_a_resumed_run_writes_each_once() {
             num_samples: 3,
             stop_ids: eos.clone(),
             seed: 11,
+            // The sampler mixes each prompt's id into its seed.
+            prompt_seeds: vec![xwin_model::text_seed(&p.id)],
             ..GenerationConfig::default()
         };
         let alone = generate(&s.model, &[ids], &config, &s.device).unwrap();

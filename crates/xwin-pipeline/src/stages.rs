@@ -215,24 +215,11 @@ pub fn run_stage(
 ) -> Result<Outcome, PipelineError> {
     let config = layout.config;
     let dir = layout.dir(stage);
-    let mut step = |step: &xwin_train::StepMetrics| {
-        on_event(Event::Step {
-            stage: stage.to_string(),
-            done: step.step,
-            total: step.total_steps,
-            message: format!("loss {:.4}  {:.0} tok/s", step.loss, step.tokens_per_s),
-        });
-    };
     match stage {
         "data" => write_data(layout),
         "sft" => {
             let c: xwin_train::SftConfig = stage_config(stage, stage_table(layout, stage))?;
-            let mut rate = None;
-            let s = xwin_train::run_sft(&c, |m| {
-                rate = Some(m.tokens_per_s);
-                step(m);
-            })
-            .map_err(|e| PipelineError::stage(stage, e))?;
+            let (s, rate) = train(stage, on_event, |step| xwin_train::run_sft(&c, step))?;
             Ok(Outcome {
                 products: vec![dir.join("model")],
                 headline: json!({ "last_loss": s.last_loss, "eval_loss": s.last_eval_loss, "steps": s.steps }),
@@ -246,12 +233,7 @@ pub fn run_stage(
         "judge" => judge_stage(layout, on_event),
         "rm" => {
             let c: xwin_rm::RmConfig = stage_config(stage, stage_table(layout, stage))?;
-            let mut rate = None;
-            let s = xwin_rm::run_rm(&c, |m| {
-                rate = Some(m.tokens_per_s);
-                step(m);
-            })
-            .map_err(|e| PipelineError::stage(stage, e))?;
+            let (s, rate) = train(stage, on_event, |step| xwin_rm::run_rm(&c, step))?;
             let accuracy = s.eval.as_ref().map(|e| e.all.accuracy() * 100.0);
             Ok(Outcome {
                 products: vec![dir.join("model"), dir.join("eval.json")],
@@ -261,12 +243,7 @@ pub fn run_stage(
         }
         "rs" => {
             let c: xwin_rs::RsConfig = stage_config(stage, stage_table(layout, stage))?;
-            let mut rate = None;
-            let s = xwin_rs::run_rs(&c, |m| {
-                rate = Some(m.tokens_per_s);
-                step(m);
-            })
-            .map_err(|e| PipelineError::stage(stage, e))?;
+            let (s, rate) = train(stage, on_event, |step| xwin_rs::run_rs(&c, step))?;
             Ok(Outcome {
                 products: vec![dir.join("model"), dir.join("xwin-set.jsonl")],
                 headline: json!({ "selected": s.selected, "mean_selected_score": s.mean_selected_score, "mean_score": s.stats.mean }),
@@ -275,12 +252,7 @@ pub fn run_stage(
         }
         "dpo" => {
             let c: xwin_dpo::DpoConfig = stage_config(stage, stage_table(layout, stage))?;
-            let mut rate = None;
-            let s = xwin_dpo::run_dpo(&c, |m| {
-                rate = Some(m.tokens_per_s);
-                step(m);
-            })
-            .map_err(|e| PipelineError::stage(stage, e))?;
+            let (s, rate) = train(stage, on_event, |step| xwin_dpo::run_dpo(&c, step))?;
             Ok(Outcome {
                 products: vec![dir.join("model")],
                 headline: json!({
@@ -303,6 +275,27 @@ pub fn run_stage(
 
 fn metric(m: &Option<std::collections::BTreeMap<String, f64>>, name: &str) -> Option<f64> {
     m.as_ref().and_then(|m| m.get(name).copied())
+}
+
+/// Runs a training stage's entry point with its steps forwarded as events; returns its
+/// summary and the last step's tokens/s.
+fn train<T, E: std::fmt::Display>(
+    stage: &str,
+    on_event: &mut dyn FnMut(Event),
+    run: impl FnOnce(&mut dyn FnMut(&xwin_train::StepMetrics)) -> Result<T, E>,
+) -> Result<(T, Option<f64>), PipelineError> {
+    let mut rate = None;
+    let summary = run(&mut |m| {
+        rate = Some(m.tokens_per_s);
+        on_event(Event::Step {
+            stage: stage.to_string(),
+            done: m.step,
+            total: m.total_steps,
+            message: format!("loss {:.4}  {:.0} tok/s", m.loss, m.tokens_per_s),
+        });
+    })
+    .map_err(|e| PipelineError::stage(stage, e))?;
+    Ok((summary, rate))
 }
 
 /// The demo task's files, or a check that the given files exist.

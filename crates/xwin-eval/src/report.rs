@@ -257,9 +257,41 @@ pub fn write_report(inputs: &ReportInputs, out: &Path) -> Result<PathBuf, EvalEr
                 path: path.display().to_string(),
                 message: format!("not an xwin-rm eval.json: {e}"),
             })?;
-        md.push_str("\n## Reward model accuracy by rating (paper Table 3)\n\n");
-        md.push_str(&report.table());
-        md.push('\n');
+        md.push_str("\n## Reward model accuracy by rating (paper Table 3)\n\n| rating | pairs | accuracy | 95 % interval |\n|---|---:|---:|---|\n");
+        let names = xwin_data::Rating::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .chain(["unrated"]);
+        let rows = names
+            .filter_map(|n| report.by_rating.get(n).map(|b| (n, b)))
+            .chain([("all", &report.all)]);
+        for (name, b) in rows {
+            // The held-out pairs as right (1) / wrong (0): the interval of the accuracy.
+            let hits: Vec<f64> = (0..b.pairs)
+                .map(|i| f64::from(u8::from(i < b.correct)))
+                .collect();
+            let interval = bootstrap_mean(&hits, 2000, 0.95, 0).map(|i| crate::Interval {
+                low: i.low * 100.0,
+                high: i.high * 100.0,
+                ..i
+            });
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {:.1} % | {} |",
+                b.pairs,
+                100.0 * b.accuracy(),
+                ci(interval)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nrewards: chosen {:.3} ± {:.3}, rejected {:.3} ± {:.3}; loss {:.4}",
+            report.chosen.mean,
+            report.chosen.std,
+            report.rejected.mean,
+            report.rejected.std,
+            report.loss
+        );
     }
     let path = out.join("report.md");
     std::fs::write(&path, md).map_err(|e| xwin_data::DataError::io(&path, e))?;

@@ -15,7 +15,7 @@ use xwin_data::ReadOptions;
 enum JudgeKind {
     /// A model behind an OpenAI-compatible endpoint (`--base-url`, `--model`).
     Openai,
-    /// The offline rule-based oracle (reference overlap, else length without refusal).
+    /// The offline rule-based oracle (exact match with the reference, else its overlap; without one, length without refusal).
     Oracle,
 }
 

@@ -263,13 +263,13 @@ impl Judge for LlmJudge {
     }
 }
 
-/// An offline judge for demos and tests: with a reference answer, an exact match (after
+/// An offline judge for demos and tests. With a reference answer, an exact match (after
 /// trimming whitespace and a final period) scores 1 and any other answer 0.9 × the mean of
 /// its word overlap with the reference (unigram F1) and its character similarity (one minus
 /// the edit distance over the longer length), so a correct answer always beats a near miss
 /// ("3, 12, 5" for "3, 5, 12" has F1 1) and near misses are ordered ("elpap" is closer to
-/// "elppa" than "apple" is, though neither shares a word with it); without one, an answer beats a refusal and then the
-/// longer one wins.
+/// "elppa" than "apple" is, though neither shares a word with it). Without one, an answer
+/// beats a refusal and then the longer one wins.
 /// The margin between the two scores sets the rating. Deterministic.
 #[derive(Debug, Clone, Default)]
 pub struct OracleJudge;

@@ -263,7 +263,7 @@ pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// Who grades: the offline oracle (reference overlap, else length) or a model through the
+/// Who grades: the offline oracle (exact match with the reference, else its overlap; else length) or a model through the
 /// judge client with FastChat's prompts.
 pub enum Grader {
     Oracle,

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 use xwin_data::{DemoTask, ReadOptions};
 
-/// Pair sampling (step 2a), best-of-N for RS (step 3) and each policy's held-out samples.
+/// Pair sampling (step 2a) and best-of-N for RS (step 3); prompts too long for the context are
+/// recorded in the failures file beside the output and counted in the headline.
 pub fn sample_stage(
     layout: &Layout,
     stage: &str,

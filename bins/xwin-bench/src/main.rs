@@ -112,6 +112,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     xwin_alloc::keep_freed_memory();
     let cli = Cli::parse();
     let device: Device = parse_device(&cli.device)?;
+    // Which burn backend ran, for the labels: a wgpu run must not say "flex".
+    let backend = match cli.device.split(':').next().unwrap_or("cpu") {
+        "cpu" => "burn flex".to_string(),
+        other => format!("burn {other}"),
+    };
     let config = bench_config();
     match cli.command {
         Command::Train { batch, seq } => {
@@ -122,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{}",
                 json!({
-                    "impl": "xwin (burn flex, autodiff)",
+                    "impl": format!("xwin ({backend}, autodiff)"),
                     "params": config.num_parameters(),
                     "batch": batch, "seq": seq,
                     "train_step": { "median_s": step_s, "tokens_per_s": (batch * seq) as f64 / step_s },
@@ -137,7 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{}",
                 json!({
-                    "impl": "xwin (burn flex, autodiff)",
+                    "impl": format!("xwin ({backend}, autodiff)"),
                     // The policy's, less its LM head, plus the one-output score head.
                     "params": config.num_parameters() - config.vocab_size * config.hidden_size + config.hidden_size,
                     "pairs": pairs, "seq": seq,
@@ -165,7 +170,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{}",
                 json!({
-                    "impl": "xwin (burn flex, autodiff)",
+                    "impl": format!("xwin ({backend}, autodiff)"),
                     "params": config.num_parameters(),
                     "pairs": pairs, "seq": seq,
                     name: { "median_s": s, "tokens_per_s": tokens / s, "pairs_per_s": pairs as f64 / s },
@@ -184,7 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::TrainOps { batch, seq } => {
             let mut ops = xwin_bench::train_ops::train_ops(batch, seq, cli.repeats, &device);
-            ops["impl"] = json!("xwin (burn flex, autodiff)");
+            ops["impl"] = json!(format!("xwin ({backend}, autodiff)"));
             ops["batch"] = json!(batch);
             ops["seq"] = json!(seq);
             println!("{ops}");
@@ -259,7 +264,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{}",
                 json!({
-                    "impl": "xwin (burn flex)",
+                    "impl": format!("xwin ({backend})"),
                     "device": cli.device,
                     "params": config.num_parameters(),
                     "shape": { "prompts": prompts, "prompt_len": prompt_len, "n": n,
@@ -299,7 +304,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{}",
                 json!({
-                    "impl": "xwin (burn flex)",
+                    "impl": format!("xwin ({backend})"),
                     "device": cli.device,
                     "params": config.num_parameters(),
                     "prefill": { "batch": prefill_batch, "seq": prefill_seq, "median_s": prefill_s,

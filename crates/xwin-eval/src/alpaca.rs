@@ -7,7 +7,7 @@
 //! sample standard error · 100, wins strictly above / below one half.
 
 use crate::EvalError;
-use crate::bootstrap::{Interval, bootstrap_mean};
+use crate::bootstrap::{Interval, bootstrap_percent};
 use serde::Serialize;
 use std::path::Path;
 
@@ -81,11 +81,7 @@ pub fn win_rate(preferences: &[Option<f64>]) -> AlpacaScore {
             }
         })
         .collect();
-    let interval = bootstrap_mean(&valid, 2000, 0.95, 0).map(|i| Interval {
-        low: i.low * 100.0,
-        high: i.high * 100.0,
-        ..i
-    });
+    let interval = bootstrap_percent(&valid);
     AlpacaScore {
         win_rate: mean * 100.0,
         standard_error: sem * 100.0,

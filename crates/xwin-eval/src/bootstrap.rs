@@ -16,6 +16,22 @@ pub struct Interval {
     pub seed: u64,
 }
 
+impl Interval {
+    /// The same interval in units `factor` times larger (e.g. 100 for percent).
+    pub fn scaled(self, factor: f64) -> Self {
+        Self {
+            low: self.low * factor,
+            high: self.high * factor,
+            ..self
+        }
+    }
+}
+
+/// The report's interval of a mean of 0–1 values, in percent: 95 %, 2,000 resamples, seed 0.
+pub fn bootstrap_percent(values: &[f64]) -> Option<Interval> {
+    bootstrap_mean(values, 2000, 0.95, 0).map(|i| i.scaled(100.0))
+}
+
 /// The `level` percentile interval of the mean of `values` over `resamples` resamples with
 /// replacement (seeded: the same inputs give the same interval). `None` for no values.
 pub fn bootstrap_mean(values: &[f64], resamples: usize, level: f64, seed: u64) -> Option<Interval> {

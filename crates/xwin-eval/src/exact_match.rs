@@ -4,7 +4,7 @@
 
 use crate::EvalError;
 use crate::answers::{file_safe, first_answers};
-use crate::bootstrap::{Interval, bootstrap_mean};
+use crate::bootstrap::{Interval, bootstrap_percent};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -46,11 +46,7 @@ pub fn score_exact_match(tasks: &[DemoTask], answers: &HashMap<String, String>) 
         n: tasks.len(),
         correct,
         accuracy: correct as f64 / tasks.len().max(1) as f64 * 100.0,
-        interval: bootstrap_mean(&hits, 2000, 0.95, 0).map(|i| Interval {
-            low: i.low * 100.0,
-            high: i.high * 100.0,
-            ..i
-        }),
+        interval: bootstrap_percent(&hits),
         by_kind,
     }
 }

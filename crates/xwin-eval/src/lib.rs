@@ -23,7 +23,7 @@ pub use alpaca_protocol::{
     read_outputs, write_run,
 };
 pub use best_of_n::{BestOfN, best_of_n, curve_points};
-pub use bootstrap::{Interval, bootstrap_mean};
+pub use bootstrap::{Interval, bootstrap_mean, bootstrap_percent};
 pub use compare::{PairedComparison, paired_comparison, preferences_by_instruction};
 pub use exact_match::{ExactMatch, evaluate_exact_match, score_exact_match};
 pub use length_controlled::{LengthControlled, length_controlled};

@@ -270,11 +270,7 @@ pub fn write_report(inputs: &ReportInputs, out: &Path) -> Result<PathBuf, EvalEr
             let hits: Vec<f64> = (0..b.pairs)
                 .map(|i| f64::from(u8::from(i < b.correct)))
                 .collect();
-            let interval = bootstrap_mean(&hits, 2000, 0.95, 0).map(|i| crate::Interval {
-                low: i.low * 100.0,
-                high: i.high * 100.0,
-                ..i
-            });
+            let interval = crate::bootstrap::bootstrap_percent(&hits);
             let _ = writeln!(
                 md,
                 "| {name} | {} | {:.1} % | {} |",

@@ -11,7 +11,7 @@ use crate::stages::{Layout, STAGES};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use xwin_eval::plots::{Point, bar_chart};
-use xwin_eval::{Interval, bootstrap_mean};
+use xwin_eval::{Interval, bootstrap_percent};
 
 const POLICIES: [(&str, &str); 3] = [("SFT", "eval-sft"), ("RS", "eval-rs"), ("DPO", "eval-dpo")];
 
@@ -47,12 +47,7 @@ fn win_rates(p: &PolicyResults, sft: &PolicyResults, best_of_n: bool) -> Vec<f64
 
 fn percent(values: &[f64]) -> (f64, Option<Interval>) {
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
-    let i = bootstrap_mean(values, 2000, 0.95, 0).map(|i| Interval {
-        low: i.low * 100.0,
-        high: i.high * 100.0,
-        ..i
-    });
-    (mean * 100.0, i)
+    (mean * 100.0, bootstrap_percent(values))
 }
 
 fn show(v: (f64, Option<Interval>)) -> String {

@@ -51,6 +51,17 @@ pub fn score_exact_match(tasks: &[DemoTask], answers: &HashMap<String, String>) 
     }
 }
 
+/// Each task as the prompt a policy answers (its id, the instruction as one user turn).
+pub fn task_prompts(tasks: &[DemoTask]) -> Vec<xwin_rs::Prompt> {
+    tasks
+        .iter()
+        .map(|t| xwin_rs::Prompt {
+            id: t.id.clone(),
+            conversation: crate::alpaca_protocol::instruction_prompt(&t.instruction),
+        })
+        .collect()
+}
+
 /// The policy's answers to every task (sampled with `spec` into `dir`, resumable), scored.
 pub fn evaluate_exact_match(
     sampler: &xwin_rs::LocalSampler,
@@ -58,13 +69,7 @@ pub fn evaluate_exact_match(
     spec: &xwin_rs::SampleSpec,
     dir: &Path,
 ) -> Result<ExactMatch, EvalError> {
-    let prompts: Vec<xwin_rs::Prompt> = tasks
-        .iter()
-        .map(|t| xwin_rs::Prompt {
-            id: t.id.clone(),
-            conversation: crate::alpaca_protocol::instruction_prompt(&t.instruction),
-        })
-        .collect();
+    let prompts = task_prompts(tasks);
     let path = dir.join(format!("answers-{}.jsonl", file_safe(&sampler.name)));
     let answers = first_answers(sampler, &prompts, spec, &path)?;
     Ok(score_exact_match(tasks, &answers))

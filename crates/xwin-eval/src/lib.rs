@@ -25,7 +25,7 @@ pub use alpaca_protocol::{
 pub use best_of_n::{BestOfN, best_of_n, curve_points};
 pub use bootstrap::{Interval, bootstrap_mean, bootstrap_percent};
 pub use compare::{PairedComparison, paired_comparison, preferences_by_instruction};
-pub use exact_match::{ExactMatch, evaluate_exact_match, score_exact_match};
+pub use exact_match::{ExactMatch, evaluate_exact_match, score_exact_match, task_prompts};
 pub use length_controlled::{LengthControlled, length_controlled};
 pub use mt_bench::{
     PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,

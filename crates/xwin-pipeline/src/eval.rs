@@ -80,13 +80,7 @@ pub fn evaluate_policy(
         });
     };
     let (tasks, _) = xwin_data::read_records::<DemoTask>(&heldout, ReadOptions::default())?;
-    let prompts: Vec<xwin_rs::Prompt> = tasks
-        .iter()
-        .map(|t| xwin_rs::Prompt {
-            id: t.id.clone(),
-            conversation: xwin_eval::alpaca_protocol::instruction_prompt(&t.instruction),
-        })
-        .collect();
+    let prompts = xwin_eval::task_prompts(&tasks);
     let err = |e: xwin_rs::RsError| PipelineError::stage(stage, e);
     let dir = layout.dir(stage);
     let samples = dir.join("samples.jsonl");

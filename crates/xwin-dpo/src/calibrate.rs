@@ -113,11 +113,7 @@ pub fn calibrate(
     })?;
     let rm = load_reward_model(&section.reward, device)?;
     let scored = dir.join("probe-xwin-set.jsonl");
-    let score = xwin_rm::ScoreOptions {
-        template,
-        max_len: rm.config().max_position_embeddings,
-        ..xwin_rm::ScoreOptions::default()
-    };
+    let score = xwin_rm::ScoreOptions::for_model(&rm, template);
     let name = section.reward.display().to_string();
     xwin_rm::score_samples(
         &rm,

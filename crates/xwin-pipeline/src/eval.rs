@@ -108,11 +108,7 @@ pub fn evaluate_policy(
     let rm = xwin_model::load_reward_model(layout.model_of("rm"), &policy.device)
         .map_err(|e| PipelineError::stage(stage, e))?;
     let scored = dir.join("scored.jsonl");
-    let options = xwin_rm::ScoreOptions {
-        template: config.model.template,
-        max_len: rm.config().max_position_embeddings,
-        ..xwin_rm::ScoreOptions::default()
-    };
+    let options = xwin_rm::ScoreOptions::for_model(&rm, config.model.template);
     xwin_rm::score_samples(
         &rm,
         &policy.tokenizer,

@@ -42,6 +42,17 @@ impl Default for ScoreOptions {
     }
 }
 
+impl ScoreOptions {
+    /// The defaults with `template` and the reward model's own context as `max_len`.
+    pub fn for_model(rm: &LlamaForReward, template: ChatTemplate) -> Self {
+        Self {
+            template,
+            max_len: rm.config().max_position_embeddings,
+            ..Self::default()
+        }
+    }
+}
+
 /// What a scoring run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ScoreSummary {

@@ -125,10 +125,8 @@ fn xwin_set(
             let rm = xwin_model::load_reward_model(&reward.path, &device)?;
             let path = config.output.join("xwin-set.jsonl");
             let options = xwin_rm::ScoreOptions {
-                template: config.data.template,
-                max_len: rm.config().max_position_embeddings,
                 batch_rows: reward.batch_rows,
-                ..xwin_rm::ScoreOptions::default()
+                ..xwin_rm::ScoreOptions::for_model(&rm, config.data.template)
             };
             let name = reward.path.display().to_string();
             let summary = xwin_rm::score_samples(

@@ -31,7 +31,7 @@ pub use mt_bench::{
     PairwiseJudgment, PairwiseScore, SingleJudgment, SingleScore, pairwise_scores, read_judgments,
     single_scores,
 };
-pub use report::{ReportInputs, write_report};
+pub use report::{ReportInputs, report_sections, write_report};
 pub use weighted_judge::{WeightedVerdict, chatml_messages, judge_weighted};
 
 /// Errors of evaluation.

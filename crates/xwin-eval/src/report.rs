@@ -39,10 +39,20 @@ fn ci(i: Option<crate::Interval>) -> String {
 
 /// Writes `out/report.md` and its SVGs; returns the Markdown's path.
 pub fn write_report(inputs: &ReportInputs, out: &Path) -> Result<PathBuf, EvalError> {
-    std::fs::create_dir_all(out).map_err(|e| xwin_data::DataError::io(out, e))?;
-    let mut md = String::from(
-        "# Evaluation report\n\nIntervals are seeded 95 % bootstrap intervals of the mean.\n",
+    let md = format!(
+        "# Evaluation report\n\nIntervals are seeded 95 % bootstrap intervals of the mean.\n{}",
+        report_sections(inputs, out)?
     );
+    let path = out.join("report.md");
+    std::fs::write(&path, md).map_err(|e| xwin_data::DataError::io(&path, e))?;
+    Ok(path)
+}
+
+/// The report's `##` sections for what `inputs` holds, as Markdown whose images are the SVGs
+/// it writes into `out` (linked by file name): for documents that embed them.
+pub fn report_sections(inputs: &ReportInputs, out: &Path) -> Result<String, EvalError> {
+    std::fs::create_dir_all(out).map_err(|e| xwin_data::DataError::io(out, e))?;
+    let mut md = String::new();
     if !inputs.alpaca.is_empty() {
         md.push_str("\n## AlpacaEval\n\n| policy | win rate (%) | ± s.e. | 95 % interval | wins / losses / draws | judged |\n|---|---:|---:|---|---|---:|\n");
         let mut points = Vec::new();
@@ -289,7 +299,5 @@ pub fn write_report(inputs: &ReportInputs, out: &Path) -> Result<PathBuf, EvalEr
             report.loss
         );
     }
-    let path = out.join("report.md");
-    std::fs::write(&path, md).map_err(|e| xwin_data::DataError::io(&path, e))?;
-    Ok(path)
+    Ok(md)
 }

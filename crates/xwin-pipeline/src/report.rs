@@ -1,7 +1,7 @@
 //! `output/report.md`: the paper's Fig. 8 shape on the held-out demo tasks (exact match and
 //! oracle-judged win rate against the SFT policy, for SFT, RS and DPO, best-of-1 and
 //! best-of-N, with bootstrap intervals and paired differences), the reward model's accuracy
-//! by rating (Table 3) and score by rank (Fig. 5/7) through `xwin_eval::write_report`, and
+//! by rating (Table 3) and score by rank (Fig. 5/7) through `xwin_eval::report_sections`, and
 //! each stage's time and throughput from its manifest.
 
 use crate::PipelineError;
@@ -165,10 +165,8 @@ pub fn write(layout: &Layout) -> Result<Value, PipelineError> {
         rm_eval: Some(layout.dir("rm").join("eval.json")).filter(|p| p.exists()),
         ..Default::default()
     };
-    let eval_md = xwin_eval::write_report(&inputs, &assets)?;
-    let text = std::fs::read_to_string(&eval_md).map_err(|e| PipelineError::io(&eval_md, e))?;
-    let body = text.split_once('\n').map_or("", |(_, rest)| rest);
-    md.push_str(&body.replace("](", "](report/").replace("\n# ", "\n## "));
+    // Its images sit in `report/`, beside this file's own.
+    md.push_str(&xwin_eval::report_sections(&inputs, &assets)?.replace("](", "](report/"));
     md.push_str("\n## Stages\n\n| stage | seconds | tokens/s | headline |\n|---|---:|---:|---|\n");
     for stage in STAGES.iter().filter(|s| **s != "report") {
         if let Some(m) = (StageFiles {

@@ -7,7 +7,7 @@ use crate::eval::evaluate_policy;
 use crate::sampling::{judge_stage, sample_stage};
 use crate::{Event, PipelineError};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use xwin_data::{DemoTask, JsonlWriter};
 
 /// Stage names in run order (also their directories under `output/`).
@@ -298,6 +298,14 @@ fn train<T, E: std::fmt::Display>(
     Ok((summary, rate))
 }
 
+fn write_jsonl<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<PathBuf, PipelineError> {
+    let mut w = JsonlWriter::create(path)?;
+    for r in rows {
+        w.write(r)?;
+    }
+    Ok(path.to_path_buf())
+}
+
 /// The demo task's files, or a check that the given files exist.
 fn write_data(layout: &Layout) -> Result<Outcome, PipelineError> {
     let config = layout.config;
@@ -315,43 +323,18 @@ fn write_data(layout: &Layout) -> Result<Outcome, PipelineError> {
     let dir = layout.dir("data");
     // Disjoint seeds per split: no held-out task id is trained on.
     let split = |n: usize, k: u64| xwin_data::demo_tasks(n, demo.seed * 8 + k);
-    let write = |name: &str, rows: &[serde_json::Value]| -> Result<PathBuf, PipelineError> {
-        let path = dir.join(name);
-        let mut w = JsonlWriter::create(&path)?;
-        for r in rows {
-            w.write(r)?;
-        }
-        Ok(path)
-    };
-    let as_values = |v: Vec<xwin_data::Conversation>| -> Vec<Value> {
-        v.iter()
-            .map(|c| serde_json::to_value(c).unwrap_or_default())
-            .collect()
-    };
-    let tasks_values = |t: &[DemoTask]| -> Vec<Value> {
-        t.iter()
-            .map(|t| serde_json::to_value(t).unwrap_or_default())
-            .collect()
-    };
     let sft = split(demo.sft, 0);
     let pairs = split(demo.pair_prompts, 1);
     let rs = split(demo.rs_prompts, 2);
     let heldout = split(demo.heldout, 3);
+    let conversations = |t: &[DemoTask]| t.iter().map(DemoTask::conversation).collect::<Vec<_>>();
+    let sft_conversations = xwin_data::noisy_conversations(&sft, demo.noise, demo.seed);
     let products = vec![
-        write(
-            "sft.jsonl",
-            &as_values(xwin_data::noisy_conversations(&sft, demo.noise, demo.seed)),
-        )?,
-        write(
-            "pair-prompts.jsonl",
-            &as_values(pairs.iter().map(DemoTask::conversation).collect()),
-        )?,
-        write("pair-tasks.jsonl", &tasks_values(&pairs))?,
-        write(
-            "rs-prompts.jsonl",
-            &as_values(rs.iter().map(DemoTask::conversation).collect()),
-        )?,
-        write("heldout.jsonl", &tasks_values(&heldout))?,
+        write_jsonl(&dir.join("sft.jsonl"), &sft_conversations)?,
+        write_jsonl(&dir.join("pair-prompts.jsonl"), &conversations(&pairs))?,
+        write_jsonl(&dir.join("pair-tasks.jsonl"), &pairs)?,
+        write_jsonl(&dir.join("rs-prompts.jsonl"), &conversations(&rs))?,
+        write_jsonl(&dir.join("heldout.jsonl"), &heldout)?,
     ];
     Ok(Outcome {
         products,

@@ -56,20 +56,7 @@ pub fn mt_bench(a: MtBenchArgs) -> Result<String, EvalError> {
     if let Some(n) = a.limit {
         questions.truncate(n);
     }
-    let references: std::collections::HashMap<i64, Vec<String>> =
-        mt::read_jsonl::<mt::ModelAnswer>(&a.reference_answers)?
-            .into_iter()
-            .map(|r| {
-                (
-                    r.question_id,
-                    r.choices
-                        .into_iter()
-                        .next()
-                        .map(|c| c.turns)
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
+    let references = mt::read_answer_turns(&a.reference_answers)?;
     let answers = match (&a.model, &a.answers) {
         (Some(model), None) => {
             let policy = crate::judge::load_policy(model, &a.device, &a.template)?;
@@ -91,10 +78,7 @@ pub fn mt_bench(a: MtBenchArgs) -> Result<String, EvalError> {
         JudgeKind::Oracle => mt::Grader::Oracle,
         JudgeKind::Openai => {
             let client = a.judge.client(2048)?;
-            let prompts = mt::read_jsonl::<mt::JudgePrompt>(&a.judge_prompts)?
-                .into_iter()
-                .map(|p| (p.name.clone(), p))
-                .collect();
+            let prompts = mt::read_judge_prompts(&a.judge_prompts)?;
             mt::Grader::Llm { client, prompts }
         }
     };

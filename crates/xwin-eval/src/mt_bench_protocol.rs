@@ -63,6 +63,26 @@ pub struct SingleRecord {
     pub tstamp: f64,
 }
 
+/// FastChat's `judge_prompts.jsonl` by prompt name.
+pub fn read_judge_prompts(path: &Path) -> Result<HashMap<String, JudgePrompt>, EvalError> {
+    Ok(read_jsonl::<JudgePrompt>(path)?
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect())
+}
+
+/// Each question's turns from a FastChat answer file (its first choice): reference answers,
+/// or a model's answers.
+pub fn read_answer_turns(path: &Path) -> Result<HashMap<i64, Vec<String>>, EvalError> {
+    Ok(read_jsonl::<ModelAnswer>(path)?
+        .into_iter()
+        .map(|a| {
+            let turns = a.choices.into_iter().next().map(|c| c.turns);
+            (a.question_id, turns.unwrap_or_default())
+        })
+        .collect())
+}
+
 /// Reads a JSON Lines file of `T`, naming the line of a bad record.
 pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalError> {
     let text = match std::fs::read_to_string(path) {

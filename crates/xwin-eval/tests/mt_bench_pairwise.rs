@@ -2,11 +2,12 @@
 //! model_1 / model_2, FastChat's pair file written and aggregated as `show_result` does,
 //! resumable.
 
-use std::collections::HashMap;
 use std::time::Duration;
 use xwin_annotate::{ChatClient, EndpointConfig};
 use xwin_eval::mt_bench_pairwise::{grade_pairwise, pair_verdict};
-use xwin_eval::mt_bench_protocol::{Grader, JudgePrompt, ModelAnswer, Question, read_jsonl};
+use xwin_eval::mt_bench_protocol::{
+    Grader, ModelAnswer, Question, read_answer_turns, read_jsonl, read_judge_prompts,
+};
 use xwin_eval::{PairwiseJudgment, pairwise_scores, read_judgments};
 use xwin_testkit::shared_data;
 use xwin_testkit::test_server::{Action, TestServer};
@@ -41,19 +42,11 @@ async fn both_orders_against_the_baseline() {
             m
         })
         .collect();
-    let refs: HashMap<i64, Vec<String>> = read_jsonl::<ModelAnswer>(
-        &shared_data("data/mt_bench/reference_answer_gpt-4.jsonl").unwrap(),
-    )
-    .unwrap()
-    .into_iter()
-    .map(|a| (a.question_id, a.choices[0].turns.clone()))
-    .collect();
-    let prompts: HashMap<String, JudgePrompt> =
-        read_jsonl::<JudgePrompt>(&shared_data("data/mt_bench/judge_prompts.jsonl").unwrap())
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.name.clone(), p))
-            .collect();
+    let refs =
+        read_answer_turns(&shared_data("data/mt_bench/reference_answer_gpt-4.jsonl").unwrap())
+            .unwrap();
+    let prompts =
+        read_judge_prompts(&shared_data("data/mt_bench/judge_prompts.jsonl").unwrap()).unwrap();
     // The judge prefers the longer of the two answers shown (ties: [[C]]).
     let server = TestServer::start(Duration::ZERO, |r| {
         let user = r.user();

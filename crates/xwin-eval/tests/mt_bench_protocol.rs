@@ -16,11 +16,7 @@ use xwin_testkit::shared_data;
 use xwin_testkit::test_server::{Action, TestServer};
 
 fn references(path: &std::path::Path) -> HashMap<i64, Vec<String>> {
-    read_jsonl::<ModelAnswer>(path)
-        .unwrap()
-        .into_iter()
-        .map(|a| (a.question_id, a.choices[0].turns.clone()))
-        .collect()
+    read_answer_turns(path).unwrap()
 }
 
 #[test]
@@ -30,12 +26,8 @@ fn prompts_and_ratings_equal_fastchats_records() {
     };
     let questions: Vec<Question> =
         read_jsonl(&shared_data("data/mt_bench/question.jsonl").unwrap()).unwrap();
-    let prompts: HashMap<String, JudgePrompt> =
-        read_jsonl::<JudgePrompt>(&shared_data("data/mt_bench/judge_prompts.jsonl").unwrap())
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.name.clone(), p))
-            .collect();
+    let prompts =
+        read_judge_prompts(&shared_data("data/mt_bench/judge_prompts.jsonl").unwrap()).unwrap();
     let refs = references(&shared_data("data/mt_bench/reference_answer_gpt-4.jsonl").unwrap());
     let answers: HashMap<i64, Vec<String>> =
         references(&shared_data("data/mt_bench/model_answer/phi-3-dpo.jsonl").unwrap());
@@ -118,12 +110,8 @@ async fn tiny_policy_end_to_end_with_a_judge_over_http() {
     );
     assert!(answers.iter().all(|a| a.choices[0].turns.len() == 2));
 
-    let prompts: HashMap<String, JudgePrompt> =
-        read_jsonl::<JudgePrompt>(&shared_data("data/mt_bench/judge_prompts.jsonl").unwrap())
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.name.clone(), p))
-            .collect();
+    let prompts =
+        read_judge_prompts(&shared_data("data/mt_bench/judge_prompts.jsonl").unwrap()).unwrap();
     let refs = references(&shared_data("data/mt_bench/reference_answer_gpt-4.jsonl").unwrap());
     // The judge rates 7, except that one reply has no rating (recorded as −1, excluded).
     let server = TestServer::start(Duration::ZERO, |r| {

@@ -92,12 +92,9 @@ impl Layout<'_> {
             None => self.config.data.heldout.clone(),
         }
     }
+    /// The model a training stage exported.
     pub fn model_of(&self, stage: &str) -> PathBuf {
-        if stage == "base" {
-            self.config.model.path.clone()
-        } else {
-            self.dir(stage).join("model")
-        }
+        self.dir(stage).join("model")
     }
 }
 

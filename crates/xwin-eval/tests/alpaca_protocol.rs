@@ -3,14 +3,13 @@
 //! OpenAI-compatible server speaking AlpacaEval 1's ranking format), written in alpaca_eval's
 //! formats and read back as its loader reads them; judging resumes; bad outputs are named.
 
-use burn::tensor::Device;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xwin_annotate::{
     AnnotateOptions, ChatClient, EndpointConfig, LlmJudge, OracleJudge, PromptTemplate,
     VerdictFormat,
 };
-use xwin_data::{ChatTemplate, load_tokenizer};
+use xwin_data::ChatTemplate;
 use xwin_eval::{AlpacaOutput, align_outputs, generate_outputs, judge_outputs, read_outputs};
 use xwin_testkit::shared_data;
 use xwin_testkit::test_server::{Action, TestServer};
@@ -28,17 +27,13 @@ fn reference(n: usize) -> Option<Vec<AlpacaOutput>> {
 }
 
 fn generate(reference: &[AlpacaOutput], dir: &Path) -> Vec<AlpacaOutput> {
-    let device = Device::flex();
-    let policy = root().join("fixtures/tiny-llama");
-    let model = xwin_model::load_causal_lm(&policy, &device).unwrap();
-    let tokenizer = load_tokenizer(&policy.join("tokenizer.json")).unwrap();
-    let sampler = xwin_rs::LocalSampler {
-        model: &model,
-        tokenizer: &tokenizer,
-        template: ChatTemplate::VicunaV11,
-        name: "tiny-policy".into(),
-        device,
-    };
+    let policy = xwin_rs::LocalPolicy::load(
+        &root().join("fixtures/tiny-llama"),
+        "cpu",
+        ChatTemplate::VicunaV11,
+    )
+    .unwrap();
+    let sampler = policy.sampler("tiny-policy".into());
     let spec = xwin_rs::SampleSpec {
         n: 1,
         temperature: 0.7,

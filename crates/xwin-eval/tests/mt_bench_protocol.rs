@@ -4,12 +4,11 @@
 //! temperatures, a judge behind an OpenAI-compatible server grades them, and the judgments in
 //! FastChat's format aggregate like `show_result`; a rerun judges nothing again.
 
-use burn::tensor::Device;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use xwin_annotate::{ChatClient, EndpointConfig};
-use xwin_data::{ChatTemplate, load_tokenizer};
+use xwin_data::ChatTemplate;
 use xwin_eval::mt_bench_protocol::*;
 use xwin_eval::{SingleJudgment, read_judgments, single_scores};
 use xwin_testkit::shared_data;
@@ -79,17 +78,13 @@ async fn tiny_policy_end_to_end_with_a_judge_over_http() {
         .collect();
     assert_eq!(temperature_for(&questions[0].category), 0.7);
     let dir = tempfile::tempdir().unwrap();
-    let device = Device::flex();
-    let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama");
-    let model = xwin_model::load_causal_lm(&policy, &device).unwrap();
-    let tokenizer = load_tokenizer(&policy.join("tokenizer.json")).unwrap();
-    let sampler = xwin_rs::LocalSampler {
-        model: &model,
-        tokenizer: &tokenizer,
-        template: ChatTemplate::VicunaV11,
-        name: "tiny".into(),
-        device,
-    };
+    let policy = xwin_rs::LocalPolicy::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama"),
+        "cpu",
+        ChatTemplate::VicunaV11,
+    )
+    .unwrap();
+    let sampler = policy.sampler("tiny".into());
     let (answers, path) = generate_answers(&sampler, &questions, 8, 0, "tiny", dir.path()).unwrap();
     assert!(path.ends_with("model_answer/tiny.jsonl"));
     let back: Vec<ModelAnswer> = read_jsonl(&path).unwrap();
@@ -168,17 +163,13 @@ fn two_policies_in_one_directory_keep_their_own_answers() {
         .take(2)
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let device = Device::flex();
-    let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama");
-    let model = xwin_model::load_causal_lm(&policy, &device).unwrap();
-    let tokenizer = load_tokenizer(&policy.join("tokenizer.json")).unwrap();
-    let sampler = |name: &str| xwin_rs::LocalSampler {
-        model: &model,
-        tokenizer: &tokenizer,
-        template: ChatTemplate::VicunaV11,
-        name: name.into(),
-        device: device.clone(),
-    };
+    let policy = xwin_rs::LocalPolicy::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama"),
+        "cpu",
+        ChatTemplate::VicunaV11,
+    )
+    .unwrap();
+    let sampler = |name: &str| policy.sampler(name.into());
     let (a, _) = generate_answers(&sampler("a"), &questions, 8, 1, "a", dir.path()).unwrap();
     let (b, _) = generate_answers(&sampler("b"), &questions, 8, 2, "b", dir.path()).unwrap();
     assert_ne!(

@@ -12,9 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_annotate::{ChatClient, EndpointConfig};
-use xwin_data::{ChatTemplate, ReadOptions, load_tokenizer};
-use xwin_model::{load_causal_lm, parse_device};
-use xwin_rs::{Api, LocalOptions, LocalSampler, Progress, RsError, SampleSpec, read_prompts};
+use xwin_data::{ChatTemplate, ReadOptions};
+use xwin_rs::{Api, LocalOptions, LocalPolicy, Progress, RsError, SampleSpec, read_prompts};
 
 #[derive(Parser)]
 #[command(name = "xwin-sample", version, about = "Sample responses for prompts")]
@@ -149,16 +148,8 @@ fn run(cli: Cli) -> Result<String, RsError> {
     let bar = progress_bar();
     let summary = match (&cli.model, &cli.endpoint) {
         (Some(model), None) => {
-            let device = parse_device(&cli.device)?;
-            let llm = load_causal_lm(model, &device)?;
-            let tokenizer = load_tokenizer(&model.join("tokenizer.json"))?;
-            let sampler = LocalSampler {
-                model: &llm,
-                tokenizer: &tokenizer,
-                template,
-                name: model.display().to_string(),
-                device,
-            };
+            let policy = LocalPolicy::load(model, &cli.device, template)?;
+            let sampler = policy.sampler(model.display().to_string());
             let options = LocalOptions {
                 batch_rows: cli.batch_rows,
                 skip_long: cli.skip_long,

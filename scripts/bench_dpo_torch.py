@@ -5,12 +5,11 @@ log_softmax, gather), precomputed reference log-probabilities, -logsigmoid(beta 
 averaged over pairs, backward, torch.optim.AdamW. Prints one JSON line."""
 import argparse
 import json
-import resource
 
 import torch
 from transformers import LlamaForCausalLM
 
-from bench_common import timed
+from bench_common import pair_step_report, timed
 from bench_infer_torch import config, prompts
 
 
@@ -38,13 +37,7 @@ def main():
         opt.step()
 
     s = timed(a.repeats, step)
-    print(json.dumps({
-        "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",
-        "threads": torch.get_num_threads(), "attn_implementation": model.config._attn_implementation,
-        "params": sum(p.numel() for p in model.parameters()), "pairs": a.pairs, "seq": a.seq,
-        "dpo_step": {"median_s": s, "tokens_per_s": 2 * a.pairs * a.seq / s, "pairs_per_s": a.pairs / s},
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(json.dumps(pair_step_report("dpo_step", model, a.pairs, a.seq, s)))
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ pub fn report_sections(inputs: &ReportInputs, out: &Path) -> Result<String, Eval
             &|x| format!("{}", 2f64.powf(*x).round()),
         )?;
         md.push_str("\n![best-of-n](best-of-n.svg)\n");
-        let stats = xwin_rs::rank_stats(path, None)?;
+        let stats = xwin_rs::rank_stats_of(&sets, None)?;
         md.push_str("\n## RM score by rank (paper Fig. 5/7 shape)\n\n| rank | mean RM score | 95 % interval | prompts |\n|---:|---:|---|---:|\n");
         // Each prompt's scores, best first: column r holds every prompt's rank-(r + 1) score.
         let mut by_rank: Vec<Vec<f64>> = Vec::new();

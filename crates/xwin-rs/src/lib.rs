@@ -19,7 +19,7 @@ pub use output::{Progress, SampleFailure, SampleSummary, failures_path};
 pub use policy::LocalPolicy;
 pub use prompts::{Prompt, PromptReport, read_prompts};
 pub use spec::{SampleSpec, SampledPair, record};
-pub use xwin_set::{RankStats, considered, rank_stats};
+pub use xwin_set::{RankStats, considered, rank_stats, rank_stats_of};
 
 /// Errors of sampling and the RS stage.
 #[derive(Debug, thiserror::Error)]

@@ -124,6 +124,15 @@ pub fn rank_stats(path: &Path, n: Option<usize>) -> Result<RankStats, RsError> {
     }
 }
 
+/// Rank statistics of Xwin-Set records already in memory (first `n` samples each).
+pub fn rank_stats_of(sets: &[XwinSet], n: Option<usize>) -> Result<RankStats, RsError> {
+    let mut stats = RankStats::default();
+    for set in sets {
+        stats.add(&considered(set, n)?);
+    }
+    Ok(stats)
+}
+
 #[cfg(test)]
 mod checks {
     use super::*;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_annotate::{
     AnnotateOptions, AnnotateSummary, ChatClient, EndpointConfig, Judge, LlmJudge, OracleJudge,
-    PromptTemplate, VerdictFormat, annotate_file, failures_path,
+    VerdictFormat, annotate_file, failures_path,
 };
 use xwin_data::ReadOptions;
 
@@ -196,15 +196,9 @@ async fn main() -> ExitCode {
             let judge = ChatClient::new(config)
                 .map_err(|e| e.to_string())
                 .and_then(|client| {
-                    let pair = PromptTemplate::resolve(&cli.template).map_err(|e| e.to_string())?;
-                    let grade =
-                        PromptTemplate::builtin("mt-bench-single").map_err(|e| e.to_string())?;
-                    let format = cli
-                        .format
-                        .map(VerdictFormat::from)
-                        .or_else(|| PromptTemplate::builtin_format(&cli.template))
-                        .unwrap_or(VerdictFormat::Xwin);
-                    Ok(LlmJudge::new(client, format, pair, grade))
+                    let format = cli.format.map(VerdictFormat::from);
+                    LlmJudge::with_template(client, &cli.template, format, VerdictFormat::Xwin)
+                        .map_err(|e| e.to_string())
                 });
             match judge {
                 Ok(j) => run(j, &cli).await,

@@ -32,16 +32,14 @@ impl JudgeArgs {
         Ok(match self.judge {
             JudgeKind::Oracle => AnyJudge::Oracle(xwin_annotate::OracleJudge),
             JudgeKind::Openai => {
-                let client = self.client(100)?;
-                let pair = xwin_annotate::PromptTemplate::resolve(&self.judge_template)
-                    .map_err(|e| setup(e.to_string()))?;
-                let grade = xwin_annotate::PromptTemplate::builtin("mt-bench-single")
-                    .map_err(|e| setup(e.to_string()))?;
-                let format = xwin_annotate::PromptTemplate::builtin_format(&self.judge_template)
-                    .unwrap_or(xwin_annotate::VerdictFormat::AlpacaRanking);
-                AnyJudge::Llm(Box::new(xwin_annotate::LlmJudge::new(
-                    client, format, pair, grade,
-                )))
+                let judge = xwin_annotate::LlmJudge::with_template(
+                    self.client(100)?,
+                    &self.judge_template,
+                    None,
+                    xwin_annotate::VerdictFormat::AlpacaRanking,
+                )
+                .map_err(|e| setup(e.to_string()))?;
+                AnyJudge::Llm(Box::new(judge))
             }
         })
     }

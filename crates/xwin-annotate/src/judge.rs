@@ -144,6 +144,23 @@ impl LlmJudge {
         }
     }
 
+    /// A judge whose pairwise prompt is the built-in template or file `template`, graded
+    /// with MT-bench's single prompt; its verdict format is `format`, else the built-in
+    /// template's own, else `fallback` (a template file's).
+    pub fn with_template(
+        client: ChatClient,
+        template: &str,
+        format: Option<VerdictFormat>,
+        fallback: VerdictFormat,
+    ) -> crate::Result<Self> {
+        let pair = PromptTemplate::resolve(template)?;
+        let grade = PromptTemplate::builtin("mt-bench-single")?;
+        let format = format
+            .or_else(|| PromptTemplate::builtin_format(template))
+            .unwrap_or(fallback);
+        Ok(Self::new(client, format, pair, grade))
+    }
+
     /// Asks until `parse` accepts a reply or the attempts run out.
     async fn ask<T>(
         &self,

@@ -135,12 +135,8 @@ fn build_judge(j: &crate::config::JudgeSection) -> Result<xwin_annotate::AnyJudg
     let mut endpoint = xwin_annotate::EndpointConfig::new(&j.base_url, &j.model);
     endpoint.api_key_env = (!j.api_key_env.is_empty()).then(|| j.api_key_env.clone());
     let client = xwin_annotate::ChatClient::new(endpoint).map_err(|e| e.to_string())?;
-    let pair = xwin_annotate::PromptTemplate::resolve(&j.template).map_err(|e| e.to_string())?;
-    let grade =
-        xwin_annotate::PromptTemplate::builtin("mt-bench-single").map_err(|e| e.to_string())?;
-    let format = xwin_annotate::PromptTemplate::builtin_format(&j.template)
-        .unwrap_or(xwin_annotate::VerdictFormat::Xwin);
-    Ok(xwin_annotate::AnyJudge::Llm(Box::new(
-        xwin_annotate::LlmJudge::new(client, format, pair, grade),
-    )))
+    let fallback = xwin_annotate::VerdictFormat::Xwin;
+    let judge = xwin_annotate::LlmJudge::with_template(client, &j.template, None, fallback)
+        .map_err(|e| e.to_string())?;
+    Ok(xwin_annotate::AnyJudge::Llm(Box::new(judge)))
 }

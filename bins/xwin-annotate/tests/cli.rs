@@ -128,7 +128,7 @@ fn killed_run_restarts_without_losing_or_duplicating() {
         c
     };
     xwin_testkit::process::kill_when(&mut command(), Duration::from_secs(60), || {
-        pairs(&out).len() >= 12
+        xwin_testkit::process::complete_lines(&out) >= 12
     });
     let before = pairs(&out).len();
     assert!(before < 60, "{before}");

@@ -130,7 +130,7 @@ fn killed_run_resumes_as_if_never_stopped() {
     xwin_testkit::process::kill_when(
         Command::new(env!("CARGO_BIN_EXE_xwin-rm")).args(["--config", path.to_str().unwrap()]),
         std::time::Duration::from_secs(120),
-        || metrics(&cut.join("run/metrics.jsonl")).len() >= 9,
+        || xwin_testkit::process::complete_lines(&cut.join("run/metrics.jsonl")) >= 9,
     );
     let out = run(&config(&cut.join("run")), &cut);
     assert!(
@@ -376,7 +376,7 @@ fn killed_scoring_resumes_with_every_prompt_once() {
     xwin_testkit::process::kill_when(
         Command::new(bin).args(args(&cut)),
         std::time::Duration::from_secs(120),
-        || read(&cut).len() >= 64,
+        || xwin_testkit::process::complete_lines(&cut) >= 64,
     );
     let before = read(&cut).len();
     assert!(before < 1500, "killed after the end");

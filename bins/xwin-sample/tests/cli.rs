@@ -83,7 +83,7 @@ fn killed_run_resumes_to_the_uninterrupted_artifact() {
     xwin_testkit::process::kill_when(
         Command::new(env!("CARGO_BIN_EXE_xwin-sample")).args(args(&prompts, &cut, "8")),
         Duration::from_secs(120),
-        || records(&cut).len() >= 40,
+        || xwin_testkit::process::complete_lines(&cut) >= 40,
     );
     let before = records(&cut).len();
     assert!(before < 400, "killed after the end");

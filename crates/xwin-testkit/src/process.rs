@@ -23,3 +23,10 @@ pub fn kill_when(command: &mut Command, within: Duration, mut ready: impl FnMut(
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
 }
+
+/// Lines of `path` that are complete (end with a newline), 0 if it does not exist: the
+/// progress probe for [`kill_when`]. A probe that parses the file can meet the line the
+/// process is writing at that moment, half there.
+pub fn complete_lines(path: &std::path::Path) -> usize {
+    std::fs::read(path).map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+}

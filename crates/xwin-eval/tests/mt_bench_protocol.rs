@@ -18,6 +18,11 @@ fn references(path: &std::path::Path) -> HashMap<i64, Vec<String>> {
     read_answer_turns(path).unwrap()
 }
 
+fn tiny_policy() -> xwin_rs::LocalPolicy {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama");
+    xwin_rs::LocalPolicy::load(&dir, "cpu", ChatTemplate::VicunaV11).unwrap()
+}
+
 #[test]
 fn prompts_and_ratings_equal_fastchats_records() {
     let Some(judgments) = shared_data("data/mt_bench/model_judgment/gpt-4_single.jsonl") else {
@@ -78,12 +83,7 @@ async fn tiny_policy_end_to_end_with_a_judge_over_http() {
         .collect();
     assert_eq!(temperature_for(&questions[0].category), 0.7);
     let dir = tempfile::tempdir().unwrap();
-    let policy = xwin_rs::LocalPolicy::load(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama"),
-        "cpu",
-        ChatTemplate::VicunaV11,
-    )
-    .unwrap();
+    let policy = tiny_policy();
     let sampler = policy.sampler("tiny".into());
     let (answers, path) = generate_answers(&sampler, &questions, 8, 0, "tiny", dir.path()).unwrap();
     assert!(path.ends_with("model_answer/tiny.jsonl"));
@@ -163,12 +163,7 @@ fn two_policies_in_one_directory_keep_their_own_answers() {
         .take(2)
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let policy = xwin_rs::LocalPolicy::load(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama"),
-        "cpu",
-        ChatTemplate::VicunaV11,
-    )
-    .unwrap();
+    let policy = tiny_policy();
     let sampler = |name: &str| policy.sampler(name.into());
     let (a, _) = generate_answers(&sampler("a"), &questions, 8, 1, "a", dir.path()).unwrap();
     let (b, _) = generate_answers(&sampler("b"), &questions, 8, 2, "b", dir.path()).unwrap();

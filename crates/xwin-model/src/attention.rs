@@ -1,6 +1,8 @@
 //! Grouped-query causal self-attention with rotary embeddings, padding masks and a KV cache.
 
+use crate::attention_op::{fused_attention_applies, fused_causal_attention};
 use crate::error::Result;
+use crate::layout::BatchLayout;
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
 use crate::rope::{RopeTables, RotaryEmbedding};
@@ -94,20 +96,26 @@ impl Attention {
                 values: v.clone(),
             });
         }
-        let k = self.repeat_kv(k);
-        let v = self.repeat_kv(v);
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        // Training builds a graph: there our composite beats burn's fallback (see
-        // `attention_with_bias`); inference keeps burn's fused kernel.
-        let out = if q.is_tracked() {
-            let bias = mask.bias(q.dims()[2], k.dims()[2], &q.device());
+        let device = q.device();
+        // On the CPU, training and inference both run our fused kernel (7× burn's composite
+        // under autodiff, 9× burn's inference kernel; docs/benchmarks.md). Elsewhere training
+        // builds a graph, where our composite beats burn's fallback (see `attention_with_bias`),
+        // and inference keeps burn's kernel.
+        let out = if fused_attention_applies(&device, q.dtype()) {
+            let keys = k.dims()[2];
+            fused_causal_attention(q, k, v, mask.key_valid(keys, &device))
+        } else if q.is_tracked() {
+            let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
+            let bias = mask.bias(q.dims()[2], k.dims()[2], self.num_heads, &device);
             attention_with_bias(q, k, v, bias)
         } else {
-            attention(q, k, v, mask.padding.clone(), None, options)
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: true,
+            };
+            let padding = mask.padding(self.num_heads, &device);
+            attention(q, self.repeat_kv(k), self.repeat_kv(v), padding, None, options)
         };
         self.o_proj.forward(
             out.swap_dims(1, 2)
@@ -149,30 +157,55 @@ const HIDDEN: f32 = f32::NEG_INFINITY;
 /// f32 resolution. Its square must stay a normal f32 (the division's gradient divides by it).
 const EMPTY_ROW: f64 = 1e-15;
 
-/// Which keys a query may not see, made once per forward and shared by every layer: padding
-/// as booleans for burn's fused kernel (which adds causality itself), and, the first time a
-/// layer trains (builds a graph), causality plus padding as one additive bias for
+/// Which keys a query may not see, described once per forward and shared by every layer; each
+/// attention path builds the form it needs the first time it asks: per-key validity for the
+/// fused CPU kernel (which applies causality and the padding rule itself), padding as booleans
+/// for burn's kernel (which adds causality), causality plus padding as one additive bias for
 /// [`attention_with_bias`].
 ///
 /// # Shapes
-/// - padding `[batch, heads, seq_q, seq_k]` (true = hidden)
+/// - key_valid `[batch, keys]`; padding and bias `[batch, heads, seq, keys]` (true = hidden)
 #[derive(Debug, Default)]
 pub struct KeyMask {
-    padding: Option<Tensor<4, Bool>>,
+    layout: Option<BatchLayout>,
+    key_valid: OnceCell<Tensor<2>>,
+    padding: OnceCell<Option<Tensor<4, Bool>>>,
     bias: OnceCell<Tensor<4>>,
 }
 
 impl KeyMask {
-    pub fn new(padding: Option<Tensor<4, Bool>>) -> Self {
+    pub fn new(layout: &BatchLayout) -> Self {
         Self {
-            padding,
-            bias: OnceCell::new(),
+            layout: Some(layout.clone()),
+            ..Self::default()
         }
     }
 
-    fn bias(&self, seq_q: usize, seq_k: usize, device: &Device) -> Tensor<4> {
+    fn layout(&self) -> &BatchLayout {
+        self.layout.as_ref().expect("KeyMask built from a layout")
+    }
+
+    /// `[batch, keys]`: 1 for a real key, 0 for padding (all ones without padding).
+    fn key_valid(&self, keys: usize, device: &Device) -> Tensor<2> {
+        self.key_valid
+            .get_or_init(|| {
+                let layout = self.layout();
+                layout
+                    .key_valid_tensor(device)
+                    .unwrap_or_else(|| Tensor::ones([layout.batch(), keys], device))
+            })
+            .clone()
+    }
+
+    fn padding(&self, heads: usize, device: &Device) -> Option<Tensor<4, Bool>> {
+        self.padding
+            .get_or_init(|| self.layout().padding_mask(heads, device))
+            .clone()
+    }
+
+    fn bias(&self, seq_q: usize, seq_k: usize, heads: usize, device: &Device) -> Tensor<4> {
         self.bias
-            .get_or_init(|| attention_bias(seq_q, seq_k, self.padding.clone(), device))
+            .get_or_init(|| attention_bias(seq_q, seq_k, self.padding(heads, device), device))
             .clone()
     }
 }

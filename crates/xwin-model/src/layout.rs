@@ -121,6 +121,15 @@ impl BatchLayout {
         }
     }
 
+    /// `[batch, keys]`: 1 where a key is a real token, 0 where it is padding, for the fused
+    /// CPU attention. `None` without padding.
+    pub fn key_valid_tensor(&self, device: &Device) -> Option<Tensor<2>> {
+        let rows = self.key_valid.as_ref()?;
+        let k = rows.first().map_or(0, Vec::len);
+        let data: Vec<f32> = rows.iter().flatten().map(|&v| f32::from(u8::from(v))).collect();
+        Some(Tensor::from_data(TensorData::new(data, [self.batch(), k]), device))
+    }
+
     /// Boolean mask `[batch, heads, seq, keys]`, true where a real query must not see a
     /// padding key. Padding queries see everything causal so that no row is empty; their
     /// outputs are never read. `None` when nothing is padded (causality is applied apart).

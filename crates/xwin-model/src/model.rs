@@ -185,7 +185,7 @@ impl LlamaModel {
         let ctx = LayerInputs {
             rope: &self.rope,
             tables: self.rope.tables(&layout.positions, &device),
-            mask: KeyMask::new(layout.padding_mask(self.num_heads, &device)),
+            mask: KeyMask::new(layout),
         };
         let mut x = self.embed_tokens.forward(ids);
         match cache {

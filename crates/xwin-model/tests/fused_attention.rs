@@ -1,0 +1,91 @@
+//! The fused CPU attention (`attention_op`) equals the composite training attention
+//! (`causal_attention_tracked`, itself tested equal to burn's): values and the gradients of q, k
+//! and v, over several query blocks, grouped key/value heads, a KV offset and padding.
+
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
+use xwin_model::attention::causal_attention_tracked;
+use xwin_model::attention_op::{fused_attention_applies, fused_causal_attention};
+use xwin_model::layout::BatchLayout;
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap()
+}
+
+/// Repeats each key/value head for the query heads that share it (what the composite needs).
+fn repeat(t: Tensor<4>, n: usize) -> Tensor<4> {
+    let [b, kvh, s, d] = t.dims();
+    t.unsqueeze_dim::<5>(2).expand([b, kvh, n, s, d]).reshape([b, kvh * n, s, d])
+}
+
+/// `key_valid` rows: `pads[r]` leading padding keys in batch row r (left padding) and
+/// `tail[r]` trailing ones (right padding).
+fn check(heads: usize, kv_heads: usize, sq: usize, sk: usize, pads: &[(usize, usize)]) {
+    let device = Device::flex().autodiff();
+    assert!(fused_attention_applies(&device, DType::F32));
+    let (b, d) = (pads.len(), 16);
+    let rand = |h, s| {
+        Tensor::<4>::random([b, h, s, d], Distribution::Normal(0.0, 1.0), &device).require_grad()
+    };
+    let (q, k, v) = (rand(heads, sq), rand(kv_heads, sk), rand(kv_heads, sk));
+    let valid: Vec<Vec<bool>> = pads
+        .iter()
+        .map(|&(left, right)| (0..sk).map(|j| j >= left && j < sk - right).collect())
+        .collect();
+    let padded = valid.iter().flatten().any(|v| !v);
+    let positions = vec![(sk - sq..sk).collect::<Vec<_>>(); b];
+    let layout = BatchLayout::new(positions, padded.then(|| valid.clone())).unwrap();
+    let flat: Vec<f32> = valid.iter().flatten().map(|&x| f32::from(u8::from(x))).collect();
+    let key_valid = Tensor::<2>::from_data(TensorData::new(flat, [b, sk]), &device);
+
+    let fused = fused_causal_attention(q.clone(), k.clone(), v.clone(), key_valid);
+    let n = heads / kv_heads;
+    let mask = layout.padding_mask(heads, &device);
+    let composite = causal_attention_tracked(q.clone(), repeat(k.clone(), n), repeat(v.clone(), n), mask);
+    let case = format!("heads {heads}/{kv_heads}, sq {sq}, sk {sk}, pads {pads:?}");
+    let diff = xwin_testkit::max_abs_diff(&host(fused.clone()), &host(composite.clone()));
+    assert!(diff < 1e-5, "values differ by {diff} ({case})");
+
+    let w = Tensor::<4>::random([b, heads, sq, d], Distribution::Normal(0.0, 1.0), &device);
+    let g1 = (fused * w.clone()).sum().backward();
+    let g2 = (composite * w).sum().backward();
+    for (name, t) in [("q", &q), ("k", &k), ("v", &v)] {
+        let (a, c) = (host(t.grad(&g1).unwrap()), host(t.grad(&g2).unwrap()));
+        let diff = xwin_testkit::max_abs_diff(&a, &c);
+        assert!(diff < 1e-4, "d{name} differs by {diff} ({case})");
+        assert!(a.iter().any(|x| *x != 0.0), "d{name} is all zero ({case})");
+    }
+}
+
+#[test]
+fn equals_composite_over_several_query_blocks() {
+    check(4, 4, 150, 150, &[(0, 0), (0, 0)]);
+}
+
+#[test]
+fn equals_composite_with_grouped_kv_heads_and_an_offset() {
+    check(6, 2, 70, 93, &[(0, 0), (0, 0)]);
+}
+
+#[test]
+fn equals_composite_with_left_and_right_padding() {
+    check(4, 2, 130, 130, &[(0, 17), (9, 0), (3, 5)]);
+}
+
+#[test]
+fn equals_composite_for_one_query_over_a_cache() {
+    check(4, 1, 1, 40, &[(5, 0), (0, 0)]);
+}
+
+/// Without autodiff (inference) the forward alone runs and equals the composite.
+#[test]
+fn untracked_forward_equals_composite() {
+    let device = Device::flex();
+    let (b, h, s, d) = (2, 3, 77, 8);
+    let rand = || Tensor::<4>::random([b, h, s, d], Distribution::Normal(0.0, 1.0), &device);
+    let (q, k, v) = (rand(), rand(), rand());
+    let ones = Tensor::<2>::ones([b, s], &device);
+    let fused = fused_causal_attention(q.clone(), k.clone(), v.clone(), ones);
+    let composite = causal_attention_tracked(q, k, v, None);
+    let diff = xwin_testkit::max_abs_diff(&host(fused), &host(composite));
+    assert!(diff < 1e-5, "values differ by {diff}");
+}

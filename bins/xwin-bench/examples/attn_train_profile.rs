@@ -15,7 +15,10 @@ fn per_call(name: &str, n: usize, mut f: impl FnMut()) {
     for _ in 0..n {
         f();
     }
-    println!("{name}: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0 / n as f64);
+    println!(
+        "{name}: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / n as f64
+    );
 }
 
 fn main() {
@@ -44,11 +47,21 @@ fn main() {
                 });
             }
         };
-        run("fused", &|| fused_causal_attention(q.clone(), k.clone(), v.clone(), ones.clone()));
-        run("composite", &|| causal_attention_tracked(q.clone(), k.clone(), v.clone(), None));
+        run("fused", &|| {
+            fused_causal_attention(q.clone(), k.clone(), v.clone(), ones.clone())
+        });
+        run("composite", &|| {
+            causal_attention_tracked(q.clone(), k.clone(), v.clone(), None)
+        });
         if !tracked {
-            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-            run("burn", &|| attention(q.clone(), k.clone(), v.clone(), None, None, options));
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: true,
+            };
+            run("burn", &|| {
+                attention(q.clone(), k.clone(), v.clone(), None, None, options)
+            });
         }
     }
 }

@@ -1,4 +1,6 @@
 //! Probe: GFLOP/s of the `gemm` crate on the LM-head shape under different threading.
+#[global_allocator]
+static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 use std::time::Instant;
 
 fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f64 {
@@ -8,22 +10,62 @@ fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f6
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
+        if std::env::var("FRESH").is_ok() { c = vec![0f32; m * n]; }
         if split <= 1 {
             unsafe {
-                gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize,
-                    b.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, par);
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    k as isize,
+                    b.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
             }
         } else {
             use rayon::prelude::*;
             let rows = m.div_ceil(split);
-            c.par_chunks_mut(rows * n).enumerate().for_each(|(i, chunk)| {
-                let mm = chunk.len() / n;
-                unsafe {
-                    gemm::gemm(mm, n, k, chunk.as_mut_ptr(), 1, n as isize, false,
-                        a.as_ptr().add(i * rows * k), 1, k as isize,
-                        b.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
-                }
-            });
+            c.par_chunks_mut(rows * n)
+                .enumerate()
+                .for_each(|(i, chunk)| {
+                    let mm = chunk.len() / n;
+                    unsafe {
+                        gemm::gemm(
+                            mm,
+                            n,
+                            k,
+                            chunk.as_mut_ptr(),
+                            1,
+                            n as isize,
+                            false,
+                            a.as_ptr().add(i * rows * k),
+                            1,
+                            k as isize,
+                            b.as_ptr(),
+                            1,
+                            n as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                });
         }
         times.push(t.elapsed().as_secs_f64());
     }
@@ -32,11 +74,44 @@ fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f6
 }
 
 fn main() {
-    for (m, n, k) in [(2048, 32000, 256), (2048, 688, 256), (2048, 256, 688), (1024, 32000, 256)] {
-        println!("{m}x{n}x{k}: none {:.1}  rayon(0) {:.1}  split2 {:.1}  split8 {:.1} GFLOP/s",
+    if std::env::var("KEEP").is_ok() { xwin_alloc::keep_freed_memory(); }
+    burn_probe();
+    for (m, n, k) in [
+        (2048, 32000, 256),
+        (2048, 688, 256),
+        (2048, 256, 688),
+        (1024, 32000, 256),
+    ] {
+        println!(
+            "{m}x{n}x{k}: none {:.1}  rayon(0) {:.1}  split2 {:.1}  split8 {:.1} GFLOP/s",
             run(m, n, k, gemm::Parallelism::None, 1),
             run(m, n, k, gemm::Parallelism::Rayon(0), 1),
             run(m, n, k, gemm::Parallelism::None, 2),
-            run(m, n, k, gemm::Parallelism::None, 8));
+            run(m, n, k, gemm::Parallelism::None, 8)
+        );
     }
+}
+
+#[allow(dead_code)]
+pub fn burn_probe() {
+    use burn::tensor::{Device, Distribution, Tensor};
+    let device = Device::flex();
+    let t = |s: [usize; 2]| Tensor::<2>::random(s, Distribution::Default, &device);
+    let time = |name: &str, flops: f64, f: &dyn Fn() -> Tensor<2>| {
+        let _ = f().into_data();
+        let mut ts = Vec::new();
+        for _ in 0..5 {
+            let s = Instant::now();
+            let _ = f().into_data();
+            ts.push(s.elapsed().as_secs_f64());
+        }
+        ts.sort_by(f64::total_cmp);
+        println!("burn {name}: {:.1} GFLOP/s ({:.1} ms)", flops / ts[2] / 1e9, ts[2] * 1e3);
+    };
+    let (h, w, g, wt) = (t([2048, 256]), t([256, 32000]), t([2048, 32000]), t([32000, 256]));
+    let fl = 2.0 * 2048.0 * 256.0 * 32000.0;
+    time("H·W", fl, &|| h.clone().matmul(w.clone()));
+    time("H·Wt^T", fl, &|| h.clone().matmul(wt.clone().transpose()));
+    time("G·W^T", fl, &|| g.clone().matmul(w.clone().transpose()));
+    time("H^T·G", fl, &|| h.clone().transpose().matmul(g.clone()));
 }

@@ -70,18 +70,43 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
         is_causal: true,
         ..Default::default()
     };
-    let attn = || attention(q.clone(), k.clone(), v.clone(), None, None, causal);
-    put("attention_forward", &mut || {
-        let _ = attn();
+    let burn_attn = || attention(q.clone(), k.clone(), v.clone(), None, None, causal);
+    let composite =
+        || xwin_model::attention::causal_attention_tracked(q.clone(), k.clone(), v.clone(), None);
+    // What the model runs on the CPU (xwin_model::attention_op), beside PyTorch's SDPA under
+    // the same names; burn's own attention and our composite for comparison.
+    let ones = Tensor::<2>::ones([batch, seq], &device);
+    let fused = || {
+        xwin_model::attention_op::fused_causal_attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            ones.clone(),
+        )
+    };
+    let plain = device.clone().inner();
+    let untracked = |t: &Tensor<4>| t.clone().detach().to_device(&plain);
+    let (uq, uk, uv) = (untracked(&q), untracked(&k), untracked(&v));
+    let uones = Tensor::<2>::ones([batch, seq], &plain);
+    if xwin_model::attention_op::fused_attention_applies(&device, q.dtype()) {
+        put("attention_forward", &mut || {
+            let out = xwin_model::attention_op::fused_causal_attention(
+                uq.clone(),
+                uk.clone(),
+                uv.clone(),
+                uones.clone(),
+            );
+            let _ = out.into_data();
+        });
+        put("attention_forward_backward", &mut || {
+            let _ = fused().sum().backward();
+        });
+    }
+    put("attention_burn_forward_backward", &mut || {
+        let _ = burn_attn().sum().backward();
     });
-    put("attention_forward_backward", &mut || {
-        let _ = attn().sum().backward();
-    });
-    // What the model trains with (xwin_model::attention::attention_with_bias).
-    put("attention_xwin_forward_backward", &mut || {
-        let out =
-            xwin_model::attention::causal_attention_tracked(q.clone(), k.clone(), v.clone(), None);
-        let _ = out.sum().backward();
+    put("attention_composite_forward_backward", &mut || {
+        let _ = composite().sum().backward();
     });
 
     let x = rand([tokens, h], &device);

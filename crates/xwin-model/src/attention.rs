@@ -115,7 +115,14 @@ impl Attention {
                 is_causal: true,
             };
             let padding = mask.padding(self.num_heads, &device);
-            attention(q, self.repeat_kv(k), self.repeat_kv(v), padding, None, options)
+            attention(
+                q,
+                self.repeat_kv(k),
+                self.repeat_kv(v),
+                padding,
+                None,
+                options,
+            )
         };
         self.o_proj.forward(
             out.swap_dims(1, 2)

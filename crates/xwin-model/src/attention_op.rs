@@ -32,7 +32,11 @@ pub trait CausalAttentionBackend: Backend {
 /// Whether [`fused_causal_attention`] runs for tensors on `device` of type `dtype`: f32 on
 /// the CPU backend (with or without autodiff).
 pub fn fused_attention_applies(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+    dtype == DType::F32
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::Flex(_)
+        )
 }
 
 /// `softmax(q·kᵀ/√d + causal and padding masks)·v`, fused. Key/value heads are shared by
@@ -79,7 +83,14 @@ impl Operands {
             [s[0], s[1], s[2], s[3]]
         };
         let ([batch, heads, seq_q, head_dim], [_, kv_heads, seq_k, _]) = (dims4(&q), dims4(&k));
-        let dims = AttentionDims { batch, heads, kv_heads, seq_q, seq_k, head_dim };
+        let dims = AttentionDims {
+            batch,
+            heads,
+            kv_heads,
+            seq_q,
+            seq_k,
+            head_dim,
+        };
         Self {
             dims,
             q: q.to_contiguous(),
@@ -116,7 +127,8 @@ impl Operands {
 
 /// A contiguous f32 tensor's elements (every operand here is made contiguous first).
 fn f32s(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().expect("contiguous f32 attention tensor")
+    t.as_slice::<f32>()
+        .expect("contiguous f32 attention tensor")
 }
 
 fn flex(data: Vec<f32>, shape: Shape) -> FlexTensor {
@@ -177,7 +189,11 @@ impl<C: CheckpointStrategy> CausalAttentionBackend for Autodiff<Flex, C> {
             key_valid.into_primitive(),
             scale,
         );
-        match AttentionBackward.prepare::<C>(guards).compute_bound().stateful() {
+        match AttentionBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let saved = cpu_attention::forward(operands.inputs());
                 let out = flex(saved.out, operands.q_shape());

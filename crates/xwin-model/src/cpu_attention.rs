@@ -14,6 +14,7 @@
 //! with padding, a real query also skips padding keys (a padding query sees every causal key,
 //! so no row is empty; its output is never read). A row that sees nothing gives 0.
 
+use crate::vecmath::{dot, exp_shifted, row_max, row_sum};
 use rayon::prelude::*;
 
 /// Query rows per block: 64 rows × 512 keys of f32 scores is 128 KiB, two such buffers (scores
@@ -75,10 +76,17 @@ pub struct Inputs<'a> {
 impl Inputs<'_> {
     fn check(&self) {
         let d = self.dims;
-        assert!(d.kv_heads > 0 && d.heads % d.kv_heads == 0, "{d:?}: heads not a multiple of kv heads");
+        assert!(
+            d.kv_heads > 0 && d.heads % d.kv_heads == 0,
+            "{d:?}: heads not a multiple of kv heads"
+        );
         assert!(d.seq_k >= d.seq_q, "{d:?}: fewer keys than queries");
         assert_eq!(self.q.len(), d.batch * d.heads * d.seq_q * d.head_dim, "q");
-        assert_eq!(self.k.len(), d.batch * d.kv_heads * d.seq_k * d.head_dim, "k");
+        assert_eq!(
+            self.k.len(),
+            d.batch * d.kv_heads * d.seq_k * d.head_dim,
+            "k"
+        );
         assert_eq!(self.v.len(), self.k.len(), "v");
         if let Some(valid) = self.key_valid {
             assert_eq!(valid.len(), d.batch * d.seq_k, "key_valid");
@@ -88,7 +96,15 @@ impl Inputs<'_> {
     /// The rows `[i0, i1)` of head `h` in batch row `b`: probabilities `P` (row stride `n`, the
     /// number of keys any of them sees) from scores recomputed here. With `lse` the rows are
     /// normalised by it (backward); without, by their own sums, which are returned as lse.
-    fn probabilities(&self, b: usize, h: usize, i0: usize, i1: usize, p: &mut [f32], mut lse: Lse<'_>) -> usize {
+    fn probabilities(
+        &self,
+        b: usize,
+        h: usize,
+        i0: usize,
+        i1: usize,
+        p: &mut [f32],
+        mut lse: Lse<'_>,
+    ) -> usize {
         let d = self.dims;
         let (dh, offset) = (d.head_dim, d.offset());
         let n = (i1 + offset).min(d.seq_k);
@@ -97,11 +113,25 @@ impl Inputs<'_> {
         // P[r, j] = scale · q[i0 + r] · k[j]
         unsafe {
             gemm::gemm(
-                i1 - i0, n, dh,
-                p.as_mut_ptr(), 1, n as isize, false,
-                q.as_ptr(), 1, dh as isize,
-                k.as_ptr(), dh as isize, 1,
-                0.0, self.scale, false, false, false, gemm::Parallelism::None,
+                i1 - i0,
+                n,
+                dh,
+                p.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                q.as_ptr(),
+                1,
+                dh as isize,
+                k.as_ptr(),
+                dh as isize,
+                1,
+                0.0,
+                self.scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
             );
         }
         let valid = self.key_valid.map(|v| &v[b * d.seq_k..(b + 1) * d.seq_k]);
@@ -161,11 +191,25 @@ pub fn forward(x: Inputs<'_>) -> Forward {
                 // out[i0..i1] = P · v[..n]
                 unsafe {
                     gemm::gemm(
-                        i1 - i0, dh, n,
-                        out[i0 * dh..].as_mut_ptr(), 1, dh as isize, false,
-                        p.as_ptr(), 1, n as isize,
-                        v.as_ptr(), 1, dh as isize,
-                        0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                        i1 - i0,
+                        dh,
+                        n,
+                        out[i0 * dh..].as_mut_ptr(),
+                        1,
+                        dh as isize,
+                        false,
+                        p.as_ptr(),
+                        1,
+                        n as isize,
+                        v.as_ptr(),
+                        1,
+                        dh as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
                     );
                 }
             }
@@ -214,11 +258,25 @@ pub fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], d_out: &[f32]) -> Gradi
                     // dP = dO · v[..n]ᵀ
                     unsafe {
                         gemm::gemm(
-                            m, n, dh,
-                            ds.as_mut_ptr(), 1, n as isize, false,
-                            do_blk, 1, dh as isize,
-                            v.as_ptr(), dh as isize, 1,
-                            0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                            m,
+                            n,
+                            dh,
+                            ds.as_mut_ptr(),
+                            1,
+                            n as isize,
+                            false,
+                            do_blk,
+                            1,
+                            dh as isize,
+                            v.as_ptr(),
+                            dh as isize,
+                            1,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
                         );
                     }
                     // dS = P ∘ (dP − rowsum(dO ∘ O))
@@ -235,45 +293,75 @@ pub fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], d_out: &[f32]) -> Gradi
                     unsafe {
                         // dQ = scale · dS · k[..n]
                         gemm::gemm(
-                            m, dh, n,
-                            dq_blk.as_mut_ptr(), 1, dh as isize, false,
-                            ds.as_ptr(), 1, n as isize,
-                            k.as_ptr(), 1, dh as isize,
-                            0.0, x.scale, false, false, false, gemm::Parallelism::None,
+                            m,
+                            dh,
+                            n,
+                            dq_blk.as_mut_ptr(),
+                            1,
+                            dh as isize,
+                            false,
+                            ds.as_ptr(),
+                            1,
+                            n as isize,
+                            k.as_ptr(),
+                            1,
+                            dh as isize,
+                            0.0,
+                            x.scale,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
                         );
                         // dK[..n] += scale · dSᵀ · Q
                         gemm::gemm(
-                            n, dh, m,
-                            d_k.as_mut_ptr(), 1, dh as isize, true,
-                            ds.as_ptr(), n as isize, 1,
-                            q_blk, 1, dh as isize,
-                            1.0, x.scale, false, false, false, gemm::Parallelism::None,
+                            n,
+                            dh,
+                            m,
+                            d_k.as_mut_ptr(),
+                            1,
+                            dh as isize,
+                            true,
+                            ds.as_ptr(),
+                            n as isize,
+                            1,
+                            q_blk,
+                            1,
+                            dh as isize,
+                            1.0,
+                            x.scale,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
                         );
                         // dV[..n] += Pᵀ · dO
                         gemm::gemm(
-                            n, dh, m,
-                            d_v.as_mut_ptr(), 1, dh as isize, true,
-                            p.as_ptr(), n as isize, 1,
-                            do_blk, 1, dh as isize,
-                            1.0, 1.0, false, false, false, gemm::Parallelism::None,
+                            n,
+                            dh,
+                            m,
+                            d_v.as_mut_ptr(),
+                            1,
+                            dh as isize,
+                            true,
+                            p.as_ptr(),
+                            n as isize,
+                            1,
+                            do_blk,
+                            1,
+                            dh as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
                         );
                     }
                 }
             }
         });
     Gradients { d_q, d_k, d_v }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Softmax of one row in place (−∞ entries become exact zeros); returns its log-sum-exp, −∞
@@ -291,100 +379,4 @@ fn softmax_in_place(row: &mut [f32]) -> f32 {
         *x *= inv;
     }
     max + sum.ln()
-}
-
-fn row_max(row: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = row.chunks_exact(8);
-    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] = acc[l].max(c[l]);
-        }
-    }
-    acc.iter().copied().fold(tail, f32::max)
-}
-
-fn row_sum(row: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = row.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += c[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `row[j] = exp(row[j] − shift)`, 0 where `row[j]` is −∞ or the shift is −∞ (an empty row).
-fn exp_shifted(row: &mut [f32], shift: f32) {
-    if shift == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features the function is compiled for were just detected.
-        unsafe { exp_shifted_avx2(row, shift) };
-        return;
-    }
-    exp_shifted_body(row, shift);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn exp_shifted_avx2(row: &mut [f32], shift: f32) {
-    exp_shifted_body(row, shift);
-}
-
-/// Cephes' `expf` (relative error ~1e-7) written so that the loop vectorises: round by the
-/// 1.5·2²³ trick, the power of two from the exponent bits, no branches but a select. glibc's
-/// `expf` is a call per element (it was 8 % of a training step).
-#[inline(always)]
-fn exp_shifted_body(row: &mut [f32], shift: f32) {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³
-    const C1: f32 = 0.693_359_4;
-    const C2: f32 = -2.121_944_4e-4;
-    for x in row.iter_mut() {
-        let t = *x - shift;
-        let hidden = t < -87.0;
-        let t = t.max(-87.0);
-        let n = t * LOG2E + ROUND;
-        let bits = n.to_bits();
-        let n = n - ROUND;
-        let r = t - n * C1 - n * C2;
-        let z = r * r;
-        let mut y = 1.987_569_1e-4;
-        y = y * r + 1.398_199_9e-3;
-        y = y * r + 8.333_452e-3;
-        y = y * r + 4.166_579_6e-2;
-        y = y * r + 1.666_666_5e-1;
-        y = y * r + 5.000_000_1e-1;
-        let y = y * z + r + 1.0;
-        // 2ⁿ: n sits in the low mantissa bits of `t · log2 e + 1.5·2²³`.
-        let pow2 = f32::from_bits((bits.wrapping_sub(ROUND.to_bits()).wrapping_add(127)) << 23);
-        *x = if hidden { 0.0 } else { y * pow2 };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::exp_shifted;
-
-    /// The vectorised exponential against std's over the range softmax uses, relative error.
-    #[test]
-    fn exp_matches_std() {
-        let xs: Vec<f32> = (0..20_000).map(|i| -87.0 + i as f32 * 87.0 / 20_000.0).collect();
-        let mut ys = xs.clone();
-        exp_shifted(&mut ys, 0.0);
-        for (x, y) in xs.iter().zip(&ys) {
-            let want = x.exp();
-            assert!(((y - want) / want).abs() < 3e-7, "exp({x}) = {y}, want {want}");
-        }
-        let mut edge = vec![f32::NEG_INFINITY, -200.0, 0.0];
-        exp_shifted(&mut edge, 0.0);
-        assert_eq!(edge, [0.0, 0.0, 1.0]);
-    }
 }

@@ -13,6 +13,7 @@
 use crate::error::{ModelError, Result};
 use crate::model::LlamaForCausalLM;
 use burn::tensor::{Int, Tensor, TensorData};
+use crate::vecmath::{exp_shifted, row_max, row_sum};
 use rayon::prelude::*;
 
 /// Mean negative log-likelihood of the tokens where `mask[b][t]` holds (t ≥ 1), given the
@@ -162,12 +163,9 @@ pub(crate) fn softmax_rows(
         .zip(targets.par_iter())
         .map(|(row, &target)| {
             let picked = row[target];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for x in row.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
+            let max = row_max(row);
+            exp_shifted(row, max);
+            let sum = row_sum(row);
             let k = scale / sum;
             for x in row.iter_mut() {
                 *x *= k;

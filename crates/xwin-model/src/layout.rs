@@ -126,8 +126,15 @@ impl BatchLayout {
     pub fn key_valid_tensor(&self, device: &Device) -> Option<Tensor<2>> {
         let rows = self.key_valid.as_ref()?;
         let k = rows.first().map_or(0, Vec::len);
-        let data: Vec<f32> = rows.iter().flatten().map(|&v| f32::from(u8::from(v))).collect();
-        Some(Tensor::from_data(TensorData::new(data, [self.batch(), k]), device))
+        let data: Vec<f32> = rows
+            .iter()
+            .flatten()
+            .map(|&v| f32::from(u8::from(v)))
+            .collect();
+        Some(Tensor::from_data(
+            TensorData::new(data, [self.batch(), k]),
+            device,
+        ))
     }
 
     /// Boolean mask `[batch, heads, seq, keys]`, true where a real query must not see a

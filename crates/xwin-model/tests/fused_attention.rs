@@ -14,7 +14,9 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 /// Repeats each key/value head for the query heads that share it (what the composite needs).
 fn repeat(t: Tensor<4>, n: usize) -> Tensor<4> {
     let [b, kvh, s, d] = t.dims();
-    t.unsqueeze_dim::<5>(2).expand([b, kvh, n, s, d]).reshape([b, kvh * n, s, d])
+    t.unsqueeze_dim::<5>(2)
+        .expand([b, kvh, n, s, d])
+        .reshape([b, kvh * n, s, d])
 }
 
 /// `key_valid` rows: `pads[r]` leading padding keys in batch row r (left padding) and
@@ -34,13 +36,18 @@ fn check(heads: usize, kv_heads: usize, sq: usize, sk: usize, pads: &[(usize, us
     let padded = valid.iter().flatten().any(|v| !v);
     let positions = vec![(sk - sq..sk).collect::<Vec<_>>(); b];
     let layout = BatchLayout::new(positions, padded.then(|| valid.clone())).unwrap();
-    let flat: Vec<f32> = valid.iter().flatten().map(|&x| f32::from(u8::from(x))).collect();
+    let flat: Vec<f32> = valid
+        .iter()
+        .flatten()
+        .map(|&x| f32::from(u8::from(x)))
+        .collect();
     let key_valid = Tensor::<2>::from_data(TensorData::new(flat, [b, sk]), &device);
 
     let fused = fused_causal_attention(q.clone(), k.clone(), v.clone(), key_valid);
     let n = heads / kv_heads;
     let mask = layout.padding_mask(heads, &device);
-    let composite = causal_attention_tracked(q.clone(), repeat(k.clone(), n), repeat(v.clone(), n), mask);
+    let composite =
+        causal_attention_tracked(q.clone(), repeat(k.clone(), n), repeat(v.clone(), n), mask);
     let case = format!("heads {heads}/{kv_heads}, sq {sq}, sk {sk}, pads {pads:?}");
     let diff = xwin_testkit::max_abs_diff(&host(fused.clone()), &host(composite.clone()));
     assert!(diff < 1e-5, "values differ by {diff} ({case})");

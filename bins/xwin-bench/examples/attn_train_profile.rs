@@ -7,7 +7,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use xwin_model::attention::causal_attention_tracked;
-use xwin_model::attention_op::fused_causal_attention;
+use xwin_model::cpu_ops::fused_causal_attention;
 
 fn per_call(name: &str, n: usize, mut f: impl FnMut()) {
     f();

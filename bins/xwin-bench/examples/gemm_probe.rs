@@ -10,7 +10,9 @@ fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f6
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        if std::env::var("FRESH").is_ok() { c = vec![0f32; m * n]; }
+        if std::env::var("FRESH").is_ok() {
+            c = vec![0f32; m * n];
+        }
         if split <= 1 {
             unsafe {
                 gemm::gemm(
@@ -74,7 +76,9 @@ fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f6
 }
 
 fn main() {
-    if std::env::var("KEEP").is_ok() { xwin_alloc::keep_freed_memory(); }
+    if std::env::var("KEEP").is_ok() {
+        xwin_alloc::keep_freed_memory();
+    }
     burn_probe();
     for (m, n, k) in [
         (2048, 32000, 256),
@@ -106,9 +110,18 @@ pub fn burn_probe() {
             ts.push(s.elapsed().as_secs_f64());
         }
         ts.sort_by(f64::total_cmp);
-        println!("burn {name}: {:.1} GFLOP/s ({:.1} ms)", flops / ts[2] / 1e9, ts[2] * 1e3);
+        println!(
+            "burn {name}: {:.1} GFLOP/s ({:.1} ms)",
+            flops / ts[2] / 1e9,
+            ts[2] * 1e3
+        );
     };
-    let (h, w, g, wt) = (t([2048, 256]), t([256, 32000]), t([2048, 32000]), t([32000, 256]));
+    let (h, w, g, wt) = (
+        t([2048, 256]),
+        t([256, 32000]),
+        t([2048, 32000]),
+        t([32000, 256]),
+    );
     let fl = 2.0 * 2048.0 * 256.0 * 32000.0;
     time("H·W", fl, &|| h.clone().matmul(w.clone()));
     time("H·Wt^T", fl, &|| h.clone().matmul(wt.clone().transpose()));

@@ -73,24 +73,19 @@ pub fn train_ops(batch: usize, seq: usize, repeats: usize, device: &Device) -> V
     let burn_attn = || attention(q.clone(), k.clone(), v.clone(), None, None, causal);
     let composite =
         || xwin_model::attention::causal_attention_tracked(q.clone(), k.clone(), v.clone(), None);
-    // What the model runs on the CPU (xwin_model::attention_op), beside PyTorch's SDPA under
+    // What the model runs on the CPU (xwin_model::cpu_ops), beside PyTorch's SDPA under
     // the same names; burn's own attention and our composite for comparison.
     let ones = Tensor::<2>::ones([batch, seq], &device);
     let fused = || {
-        xwin_model::attention_op::fused_causal_attention(
-            q.clone(),
-            k.clone(),
-            v.clone(),
-            ones.clone(),
-        )
+        xwin_model::cpu_ops::fused_causal_attention(q.clone(), k.clone(), v.clone(), ones.clone())
     };
     let plain = device.clone().inner();
     let untracked = |t: &Tensor<4>| t.clone().detach().to_device(&plain);
     let (uq, uk, uv) = (untracked(&q), untracked(&k), untracked(&v));
     let uones = Tensor::<2>::ones([batch, seq], &plain);
-    if xwin_model::attention_op::fused_attention_applies(&device, q.dtype()) {
+    if xwin_model::cpu_ops::fused_ops_apply(&device, q.dtype()) {
         put("attention_forward", &mut || {
-            let out = xwin_model::attention_op::fused_causal_attention(
+            let out = xwin_model::cpu_ops::fused_causal_attention(
                 uq.clone(),
                 uk.clone(),
                 uv.clone(),

@@ -1,6 +1,6 @@
 //! Grouped-query causal self-attention with rotary embeddings, padding masks and a KV cache.
 
-use crate::attention_op::{fused_attention_applies, fused_causal_attention};
+use crate::cpu_ops::{fused_causal_attention, fused_ops_apply};
 use crate::error::Result;
 use crate::layout::BatchLayout;
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
@@ -101,7 +101,7 @@ impl Attention {
         // under autodiff, 9× burn's inference kernel; docs/benchmarks.md). Elsewhere training
         // builds a graph, where our composite beats burn's fallback (see `attention_with_bias`),
         // and inference keeps burn's kernel.
-        let out = if fused_attention_applies(&device, q.dtype()) {
+        let out = if fused_ops_apply(&device, q.dtype()) {
             let keys = k.dims()[2];
             fused_causal_attention(q, k, v, mask.key_valid(keys, &device))
         } else if q.is_tracked() {

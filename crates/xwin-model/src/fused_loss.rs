@@ -12,8 +12,8 @@
 
 use crate::error::{ModelError, Result};
 use crate::model::LlamaForCausalLM;
-use burn::tensor::{Int, Tensor, TensorData};
 use crate::vecmath::{exp_shifted, row_max, row_sum};
+use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// Mean negative log-likelihood of the tokens where `mask[b][t]` holds (t ≥ 1), given the

@@ -10,10 +10,10 @@
 //! ```
 
 pub mod attention;
-pub mod attention_op;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu_attention;
+pub mod cpu_ops;
 pub mod device;
 pub mod error;
 pub mod fused_loss;

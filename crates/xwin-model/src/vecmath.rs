@@ -49,62 +49,139 @@ pub(crate) fn row_sum(row: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Runs `f` compiled for AVX2 and FMA where the CPU has them: the loops inside (inlined into
+/// this one call) then vectorise eight lanes wide with fused multiply-adds.
+#[inline(always)]
+fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the features the function is compiled for were just detected.
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
 /// `row[j] = exp(row[j] − shift)`, 0 where `row[j]` is −∞ or the shift is −∞ (an empty row).
 pub(crate) fn exp_shifted(row: &mut [f32], shift: f32) {
     if shift == f32::NEG_INFINITY {
         row.fill(0.0);
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features the function is compiled for were just detected.
-        unsafe { exp_shifted_avx2(row, shift) };
-        return;
-    }
-    exp_shifted_body(row, shift);
+    vectorised(|| {
+        for x in row.iter_mut() {
+            *x = exp(*x - shift);
+        }
+    });
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn exp_shifted_avx2(row: &mut [f32], shift: f32) {
-    exp_shifted_body(row, shift);
-}
-
-/// Cephes' `expf` (relative error ~1e-7) written so that the loop vectorises: round by the
-/// 1.5·2²³ trick, the power of two from the exponent bits, no branches but a select. glibc's
-/// `expf` is a call per element (it was 8 % of a training step).
+/// Cephes' `expf` (relative error ~1e-7) written so that a loop over it vectorises: round by
+/// the 1.5·2²³ trick, the power of two from the exponent bits, no branches but selects. glibc's
+/// `expf` is a call per element (it was 8 % of a training step). Below −87 it gives 0 (−∞
+/// included), above 88 +∞, and NaN stays NaN.
 #[inline(always)]
-fn exp_shifted_body(row: &mut [f32], shift: f32) {
+fn exp(t: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
-    for x in row.iter_mut() {
-        let t = *x - shift;
-        let hidden = t < -87.0;
-        // A select, not `max`: `f32::max` would turn a NaN into −87 and hide it.
-        let t = if hidden { -87.0 } else { t };
-        let n = t * LOG2E + ROUND;
-        let bits = n.to_bits();
-        let n = n - ROUND;
-        let r = t - n * C1 - n * C2;
-        let z = r * r;
-        let mut y = 1.987_569_1e-4;
-        y = y * r + 1.398_199_9e-3;
-        y = y * r + 8.333_452e-3;
-        y = y * r + 4.166_579_6e-2;
-        y = y * r + 1.666_666_5e-1;
-        y = y * r + 5.000_000_1e-1;
-        let y = y * z + r + 1.0;
-        // 2ⁿ: n sits in the low mantissa bits of `t · log2 e + 1.5·2²³`.
-        let pow2 = f32::from_bits((bits.wrapping_sub(ROUND.to_bits()).wrapping_add(127)) << 23);
-        *x = if hidden { 0.0 } else { y * pow2 };
+    let (hidden, huge) = (t < -87.0, t > 88.0);
+    // Selects, not `max`/`min`: those would turn a NaN into a number and hide it.
+    let x = if hidden {
+        -87.0
+    } else if huge {
+        88.0
+    } else {
+        t
+    };
+    let n = x * LOG2E + ROUND;
+    let bits = n.to_bits();
+    let n = n - ROUND;
+    let r = x - n * C1 - n * C2;
+    let z = r * r;
+    let mut y = 1.987_569_1e-4;
+    y = y * r + 1.398_199_9e-3;
+    y = y * r + 8.333_452e-3;
+    y = y * r + 4.166_579_6e-2;
+    y = y * r + 1.666_666_5e-1;
+    y = y * r + 5.000_000_1e-1;
+    let y = y * z + r + 1.0;
+    // 2ⁿ: n sits in the low mantissa bits of `x · log2 e + 1.5·2²³`.
+    let pow2 = f32::from_bits((bits.wrapping_sub(ROUND.to_bits()).wrapping_add(127)) << 23);
+    if hidden {
+        0.0
+    } else if huge {
+        f32::INFINITY
+    } else {
+        y * pow2
     }
+}
+
+/// `σ(g)` without overflow for either sign: `e = exp(−|g|)`, then `1/(1+e)` or `e/(1+e)`.
+#[inline(always)]
+fn sigmoid(g: f32) -> f32 {
+    let e = exp(-g.abs());
+    let s = 1.0 / (1.0 + e);
+    if g >= 0.0 { s } else { e * s }
+}
+
+/// Elements per parallel task of the elementwise kernels.
+const CHUNK: usize = 1 << 14;
+
+/// `out = silu(gate) · up`, the SwiGLU of Llama's MLP.
+pub(crate) fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    use rayon::prelude::*;
+    assert_eq!(gate.len(), up.len(), "silu_mul operands");
+    let mut out = vec![0.0f32; gate.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+        .for_each(|(out, (gate, up))| {
+            vectorised(|| {
+                for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                    *o = g * sigmoid(g) * u;
+                }
+            })
+        });
+    out
+}
+
+/// Gradients of `Σ d_out · silu(gate) · up`: `(d_gate, d_up)` with
+/// `d_up = d_out · g·σ(g)` and `d_gate = d_out · u · σ(g)·(1 + g·(1 − σ(g)))`.
+pub(crate) fn silu_mul_backward(gate: &[f32], up: &[f32], d_out: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    use rayon::prelude::*;
+    assert!(
+        gate.len() == up.len() && up.len() == d_out.len(),
+        "silu_mul_backward operands"
+    );
+    let mut d_gate = vec![0.0f32; gate.len()];
+    let mut d_up = vec![0.0f32; gate.len()];
+    d_gate
+        .par_chunks_mut(CHUNK)
+        .zip(d_up.par_chunks_mut(CHUNK))
+        .zip(
+            gate.par_chunks(CHUNK)
+                .zip(up.par_chunks(CHUNK))
+                .zip(d_out.par_chunks(CHUNK)),
+        )
+        .for_each(|((d_gate, d_up), ((gate, up), d_out))| {
+            vectorised(|| {
+                for i in 0..gate.len() {
+                    let (g, u, d) = (gate[i], up[i], d_out[i]);
+                    let s = sigmoid(g);
+                    d_up[i] = d * g * s;
+                    d_gate[i] = d * u * s * (1.0 + g * (1.0 - s));
+                }
+            })
+        });
+    (d_gate, d_up)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{exp_shifted, row_max, row_sum};
+    use super::{exp_shifted, row_max, row_sum, silu_mul, silu_mul_backward};
 
     /// The vectorised exponential against std's over the range softmax uses, relative error.
     #[test]
@@ -121,10 +198,10 @@ mod tests {
                 "exp({x}) = {y}, want {want}"
             );
         }
-        let mut edge = vec![f32::NEG_INFINITY, -200.0, 0.0, f32::NAN];
+        let mut edge = vec![f32::NEG_INFINITY, -200.0, 0.0, 100.0, f32::NAN];
         exp_shifted(&mut edge, 0.0);
-        assert_eq!(edge[..3], [0.0, 0.0, 1.0]);
-        assert!(edge[3].is_nan(), "a NaN stays NaN");
+        assert_eq!(edge[..4], [0.0, 0.0, 1.0, f32::INFINITY]);
+        assert!(edge[4].is_nan(), "a NaN stays NaN");
     }
 
     /// The reductions over lengths with and without a remainder past the eight lanes, against
@@ -132,7 +209,9 @@ mod tests {
     #[test]
     fn reductions_match_plain_folds() {
         for n in [0usize, 1, 7, 8, 9, 33] {
-            let row: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.25).collect();
+            let row: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.25)
+                .collect();
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(row_max(&row), max, "n {n}");
             let sum: f32 = row.iter().sum();
@@ -141,5 +220,40 @@ mod tests {
             assert!((super::dot(&row, &row) - dot).abs() < 1e-5, "n {n}");
         }
         assert_eq!(row_max(&[f32::NEG_INFINITY; 9]), f32::NEG_INFINITY);
+    }
+
+    /// SwiGLU and its gradients against f64 formulas, over both signs, large magnitudes (where
+    /// a naive `1/(1+exp(−g))` overflows) and more elements than one parallel chunk.
+    #[test]
+    fn silu_mul_and_gradients_match_f64() {
+        let n = 40_000;
+        let gate: Vec<f32> = (0..n).map(|i| (i as f32 - 20_000.0) * 0.005).collect();
+        let up: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.01)
+            .collect();
+        let d_out: Vec<f32> = (0..n)
+            .map(|i| ((i * 104_729 % 997) as f32 - 498.0) * 0.002)
+            .collect();
+        let out = silu_mul(&gate, &up);
+        let (d_gate, d_up) = silu_mul_backward(&gate, &up, &d_out);
+        for i in 0..n {
+            let (g, u, d) = (f64::from(gate[i]), f64::from(up[i]), f64::from(d_out[i]));
+            let s = 1.0 / (1.0 + (-g).exp());
+            let close =
+                |got: f32, want: f64| (f64::from(got) - want).abs() <= 1e-6 * (1.0 + want.abs());
+            assert!(
+                close(out[i], g * s * u),
+                "out at g {g}: {} vs {}",
+                out[i],
+                g * s * u
+            );
+            assert!(close(d_up[i], d * g * s), "d_up at g {g}");
+            let dg = d * u * s * (1.0 + g * (1.0 - s));
+            assert!(
+                close(d_gate[i], dg),
+                "d_gate at g {g}: {} vs {dg}",
+                d_gate[i]
+            );
+        }
     }
 }

@@ -1,10 +1,12 @@
-//! The fused CPU attention (`attention_op`) equals the composite training attention
-//! (`causal_attention_tracked`, itself tested equal to burn's): values and the gradients of q, k
-//! and v, over several query blocks, grouped key/value heads, a KV offset and padding.
+//! The fused CPU operations equal the composites they replace, values and gradients: attention
+//! (`cpu_ops::fused_causal_attention` against `causal_attention_tracked`, itself tested equal to
+//! burn's) over several query blocks, grouped key/value heads, a KV offset and padding; SwiGLU
+//! (`cpu_ops::silu_mul` against `silu(gate) * up`).
 
+use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 use xwin_model::attention::causal_attention_tracked;
-use xwin_model::attention_op::{fused_attention_applies, fused_causal_attention};
+use xwin_model::cpu_ops::{fused_causal_attention, fused_ops_apply, silu_mul};
 use xwin_model::layout::BatchLayout;
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -23,7 +25,7 @@ fn repeat(t: Tensor<4>, n: usize) -> Tensor<4> {
 /// `tail[r]` trailing ones (right padding).
 fn check(heads: usize, kv_heads: usize, sq: usize, sk: usize, pads: &[(usize, usize)]) {
     let device = Device::flex().autodiff();
-    assert!(fused_attention_applies(&device, DType::F32));
+    assert!(fused_ops_apply(&device, DType::F32));
     let (b, d) = (pads.len(), 16);
     let rand = |h, s| {
         Tensor::<4>::random([b, h, s, d], Distribution::Normal(0.0, 1.0), &device).require_grad()
@@ -95,4 +97,29 @@ fn untracked_forward_equals_composite() {
     let composite = causal_attention_tracked(q, k, v, None);
     let diff = xwin_testkit::max_abs_diff(&host(fused), &host(composite));
     assert!(diff < 1e-5, "values differ by {diff}");
+}
+
+/// SwiGLU under autodiff: values and both gradients equal burn's composite, including large
+/// gate values (where the sigmoid saturates) and a non-contiguous operand.
+#[test]
+fn swiglu_equals_composite() {
+    let device = Device::flex().autodiff();
+    let shape = [3, 37, 50];
+    let gate = (Tensor::<3>::random(shape, Distribution::Normal(0.0, 4.0), &device)).require_grad();
+    let up =
+        Tensor::<3>::random([3, 50, 37], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    // Two views, one per graph: burn consumes a graph's shared nodes at the first backward.
+    let up_view = || up.clone().swap_dims(1, 2);
+    let fused = silu_mul(gate.clone(), up_view());
+    let composite = silu(gate.clone()) * up_view();
+    let diff = xwin_testkit::max_abs_diff(&host(fused.clone()), &host(composite.clone()));
+    assert!(diff < 1e-5, "values differ by {diff}");
+    let w = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let g1 = (fused * w.clone()).sum().backward();
+    let g2 = (composite * w).sum().backward();
+    for (name, t) in [("gate", &gate), ("up", &up)] {
+        let (a, c) = (host(t.grad(&g1).unwrap()), host(t.grad(&g2).unwrap()));
+        let diff = xwin_testkit::max_abs_diff(&a, &c);
+        assert!(diff < 1e-5, "d{name} differs by {diff}");
+    }
 }

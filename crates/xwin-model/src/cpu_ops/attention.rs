@@ -1,8 +1,7 @@
-//! [`crate::cpu_attention`] as a burn operation with its own backward pass, on the Flex (CPU)
-//! backend, through burn's backend-extension route: a trait implemented for `Flex` (forward
-//! only) and for `Autodiff<Flex, C>` (forward saving the output and log-sum-exp, then the fused
-//! backward). Other backends keep the composite attention ([`fused_attention_applies`]).
+//! [`crate::cpu_attention`] as a burn operation: forward only on `Flex`, and on
+//! `Autodiff<Flex, C>` a forward saving the output and log-sum-exp, then the fused backward.
 
+use super::{f32s, flex};
 use crate::cpu_attention::{self, AttentionDims, Inputs};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -10,8 +9,8 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, DispatchDevice, Flex, backend_extension};
-use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::tensor::{Shape, Tensor};
 use std::sync::Arc;
 
 /// Causal attention with GQA and optional key padding as one operation.
@@ -29,19 +28,9 @@ pub trait CausalAttentionBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether [`fused_causal_attention`] runs for tensors on `device` of type `dtype`: f32 on
-/// the CPU backend (with or without autodiff).
-pub fn fused_attention_applies(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::Flex(_)
-        )
-}
-
 /// `softmax(q·kᵀ/√d + causal and padding masks)·v`, fused. Key/value heads are shared by
-/// `heads / kv_heads` query heads without being repeated. Check [`fused_attention_applies`]
-/// first; on another backend this panics.
+/// `heads / kv_heads` query heads without being repeated. Check that fused ops apply
+/// first ([`super::fused_ops_apply`]); on another backend this panics.
 ///
 /// # Shapes
 /// - q `[batch, heads, seq_q, head_dim]`, k and v `[batch, kv_heads, seq_k, head_dim]`,
@@ -123,16 +112,6 @@ impl Operands {
         let d = self.dims;
         Shape::from([d.batch, d.kv_heads, d.seq_k, d.head_dim])
     }
-}
-
-/// A contiguous f32 tensor's elements (every operand here is made contiguous first).
-fn f32s(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("contiguous f32 attention tensor")
-}
-
-fn flex(data: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(data, shape))
 }
 
 impl CausalAttentionBackend for Flex {

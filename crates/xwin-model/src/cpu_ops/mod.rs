@@ -1,0 +1,34 @@
+//! Our CPU kernels as burn operations with their own backward passes, through burn's
+//! backend-extension route: each a trait implemented for `Flex` (forward only, inference) and
+//! for `Autodiff<Flex, C>` (forward saving what its backward needs, then the fused backward).
+//! burn's composites under autodiff run one tracked op per elementwise pass; these are one pass
+//! each way. Other backends keep the composites ([`fused_ops_apply`]).
+
+mod attention;
+mod swiglu;
+
+pub use attention::{CausalAttentionBackend, fused_causal_attention};
+pub use swiglu::{SwiGluBackend, silu_mul};
+
+use burn::backend::DispatchDevice;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Device, Shape, TensorData};
+
+/// Whether the fused CPU operations run for tensors on `device` of type `dtype`: f32 on the
+/// CPU backend (with or without autodiff).
+pub fn fused_ops_apply(device: &Device, dtype: DType) -> bool {
+    dtype == DType::F32
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::Flex(_)
+        )
+}
+
+/// A contiguous f32 tensor's elements (every operand here is made contiguous first).
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 operand")
+}
+
+fn flex(data: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod epochs;
+pub mod fused_adamw;
 pub mod objective;
 pub mod optim;
 pub mod schedule;
@@ -14,6 +15,7 @@ pub mod trainer;
 
 pub use checkpoint::{CheckpointError, CheckpointPolicy, Checkpointing, LoopState};
 pub use epochs::EpochPlan;
+pub use fused_adamw::FusedAdamW;
 pub use objective::{Evaluation, FnObjective, MessageError, MicroLoss, Objective};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};

@@ -1,7 +1,8 @@
 //! AdamW with the paper's settings as defaults.
 
+use crate::fused_adamw::FusedAdamW;
 use burn::module::ParamGroup;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use serde::{Deserialize, Serialize};
 
 /// Parameters whose module path contains one of these are not decayed.
@@ -34,18 +35,15 @@ impl AdamWSettings {
     /// excludes LayerNorm-family modules and names containing "bias" or "norm"; embeddings
     /// and the LM head are decayed).
     pub fn build(&self) -> ModuleOptimizer {
-        let config = AdamWConfig::new()
-            .with_beta_1(self.beta1)
-            .with_beta_2(self.beta2)
-            .with_epsilon(self.eps);
-        let decayed = config.clone().with_weight_decay(self.weight_decay).init();
+        let adamw = |decay| FusedAdamW::new(self.beta1, self.beta2, self.eps, decay);
+        let decayed = ModuleOptimizer::from(adamw(self.weight_decay));
         if self.weight_decay == 0.0 {
             return decayed;
         }
         // Module paths are field names: `…input_layernorm.gamma`, `model.norm.gamma`, `…bias`.
         decayed.with_group(
             ParamGroup::from_any_predicates(NO_DECAY.to_vec()),
-            config.with_weight_decay(0.0).build(),
+            adamw(0.0),
             None,
         )
     }

@@ -1,52 +1,61 @@
 //! Loops over f32 rows written so that they vectorise (eight independent accumulators, no
 //! calls per element), for the softmax passes of attention and the fused LM-head loss.
+//!
+//! Element `i` always goes to accumulator `i mod 8`, the remainder too, and the accumulators are
+//! combined in one fixed order: appending zeros (keys a longer padded batch adds) leaves a sum
+//! bit for bit unchanged, so results do not depend on how sequences were batched.
 
 /// `Σ a[i]·b[i]`.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
             acc[l] += x[l] * y[l];
         }
     }
-    acc.iter().sum::<f32>() + tail
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
+    }
+    combine(acc)
 }
 
 /// Largest element (−∞ for an empty row).
 pub(crate) fn row_max(row: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let chunks = row.chunks_exact(8);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
+    let rest = chunks.remainder();
     for c in chunks {
         for l in 0..8 {
             acc[l] = acc[l].max(c[l]);
         }
     }
-    acc.iter().copied().fold(tail, f32::max)
+    for (l, &x) in rest.iter().enumerate() {
+        acc[l] = acc[l].max(x);
+    }
+    acc.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// `Σ row[i]`.
 pub(crate) fn row_sum(row: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = row.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
+    let rest = chunks.remainder();
     for c in chunks {
         for l in 0..8 {
             acc[l] += c[l];
         }
     }
-    acc.iter().sum::<f32>() + tail
+    for (l, &x) in rest.iter().enumerate() {
+        acc[l] += x;
+    }
+    combine(acc)
+}
+
+/// The eight lanes summed pairwise, always in the same order.
+fn combine(acc: [f32; 8]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// Runs `f` compiled for AVX2 and FMA where the CPU has them: the loops inside (inlined into
@@ -220,6 +229,21 @@ mod tests {
             assert!((super::dot(&row, &row) - dot).abs() < 1e-5, "n {n}");
         }
         assert_eq!(row_max(&[f32::NEG_INFINITY; 9]), f32::NEG_INFINITY);
+        // Zeros appended (a longer padded batch) leave sums bit for bit unchanged.
+        let row: Vec<f32> = (0..13).map(|i| 1.0 / (i as f32 + 3.0)).collect();
+        for extra in 1..20 {
+            let mut longer = row.clone();
+            longer.resize(13 + extra, 0.0);
+            assert_eq!(
+                row_sum(&longer).to_bits(),
+                row_sum(&row).to_bits(),
+                "+{extra} zeros"
+            );
+            assert_eq!(
+                super::dot(&longer, &longer).to_bits(),
+                super::dot(&row, &row).to_bits()
+            );
+        }
     }
 
     /// SwiGLU and its gradients against f64 formulas, over both signs, large magnitudes (where

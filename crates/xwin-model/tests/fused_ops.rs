@@ -123,3 +123,28 @@ fn swiglu_equals_composite() {
         assert!(diff < 1e-5, "d{name} differs by {diff}");
     }
 }
+
+/// Right padding does not change a real row by a single bit (DPO compares policy and reference
+/// log-probabilities computed in differently padded batches, and expects exact equality).
+#[test]
+fn right_padding_leaves_real_rows_bit_for_bit_unchanged() {
+    let device = Device::flex();
+    let (h, d, real) = (2, 8, 37);
+    let full = || Tensor::<4>::random([1, h, 70, d], Distribution::Normal(0.0, 1.0), &device);
+    let (q, k, v) = (full(), full(), full());
+    let alone = {
+        let cut = |t: &Tensor<4>| t.clone().narrow(2, 0, real);
+        fused_causal_attention(cut(&q), cut(&k), cut(&v), Tensor::ones([1, real], &device))
+    };
+    for padded_len in [40, 64, 65, 70] {
+        let cut = |t: &Tensor<4>| t.clone().narrow(2, 0, padded_len);
+        let valid: Vec<f32> = (0..padded_len)
+            .map(|j| if j < real { 1.0 } else { 0.0 })
+            .collect();
+        let valid = Tensor::<2>::from_data(TensorData::new(valid, [1, padded_len]), &device);
+        let out = fused_causal_attention(cut(&q), cut(&k), cut(&v), valid).narrow(2, 0, real);
+        let (a, b) = (host(alone.clone()), host(out));
+        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "padded to {padded_len}: real rows changed");
+    }
+}

@@ -30,7 +30,7 @@ pub mod sampling;
 pub mod save;
 pub mod seq_logprob;
 pub mod tokenizer;
-mod vecmath;
+pub mod vecmath;
 
 pub use checkpoint::Checkpoint;
 pub use config::{LlamaConfig, RopeScaling};

@@ -1,5 +1,6 @@
-//! Loops over f32 rows written so that they vectorise (eight independent accumulators, no
-//! calls per element), for the softmax passes of attention and the fused LM-head loss.
+//! Loops over f32 slices written so that they vectorise (eight independent accumulators, no
+//! calls per element): the softmax passes of attention and the fused LM-head loss, SwiGLU,
+//! AdamW. They live here because this crate is built optimised in every profile.
 //!
 //! Element `i` always goes to accumulator `i mod 8`, the remainder too, and the accumulators are
 //! combined in one fixed order: appending zeros (keys a longer padded batch adds) leaves a sum
@@ -186,6 +187,58 @@ pub(crate) fn silu_mul_backward(gate: &[f32], up: &[f32], d_out: &[f32]) -> (Vec
             })
         });
     (d_gate, d_up)
+}
+
+/// One AdamW step's scalars, computed as burn's AdamW computes them (see
+/// `xwin_train::FusedAdamW`).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWStep {
+    pub beta1: f32,
+    pub beta2: f32,
+    /// `1 − β₁ᵗ` and `1 − β₂ᵗ`.
+    pub correction1: f32,
+    pub correction2: f32,
+    pub eps: f32,
+    pub lr: f32,
+    /// `1 − lr · weight decay`, applied only when `decay` is set.
+    pub keep: f32,
+    pub decay: bool,
+    /// No moments yet: they start from this gradient alone.
+    pub first: bool,
+}
+
+/// AdamW over one parameter in place: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+/// `p ← p·keep − lr·(m/c₁)/(√(v/c₂) + ε)`, each element with the same f32 operations in the
+/// same order as burn's AdamW, in parallel chunks.
+pub fn adamw_update(s: AdamWStep, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+    use rayon::prelude::*;
+    assert!(
+        param.len() == grad.len() && grad.len() == m.len() && m.len() == v.len(),
+        "adamw_update operands"
+    );
+    let (f1, f2) = (1.0 - s.beta1, 1.0 - s.beta2);
+    param
+        .par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(grad.par_chunks(CHUNK))
+        .for_each(|(((p, m), v), g)| {
+            vectorised(|| {
+                for i in 0..p.len() {
+                    let gi = g[i];
+                    let (mi, vi) = if s.first {
+                        (gi * f1, (gi * gi) * f2)
+                    } else {
+                        (m[i] * s.beta1 + gi * f1, v[i] * s.beta2 + (gi * gi) * f2)
+                    };
+                    m[i] = mi;
+                    v[i] = vi;
+                    let update = (mi / s.correction1) / ((vi / s.correction2).sqrt() + s.eps);
+                    let decayed = if s.decay { p[i] * s.keep } else { p[i] };
+                    p[i] = decayed - update * s.lr;
+                }
+            })
+        });
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use burn::backend::flex::FlexTensor;
 use burn::optim::{AdamW, AdamWState, AdaptiveMomentumState};
 use burn::optim::{AdamWConfig, LearningRate, Optimizer};
 use burn::tensor::{DType, Device, Tensor};
-use rayon::prelude::*;
 use xwin_model::cpu_ops::fused_ops_apply;
+use xwin_model::vecmath::{AdamWStep, adamw_update};
 
 /// AdamW (no AMSGrad, plain decoupled weight decay) with a fused CPU step.
 #[derive(Clone)]
@@ -45,9 +45,6 @@ impl FusedAdamW {
         }
     }
 }
-
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 15;
 
 /// The contiguous Flex tensor under `t` (moments may arrive on the autodiff device, which
 /// holds them untracked).
@@ -93,35 +90,25 @@ impl Optimizer for FusedAdamW {
             (zeros(), zeros())
         });
         // The scalars exactly as burn's AdamW computes them.
-        let (b1, b2) = (self.beta1, self.beta2);
-        let (f1, f2) = (1.0 - b1, 1.0 - b2);
-        let c1 = 1f32 - b1.powi(time as i32);
-        let c2 = 1f32 - b2.powi(time as i32);
         let decay_rate = lr * f64::from(self.weight_decay);
-        let keep = (1.0 - decay_rate) as f32;
-        let (lr, eps) = (lr as f32, self.eps);
-        let g = grad.storage::<f32>();
-        param
-            .storage_mut::<f32>()
-            .par_chunks_mut(CHUNK)
-            .zip(m.storage_mut::<f32>().par_chunks_mut(CHUNK))
-            .zip(v.storage_mut::<f32>().par_chunks_mut(CHUNK))
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(((p, m), v), g)| {
-                for i in 0..p.len() {
-                    let gi = g[i];
-                    let (mi, vi) = if first {
-                        (gi * f1, (gi * gi) * f2)
-                    } else {
-                        (m[i] * b1 + gi * f1, v[i] * b2 + (gi * gi) * f2)
-                    };
-                    m[i] = mi;
-                    v[i] = vi;
-                    let update = (mi / c1) / ((vi / c2).sqrt() + eps);
-                    let decayed = if decay_rate == 0.0 { p[i] } else { p[i] * keep };
-                    p[i] = decayed - update * lr;
-                }
-            });
+        let step = AdamWStep {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            correction1: 1f32 - self.beta1.powi(time as i32),
+            correction2: 1f32 - self.beta2.powi(time as i32),
+            eps: self.eps,
+            lr: lr as f32,
+            keep: (1.0 - decay_rate) as f32,
+            decay: decay_rate != 0.0,
+            first,
+        };
+        adamw_update(
+            step,
+            param.storage_mut::<f32>(),
+            grad.storage::<f32>(),
+            m.storage_mut::<f32>(),
+            v.storage_mut::<f32>(),
+        );
         let wrap = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t);
         let momentum = AdaptiveMomentumState {
             time,

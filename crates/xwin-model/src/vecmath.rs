@@ -6,73 +6,90 @@
 //! combined in one fixed order: appending zeros (keys a longer padded batch adds) leaves a sum
 //! bit for bit unchanged, so results do not depend on how sequences were batched.
 
-/// `Σ a[i]·b[i]`.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
+/// Defines `fn $name` twice, once compiled for AVX2 + FMA, and picks at run time: the loops
+/// inside then vectorise eight lanes wide (the crate's baseline is SSE2). The body is an
+/// `#[inline(always)]` function so that the helpers it calls inline into each version.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features `avx2` is compiled for were just detected.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
         }
-    }
-    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
-        acc[l] += x * y;
-    }
-    combine(acc)
+    };
 }
 
-/// Largest element (−∞ for an empty row).
-pub(crate) fn row_max(row: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = row.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] = acc[l].max(c[l]);
+multiversion! {
+    /// `Σ a[i]·b[i]`.
+    pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
+            }
         }
+        for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+            acc[l] += x * y;
+        }
+        combine(acc)
     }
-    for (l, &x) in rest.iter().enumerate() {
-        acc[l] = acc[l].max(x);
-    }
-    acc.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// `Σ row[i]`.
-pub(crate) fn row_sum(row: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = row.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += c[l];
+multiversion! {
+    /// Largest element (−∞ for an empty row).
+    pub(crate) fn row_max(row: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; 8];
+        let chunks = row.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for l in 0..8 {
+                acc[l] = acc[l].max(c[l]);
+            }
         }
+        for (l, &x) in rest.iter().enumerate() {
+            acc[l] = acc[l].max(x);
+        }
+        acc.iter().copied().fold(f32::NEG_INFINITY, f32::max)
     }
-    for (l, &x) in rest.iter().enumerate() {
-        acc[l] += x;
+}
+
+multiversion! {
+    /// `Σ row[i]`.
+    pub(crate) fn row_sum(row: &[f32]) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for l in 0..8 {
+                acc[l] += c[l];
+            }
+        }
+        for (l, &x) in rest.iter().enumerate() {
+            acc[l] += x;
+        }
+        combine(acc)
     }
-    combine(acc)
 }
 
 /// The eight lanes summed pairwise, always in the same order.
 fn combine(acc: [f32; 8]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// Runs `f` compiled for AVX2 and FMA where the CPU has them: the loops inside (inlined into
-/// this one call) then vectorise eight lanes wide with fused multiply-adds.
-#[inline(always)]
-fn vectorised<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        // SAFETY: the features the function is compiled for were just detected.
-        return unsafe { avx2(f) };
-    }
-    f()
 }
 
 /// `row[j] = exp(row[j] − shift)`, 0 where `row[j]` is −∞ or the shift is −∞ (an empty row).
@@ -81,11 +98,15 @@ pub(crate) fn exp_shifted(row: &mut [f32], shift: f32) {
         row.fill(0.0);
         return;
     }
-    vectorised(|| {
+    exp_shifted_loop(row, shift);
+}
+
+multiversion! {
+    fn exp_shifted_loop(row: &mut [f32], shift: f32) {
         for x in row.iter_mut() {
             *x = exp(*x - shift);
         }
-    });
+    }
 }
 
 /// Cephes' `expf` (relative error ~1e-7) written so that a loop over it vectorises: round by
@@ -148,14 +169,16 @@ pub(crate) fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; gate.len()];
     out.par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .for_each(|(out, (gate, up))| {
-            vectorised(|| {
-                for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                    *o = g * sigmoid(g) * u;
-                }
-            })
-        });
+        .for_each(|(out, (gate, up))| silu_mul_chunk(out, gate, up));
     out
+}
+
+multiversion! {
+    fn silu_mul_chunk(out: &mut [f32], gate: &[f32], up: &[f32]) {
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *o = g * sigmoid(g) * u;
+        }
+    }
 }
 
 /// Gradients of `Σ d_out · silu(gate) · up`: `(d_gate, d_up)` with
@@ -177,16 +200,28 @@ pub(crate) fn silu_mul_backward(gate: &[f32], up: &[f32], d_out: &[f32]) -> (Vec
                 .zip(d_out.par_chunks(CHUNK)),
         )
         .for_each(|((d_gate, d_up), ((gate, up), d_out))| {
-            vectorised(|| {
-                for i in 0..gate.len() {
-                    let (g, u, d) = (gate[i], up[i], d_out[i]);
-                    let s = sigmoid(g);
-                    d_up[i] = d * g * s;
-                    d_gate[i] = d * u * s * (1.0 + g * (1.0 - s));
-                }
-            })
+            silu_mul_backward_chunk(d_gate, d_up, gate, up, d_out)
         });
     (d_gate, d_up)
+}
+
+multiversion! {
+    fn silu_mul_backward_chunk(
+        d_gate: &mut [f32],
+        d_up: &mut [f32],
+        gate: &[f32],
+        up: &[f32],
+        d_out: &[f32],
+    ) {
+        let n = gate.len().min(up.len()).min(d_out.len());
+        let n = n.min(d_gate.len()).min(d_up.len());
+        for i in 0..n {
+            let (g, u, d) = (gate[i], up[i], d_out[i]);
+            let s = sigmoid(g);
+            d_up[i] = d * g * s;
+            d_gate[i] = d * u * s * (1.0 + g * (1.0 - s));
+        }
+    }
 }
 
 /// One AdamW step's scalars, computed as burn's AdamW computes them (see
@@ -216,29 +251,32 @@ pub fn adamw_update(s: AdamWStep, param: &mut [f32], grad: &[f32], m: &mut [f32]
         param.len() == grad.len() && grad.len() == m.len() && m.len() == v.len(),
         "adamw_update operands"
     );
-    let (f1, f2) = (1.0 - s.beta1, 1.0 - s.beta2);
     param
         .par_chunks_mut(CHUNK)
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .zip(grad.par_chunks(CHUNK))
-        .for_each(|(((p, m), v), g)| {
-            vectorised(|| {
-                for i in 0..p.len() {
-                    let gi = g[i];
-                    let (mi, vi) = if s.first {
-                        (gi * f1, (gi * gi) * f2)
-                    } else {
-                        (m[i] * s.beta1 + gi * f1, v[i] * s.beta2 + (gi * gi) * f2)
-                    };
-                    m[i] = mi;
-                    v[i] = vi;
-                    let update = (mi / s.correction1) / ((vi / s.correction2).sqrt() + s.eps);
-                    let decayed = if s.decay { p[i] * s.keep } else { p[i] };
-                    p[i] = decayed - update * s.lr;
-                }
-            })
-        });
+        .for_each(|(((p, m), v), g)| adamw_chunk(s, p, g, m, v));
+}
+
+multiversion! {
+    fn adamw_chunk(s: AdamWStep, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let (f1, f2) = (1.0 - s.beta1, 1.0 - s.beta2);
+        let n = p.len().min(g.len()).min(m.len()).min(v.len());
+        for i in 0..n {
+            let gi = g[i];
+            let (mi, vi) = if s.first {
+                (gi * f1, (gi * gi) * f2)
+            } else {
+                (m[i] * s.beta1 + gi * f1, v[i] * s.beta2 + (gi * gi) * f2)
+            };
+            m[i] = mi;
+            v[i] = vi;
+            let update = (mi / s.correction1) / ((vi / s.correction2).sqrt() + s.eps);
+            let decayed = if s.decay { p[i] * s.keep } else { p[i] };
+            p[i] = decayed - update * s.lr;
+        }
+    }
 }
 
 #[cfg(test)]

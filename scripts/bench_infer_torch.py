@@ -9,9 +9,16 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from bench_common import timed
 
 
-def config():
-    return LlamaConfig(vocab_size=32000, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
-                       num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=1024,
+# (hidden, layers, MLP, heads) per `--size`, as `xwin_bench::BenchSize` spells them.
+SIZES = {"21m": (256, 6, 688, 8), "143m": (768, 12, 2048, 12), "760m": (1536, 24, 4096, 16),
+         "7b-2l": (4096, 2, 11008, 32)}
+
+
+def config(size="21m"):
+    hidden, layers, mlp, heads = SIZES[size]
+    context = 4096 if size == "7b-2l" else 1024
+    return LlamaConfig(vocab_size=32000, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
+                       num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context,
                        rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
 
 
@@ -28,8 +35,9 @@ def main():
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--device", default="cpu", help="cpu or cuda (float32 on both)")
+    p.add_argument("--size", default="21m", choices=sorted(SIZES))
     a = p.parse_args()
-    cfg = config()
+    cfg = config(a.size)
     device = torch.device(a.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     model = LlamaForCausalLM(cfg).eval().to(device)
@@ -46,6 +54,7 @@ def main():
         "threads": torch.get_num_threads(),
         "attn_implementation": model.config._attn_implementation,
         "params": sum(p.numel() for p in model.parameters()),
+        "size": a.size,
         "prefill": {"batch": a.prefill_batch, "seq": a.prefill_seq, "median_s": prefill,
                     "tokens_per_s": a.prefill_batch * a.prefill_seq / prefill},
         "decode": {"batch": a.decode_batch, "prompt_len": a.prompt_len, "new_tokens": a.new_tokens,

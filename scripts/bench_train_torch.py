@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from bench_common import timed
-from bench_infer_torch import config, prompts
+from bench_infer_torch import SIZES, config, prompts
 
 
 def step_args():
@@ -18,13 +18,14 @@ def step_args():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--size", default="21m", choices=sorted(SIZES))
     return p.parse_args()
 
 
-def training_step(batch, seq):
+def training_step(batch, seq, size="21m"):
     """The benchmark model in training mode, its input ids and one full step (forward with
     labels, backward, torch.optim.AdamW with the paper's settings)."""
-    cfg = config()
+    cfg = config(size)
     model = LlamaForCausalLM(cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     ids = prompts(batch, seq, cfg.vocab_size)
@@ -39,12 +40,12 @@ def training_step(batch, seq):
 
 def main():
     a = step_args()
-    model, _, step = training_step(a.batch, a.seq)
+    model, _, step = training_step(a.batch, a.seq, a.size)
     s = timed(a.repeats, step)
     print(json.dumps({
         "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",
         "threads": torch.get_num_threads(), "attn_implementation": model.config._attn_implementation,
-        "params": sum(p.numel() for p in model.parameters()), "batch": a.batch, "seq": a.seq,
+        "params": sum(p.numel() for p in model.parameters()), "size": a.size, "batch": a.batch, "seq": a.seq,
         "train_step": {"median_s": s, "tokens_per_s": a.batch * a.seq / s},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))

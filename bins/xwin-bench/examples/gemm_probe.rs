@@ -13,7 +13,22 @@ fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f6
         if std::env::var("FRESH").is_ok() {
             c = vec![0f32; m * n];
         }
-        if split <= 1 {
+        if split >= 100 {
+            // Split the columns of the output (and of B) into `split - 100` parts.
+            use rayon::prelude::*;
+            let parts = split - 100;
+            let cols = n.div_ceil(parts);
+            let c_ptr = c.as_mut_ptr() as usize;
+            (0..parts).into_par_iter().for_each(|i| {
+                let c0 = i * cols;
+                let nn = cols.min(n - c0);
+                unsafe {
+                    gemm::gemm(m, nn, k, (c_ptr as *mut f32).add(c0), 1, n as isize, false,
+                        a.as_ptr(), 1, k as isize, b.as_ptr().add(c0), 1, n as isize,
+                        0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                }
+            });
+        } else if split <= 1 {
             unsafe {
                 gemm::gemm(
                     m,
@@ -79,19 +94,38 @@ fn main() {
     if std::env::var("KEEP").is_ok() {
         xwin_alloc::keep_freed_memory();
     }
-    burn_probe();
-    for (m, n, k) in [
-        (2048, 32000, 256),
-        (2048, 688, 256),
-        (2048, 256, 688),
-        (1024, 32000, 256),
-    ] {
+    if std::env::var("SHAPES").is_err() {
+        burn_probe();
+    }
+    let shapes: Vec<(usize, usize, usize)> = match std::env::var("SHAPES").as_deref() {
+        // A decoder layer's products at 2048 tokens: q/k/v/o, q+k+v fused, gate/up, gate+up
+        // fused, down; and the weight gradients (m = n small, k = tokens).
+        Ok("layer") => vec![
+            (2048, 256, 256),
+            (2048, 768, 256),
+            (2048, 688, 256),
+            (2048, 1376, 256),
+            (2048, 256, 688),
+            (256, 256, 2048),
+            (256, 768, 2048),
+            (256, 688, 2048),
+            (688, 256, 2048),
+        ],
+        _ => vec![
+            (2048, 32000, 256),
+            (2048, 688, 256),
+            (2048, 256, 688),
+            (1024, 32000, 256),
+        ],
+    };
+    for (m, n, k) in shapes {
         println!(
-            "{m}x{n}x{k}: none {:.1}  rayon(0) {:.1}  split2 {:.1}  split8 {:.1} GFLOP/s",
+            "{m}x{n}x{k}: none {:.1}  rayon(0) {:.1}  split2 {:.1}  split8 {:.1}  cols2 {:.1} GFLOP/s",
             run(m, n, k, gemm::Parallelism::None, 1),
             run(m, n, k, gemm::Parallelism::Rayon(0), 1),
             run(m, n, k, gemm::Parallelism::None, 2),
-            run(m, n, k, gemm::Parallelism::None, 8)
+            run(m, n, k, gemm::Parallelism::None, 8),
+            run(m, n, k, gemm::Parallelism::None, 102)
         );
     }
 }

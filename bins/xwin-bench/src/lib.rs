@@ -6,6 +6,47 @@ pub mod train_ops;
 use std::time::Instant;
 use xwin_model::LlamaConfig;
 
+/// Model sizes the train and infer benchmarks take (`--size`); `scripts/bench_infer_torch.py`
+/// spells the same configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchSize {
+    /// The default: 21.1M parameters, 16M of them embeddings and head.
+    #[value(name = "21m")]
+    M21,
+    /// Hidden 768, 12 layers, MLP 2048: 134M parameters.
+    #[value(name = "143m")]
+    M143,
+    /// Hidden 1536, 24 layers, MLP 4096: 778M parameters.
+    #[value(name = "760m")]
+    M760,
+    /// Llama-2-7B's layer and vocabulary shapes with 2 of its 32 layers (for memory).
+    #[value(name = "7b-2l")]
+    Llama7bTwoLayers,
+}
+
+impl BenchSize {
+    pub fn config(self) -> LlamaConfig {
+        let sized = |hidden, layers, mlp, heads| LlamaConfig {
+            hidden_size: hidden,
+            intermediate_size: mlp,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            num_key_value_heads: heads,
+            head_dim: hidden / heads,
+            ..bench_config()
+        };
+        match self {
+            Self::M21 => bench_config(),
+            Self::M143 => sized(768, 12, 2048, 12),
+            Self::M760 => sized(1536, 24, 4096, 16),
+            Self::Llama7bTwoLayers => LlamaConfig {
+                num_hidden_layers: 2,
+                ..LlamaConfig::llama2_7b()
+            },
+        }
+    }
+}
+
 /// The benchmark model: Llama-2 layout at ~21M parameters (16M of them embeddings/head).
 pub fn bench_config() -> LlamaConfig {
     LlamaConfig {

@@ -8,7 +8,7 @@ static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use xwin_bench::{bench_config, full_loss_batch, median, time, token_ids, train_step_seconds};
+use xwin_bench::{BenchSize, full_loss_batch, median, time, token_ids, train_step_seconds};
 use xwin_model::{BatchLayout, GenerationConfig, LlamaForCausalLM, generate, parse_device};
 
 #[derive(Parser)]
@@ -21,6 +21,9 @@ struct Cli {
     /// Timed repetitions; the median is reported.
     #[arg(long, default_value_t = 5, global = true)]
     repeats: usize,
+    /// Model size (train and infer; the other benchmarks use the default).
+    #[arg(long, value_enum, default_value = "21m", global = true)]
+    size: BenchSize,
 }
 
 #[derive(Subcommand)]
@@ -117,7 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cpu" => "burn flex".to_string(),
         other => format!("burn {other}"),
     };
-    let config = bench_config();
+    let config = cli.size.config();
     match cli.command {
         Command::Train { batch, seq } => {
             let device = device.autodiff();

@@ -1,6 +1,6 @@
 //! Grouped-query causal self-attention with rotary embeddings, padding masks and a KV cache.
 
-use crate::cpu_ops::{fused_causal_attention, fused_ops_apply};
+use crate::cpu_ops::{fused_causal_attention, fused_ops_apply, project};
 use crate::error::Result;
 use crate::layout::BatchLayout;
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
@@ -78,14 +78,14 @@ impl Attention {
         let split =
             |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2);
         let q = rope.apply(
-            split(self.q_proj.forward(x.clone()), self.num_heads),
+            split(project(&self.q_proj, x.clone()), self.num_heads),
             tables,
         );
         let mut k = rope.apply(
-            split(self.k_proj.forward(x.clone()), self.num_kv_heads),
+            split(project(&self.k_proj, x.clone()), self.num_kv_heads),
             tables,
         );
-        let mut v = split(self.v_proj.forward(x), self.num_kv_heads);
+        let mut v = split(project(&self.v_proj, x), self.num_kv_heads);
         if let Some(slot) = cache {
             if let Some(past) = slot.take() {
                 k = Tensor::cat(vec![past.keys, k], 2);
@@ -124,7 +124,8 @@ impl Attention {
                 options,
             )
         };
-        self.o_proj.forward(
+        project(
+            &self.o_proj,
             out.swap_dims(1, 2)
                 .reshape([b, s, self.num_heads * self.head_dim]),
         )

@@ -1,6 +1,6 @@
 //! The SwiGLU feed-forward block of Llama.
 
-use crate::cpu_ops::{fused_ops_apply, silu_mul};
+use crate::cpu_ops::{fused_ops_apply, project, silu_mul};
 use crate::error::Result;
 use crate::names::{DOWN_PROJ, GATE_PROJ, UP_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
@@ -41,15 +41,15 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.gate_proj.forward(x.clone());
-        let up = self.up_proj.forward(x);
+        let gate = project(&self.gate_proj, x.clone());
+        let up = project(&self.up_proj, x);
         // On the CPU one fused pass each way (see `cpu_ops::silu_mul`).
         let hidden = if fused_ops_apply(&gate.device(), gate.dtype()) {
             silu_mul(gate, up)
         } else {
             silu(gate) * up
         };
-        self.down_proj.forward(hidden)
+        project(&self.down_proj, hidden)
     }
 
     pub(crate) fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {

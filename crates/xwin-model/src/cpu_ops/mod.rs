@@ -5,14 +5,16 @@
 //! each way. Other backends keep the composites ([`fused_ops_apply`]).
 
 mod attention;
+mod linear;
 mod swiglu;
 
 pub use attention::{CausalAttentionBackend, fused_causal_attention};
+pub use linear::{LinearBackend, linear};
 pub use swiglu::{SwiGluBackend, silu_mul};
 
 use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{DType, Device, Shape, TensorData};
+use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
 /// Whether the fused CPU operations run for tensors on `device` of type `dtype`: f32 on the
 /// CPU backend (with or without autodiff).
@@ -22,6 +24,19 @@ pub fn fused_ops_apply(device: &Device, dtype: DType) -> bool {
             device.clone().inner().as_dispatch(),
             DispatchDevice::Flex(_)
         )
+}
+
+/// `layer.forward(x)`, through [`linear`] where the fused ops apply and the layer has no bias
+/// (every Llama projection).
+///
+/// # Shapes
+/// - x `[..., d_in]` → `[..., d_out]`
+pub fn project<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+    if layer.bias.is_none() && fused_ops_apply(&x.device(), x.dtype()) {
+        linear(x, layer.weight.val())
+    } else {
+        layer.forward(x)
+    }
 }
 
 /// A contiguous f32 tensor's elements (every operand here is made contiguous first).

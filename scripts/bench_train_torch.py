@@ -19,20 +19,26 @@ def step_args():
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=512)
     p.add_argument("--size", default="21m", choices=sorted(SIZES))
+    p.add_argument("--device", default="cpu", help="cpu or cuda (float32 weights on both)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (mixed precision)")
     return p.parse_args()
 
 
-def training_step(batch, seq, size="21m"):
+def training_step(batch, seq, size="21m", device="cpu", bf16=False):
     """The benchmark model in training mode, its input ids and one full step (forward with
-    labels, backward, torch.optim.AdamW with the paper's settings)."""
+    labels, backward, torch.optim.AdamW with the paper's settings), on `device`, optionally
+    under bf16 autocast."""
     cfg = config(size)
-    model = LlamaForCausalLM(cfg).train()
+    model = LlamaForCausalLM(cfg).train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    ids = prompts(batch, seq, cfg.vocab_size)
+    ids = prompts(batch, seq, cfg.vocab_size).to(device)
+    kind = torch.device(device).type
 
     def step():
         opt.zero_grad(set_to_none=True)
-        model(input_ids=ids, labels=ids).loss.backward()
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
         opt.step()
 
     return model, ids, step
@@ -40,9 +46,12 @@ def training_step(batch, seq, size="21m"):
 
 def main():
     a = step_args()
-    model, _, step = training_step(a.batch, a.seq, a.size)
-    s = timed(a.repeats, step)
+    model, _, step = training_step(a.batch, a.seq, a.size, a.device, a.bf16)
+    cuda = torch.device(a.device).type == "cuda"
+    s = timed(a.repeats, step, torch.cuda.synchronize if cuda else (lambda: None))
+    peak = {"peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20} if cuda else {}
     print(json.dumps({
+        "device": a.device, "bf16_autocast": a.bf16, **peak,
         "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",
         "threads": torch.get_num_threads(), "attn_implementation": model.config._attn_implementation,
         "params": sum(p.numel() for p in model.parameters()), "size": a.size, "batch": a.batch, "seq": a.seq,

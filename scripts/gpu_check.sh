@@ -5,7 +5,8 @@
 #     && (cd .gpu && tar -cf - xwin-infer xwin-bench | xz -T2 -6 > bins.tar.xz && rm xwin-infer xwin-bench)
 #   and the Vulkan loader debs in .gl/ (see the device tool's README); carry .gl and .gpu.
 # Checks HF parity of logits and greedy tokens through wgpu/Vulkan, then benchmarks wgpu
-# against PyTorch CUDA on the same card. Results land in $OUT.
+# against PyTorch CUDA on the same card: inference, and the training step at 21M, 143M and
+# 760M (PyTorch fp32 and bf16 autocast). Results land in $OUT.
 set -o pipefail
 (cd .gpu && tar -xJf bins.tar.xz)
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -20,3 +21,8 @@ out="${OUT:-/tmp}"
 timeout 180 python3 scripts/check_parity.py .gpu/xwin-infer --device wgpu 2>&1 | tee "$out/parity_wgpu.json"
 timeout 120 .gpu/xwin-bench infer --device wgpu --repeats 5 2>&1 | tee "$out/xwin_wgpu.json"
 timeout 90 python3 scripts/bench_infer_torch.py --device cuda --repeats 5 2>&1 | tee "$out/torch_cuda.json"
+for size in 21m 143m 760m; do
+  timeout 150 .gpu/xwin-bench train --device wgpu --size "$size" --batch 8 --repeats 5 2>&1 | tee "$out/xwin_wgpu_train_$size.json"
+  timeout 90 python3 scripts/bench_train_torch.py --device cuda --size "$size" --batch 8 --repeats 5 2>&1 | tee "$out/torch_cuda_train_$size.json"
+  timeout 90 python3 scripts/bench_train_torch.py --device cuda --bf16 --size "$size" --batch 8 --repeats 5 2>&1 | tee "$out/torch_cuda_bf16_train_$size.json"
+done

@@ -11,7 +11,10 @@ fn main() {
     let device = Device::flex();
     let p = Tensor::<2>::random([32000, 256], Distribution::Default, &device);
     let g = Tensor::<2>::random([32000, 256], Distribution::Default, &device);
-    let burn = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.0).build();
+    let burn = AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+        .build();
     let fused = xwin_train::FusedAdamW::new(0.9, 0.999, 1e-8, 0.0);
     let (_, s) = burn.step(1e-3, p.clone(), g.clone(), None);
     let mut state = s;

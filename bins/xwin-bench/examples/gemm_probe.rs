@@ -23,9 +23,27 @@ fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f6
                 let c0 = i * cols;
                 let nn = cols.min(n - c0);
                 unsafe {
-                    gemm::gemm(m, nn, k, (c_ptr as *mut f32).add(c0), 1, n as isize, false,
-                        a.as_ptr(), 1, k as isize, b.as_ptr().add(c0), 1, n as isize,
-                        0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                    gemm::gemm(
+                        m,
+                        nn,
+                        k,
+                        (c_ptr as *mut f32).add(c0),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        k as isize,
+                        b.as_ptr().add(c0),
+                        1,
+                        n as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
                 }
             });
         } else if split <= 1 {

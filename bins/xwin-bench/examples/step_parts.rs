@@ -123,7 +123,9 @@ fn main() {
     });
     println!("rope {rope:.1}  split heads (+exp) {split:.1}");
     let fused = ms(&mut || {
-        let _ = xwin_model::cpu_ops::silu_mul(g.clone(), u.clone()).sum().backward();
+        let _ = xwin_model::cpu_ops::silu_mul(g.clone(), u.clone())
+            .sum()
+            .backward();
     });
     println!("silu*up fused {fused:.1}");
     println!("silu*up {sw:.1}  matmul h->inter {mm:.1}  rmsnorm {norm:.1}");

@@ -173,9 +173,9 @@ const EMPTY_ROW: f64 = 1e-15;
 ///
 /// # Shapes
 /// - key_valid `[batch, keys]`; padding and bias `[batch, heads, seq, keys]` (true = hidden)
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyMask {
-    layout: Option<BatchLayout>,
+    layout: BatchLayout,
     key_valid: OnceCell<Tensor<2>>,
     padding: OnceCell<Option<Tensor<4, Bool>>>,
     bias: OnceCell<Tensor<4>>,
@@ -184,30 +184,27 @@ pub struct KeyMask {
 impl KeyMask {
     pub fn new(layout: &BatchLayout) -> Self {
         Self {
-            layout: Some(layout.clone()),
-            ..Self::default()
+            layout: layout.clone(),
+            key_valid: OnceCell::new(),
+            padding: OnceCell::new(),
+            bias: OnceCell::new(),
         }
-    }
-
-    fn layout(&self) -> &BatchLayout {
-        self.layout.as_ref().expect("KeyMask built from a layout")
     }
 
     /// `[batch, keys]`: 1 for a real key, 0 for padding (all ones without padding).
     fn key_valid(&self, keys: usize, device: &Device) -> Tensor<2> {
         self.key_valid
             .get_or_init(|| {
-                let layout = self.layout();
-                layout
+                self.layout
                     .key_valid_tensor(device)
-                    .unwrap_or_else(|| Tensor::ones([layout.batch(), keys], device))
+                    .unwrap_or_else(|| Tensor::ones([self.layout.batch(), keys], device))
             })
             .clone()
     }
 
     fn padding(&self, heads: usize, device: &Device) -> Option<Tensor<4, Bool>> {
         self.padding
-            .get_or_init(|| self.layout().padding_mask(heads, device))
+            .get_or_init(|| self.layout.padding_mask(heads, device))
             .clone()
     }
 

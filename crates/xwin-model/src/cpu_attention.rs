@@ -7,13 +7,14 @@
 //! a per-thread scratch that stays in L2, and the backward pass recomputes them from the saved
 //! per-row log-sum-exp (as FlashAttention does) instead of keeping them. Key/value heads shared by
 //! several query heads (GQA) are read in place, never repeated. The matrix products go through
-//! the `gemm` crate (burn Flex's own), the exponentials through a polynomial that vectorises.
+//! [`crate::matmul`], the exponentials through a polynomial that vectorises.
 //!
 //! Which keys a query sees, exactly as [`crate::attention::attention_bias`] with
 //! [`crate::layout::BatchLayout::padding_mask`]: query `i` sees key `j ≤ i + (seq_k − seq_q)`;
 //! with padding, a real query also skips padding keys (a padding query sees every causal key,
 //! so no row is empty; its output is never read). A row that sees nothing gives 0.
 
+use crate::matmul::{Operand, Output, product};
 use crate::vecmath::{dot, exp_shifted, row_max, row_sum};
 use rayon::prelude::*;
 
@@ -111,29 +112,13 @@ impl Inputs<'_> {
         let q = &self.q[((b * d.heads + h) * d.seq_q + i0) * dh..];
         let k = self.kv(self.k, b, h);
         // P[r, j] = scale · q[i0 + r] · k[j]
-        unsafe {
-            gemm::gemm(
-                i1 - i0,
-                n,
-                dh,
-                p.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                q.as_ptr(),
-                1,
-                dh as isize,
-                k.as_ptr(),
-                dh as isize,
-                1,
-                0.0,
-                self.scale,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        product(
+            (i1 - i0, n, dh),
+            p,
+            Operand::rows(q, dh),
+            Operand::transposed(k, dh),
+            Output::scaled(self.scale),
+        );
         let valid = self.key_valid.map(|v| &v[b * d.seq_k..(b + 1) * d.seq_k]);
         for (r, row) in p[..(i1 - i0) * n].chunks_exact_mut(n).enumerate() {
             let i = i0 + r;
@@ -189,29 +174,13 @@ pub fn forward(x: Inputs<'_>) -> Forward {
                 let i1 = (i0 + BLOCK_Q).min(d.seq_q);
                 let n = x.probabilities(b, h, i0, i1, &mut p, Lse::Compute(&mut lse[i0..i1]));
                 // out[i0..i1] = P · v[..n]
-                unsafe {
-                    gemm::gemm(
-                        i1 - i0,
-                        dh,
-                        n,
-                        out[i0 * dh..].as_mut_ptr(),
-                        1,
-                        dh as isize,
-                        false,
-                        p.as_ptr(),
-                        1,
-                        n as isize,
-                        v.as_ptr(),
-                        1,
-                        dh as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                product(
+                    (i1 - i0, dh, n),
+                    &mut out[i0 * dh..],
+                    Operand::rows(&p, n),
+                    Operand::rows(v, dh),
+                    Output::SET,
+                );
             }
         });
     Forward { out, lse }
@@ -253,35 +222,19 @@ pub fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], d_out: &[f32]) -> Gradi
                     let m = i1 - i0;
                     let lse = &saved_lse[head + i0..head + i1];
                     let n = x.probabilities(b, h, i0, i1, &mut p, Lse::Given(lse));
-                    let rows_of = |t: &[f32]| t[(head + i0) * dh..(head + i1) * dh].as_ptr();
-                    let (q_blk, do_blk) = (rows_of(x.q), rows_of(d_out));
+                    let span = (head + i0) * dh..(head + i1) * dh;
+                    let (q_blk, do_blk) = (&x.q[span.clone()], &d_out[span]);
                     // dP = dO · v[..n]ᵀ
-                    unsafe {
-                        gemm::gemm(
-                            m,
-                            n,
-                            dh,
-                            ds.as_mut_ptr(),
-                            1,
-                            n as isize,
-                            false,
-                            do_blk,
-                            1,
-                            dh as isize,
-                            v.as_ptr(),
-                            dh as isize,
-                            1,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
+                    product(
+                        (m, n, dh),
+                        &mut ds,
+                        Operand::rows(do_blk, dh),
+                        Operand::transposed(v, dh),
+                        Output::SET,
+                    );
                     // dS = P ∘ (dP − rowsum(dO ∘ O))
                     let o = &saved_out[(head + i0) * dh..(head + i1) * dh];
-                    let dout = &d_out[(head + i0) * dh..(head + i1) * dh];
+                    let dout = do_blk;
                     for r in 0..m {
                         let delta = dot(&dout[r * dh..(r + 1) * dh], &o[r * dh..(r + 1) * dh]);
                         let (ds_row, p_row) = (&mut ds[r * n..(r + 1) * n], &p[r * n..(r + 1) * n]);
@@ -289,75 +242,23 @@ pub fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], d_out: &[f32]) -> Gradi
                             *s = pr * (*s - delta);
                         }
                     }
-                    let dq_blk = &mut d_q[(g * d.seq_q + i0) * dh..];
-                    unsafe {
-                        // dQ = scale · dS · k[..n]
-                        gemm::gemm(
-                            m,
-                            dh,
-                            n,
-                            dq_blk.as_mut_ptr(),
-                            1,
-                            dh as isize,
-                            false,
-                            ds.as_ptr(),
-                            1,
-                            n as isize,
-                            k.as_ptr(),
-                            1,
-                            dh as isize,
-                            0.0,
-                            x.scale,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                        // dK[..n] += scale · dSᵀ · Q
-                        gemm::gemm(
-                            n,
-                            dh,
-                            m,
-                            d_k.as_mut_ptr(),
-                            1,
-                            dh as isize,
-                            true,
-                            ds.as_ptr(),
-                            n as isize,
-                            1,
-                            q_blk,
-                            1,
-                            dh as isize,
-                            1.0,
-                            x.scale,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                        // dV[..n] += Pᵀ · dO
-                        gemm::gemm(
-                            n,
-                            dh,
-                            m,
-                            d_v.as_mut_ptr(),
-                            1,
-                            dh as isize,
-                            true,
-                            p.as_ptr(),
-                            n as isize,
-                            1,
-                            do_blk,
-                            1,
-                            dh as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
+                    // dQ = scale · dS · k[..n]
+                    product(
+                        (m, dh, n),
+                        &mut d_q[(g * d.seq_q + i0) * dh..],
+                        Operand::rows(&ds, n),
+                        Operand::rows(k, dh),
+                        Output::scaled(x.scale),
+                    );
+                    // dK[..n] += scale · dSᵀ · Q
+                    let add_scaled = Output {
+                        scale: x.scale,
+                        accumulate: true,
+                    };
+                    let (ds_t, p_t) = (Operand::transposed(&ds, n), Operand::transposed(&p, n));
+                    product((n, dh, m), d_k, ds_t, Operand::rows(q_blk, dh), add_scaled);
+                    // dV[..n] += Pᵀ · dO
+                    product((n, dh, m), d_v, p_t, Operand::rows(do_blk, dh), Output::ADD);
                 }
             }
         });

@@ -20,6 +20,7 @@ pub mod fused_loss;
 pub mod generate;
 pub mod layout;
 pub mod logprob;
+mod matmul;
 pub mod mlp;
 pub mod model;
 pub mod names;

@@ -1,14 +1,9 @@
 //! `x · W` (a bias-free Linear, every projection of Llama) as one operation whose three
-//! products split their work between the cores by hand.
-//!
-//! burn's matmul hands each product to `gemm` with its own Rayon split, which on two cores
-//! reached 80–170 GFLOP/s on a layer's shapes where splitting the rows (or, for the weight
-//! gradient's small output, the columns) in two and running each half on one core reached
-//! 140–176 (`SHAPES=layer cargo run -p xwin-bench --example gemm_probe`). Every element is
-//! still one `gemm` dot product over the same `k` in the same order, so results do not
-//! depend on the split or on how rows were batched.
+//! products split their work between the cores by hand ([`crate::matmul::split_product`]),
+//! where burn's matmul leaves the split to `gemm`'s Rayon scheduling.
 
 use super::{f32s, flex};
+use crate::matmul::{Operand, Output, split_product};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -40,103 +35,6 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
     Tensor::from_dispatch(out)
 }
 
-/// A matrix operand: its elements and strides (row, column) in elements.
-#[derive(Clone, Copy)]
-struct Operand<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Operand<'a> {
-    /// A row-major matrix `width` wide.
-    fn rows(data: &'a [f32], width: usize) -> Self {
-        Self {
-            data,
-            row_stride: width,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of a row-major matrix `width` wide.
-    fn transposed(data: &'a [f32], width: usize) -> Self {
-        Self {
-            data,
-            row_stride: 1,
-            col_stride: width,
-        }
-    }
-}
-
-/// Work below this many multiply-adds runs on one core (splitting costs more than it gains).
-const SPLIT_MIN: usize = 1 << 21;
-
-/// `dst[m × n] (+)= lhs[m × k] · rhs[k × n]`, `dst` row-major; the larger of `m` and `n` is
-/// cut in two halves computed on two cores.
-fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    lhs: Operand<'_>,
-    rhs: Operand<'_>,
-    accumulate: bool,
-) {
-    assert_eq!(dst.len(), m * n, "matmul output");
-    let last = |o: &Operand<'_>, rows: usize, cols: usize| {
-        (rows - 1) * o.row_stride + (cols - 1) * o.col_stride
-    };
-    assert!(
-        m == 0
-            || n == 0
-            || k == 0
-            || (last(&lhs, m, k) < lhs.data.len() && last(&rhs, k, n) < rhs.data.len()),
-        "matmul operands"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    let out = SendPtr(dst.as_mut_ptr());
-    let run = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
-        let out = &out;
-        // SAFETY: rows × cols of `dst` (row stride n), of `lhs` rows × k and `rhs` k × cols,
-        // all inside their slices (checked above); concurrent calls get disjoint blocks.
-        unsafe {
-            gemm::gemm(
-                rows.len(),
-                cols.len(),
-                k,
-                out.0.add(rows.start * n + cols.start),
-                1,
-                n as isize,
-                accumulate,
-                lhs.data.as_ptr().add(rows.start * lhs.row_stride),
-                lhs.col_stride as isize,
-                lhs.row_stride as isize,
-                rhs.data.as_ptr().add(cols.start * rhs.col_stride),
-                rhs.col_stride as isize,
-                rhs.row_stride as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    };
-    if m * n * k < SPLIT_MIN || rayon::current_num_threads() < 2 {
-        run(0..m, 0..n);
-    } else if m >= n {
-        rayon::join(|| run(0..m / 2, 0..n), || run(m / 2..m, 0..n));
-    } else {
-        rayon::join(|| run(0..m, 0..n / 2), || run(0..m, n / 2..n));
-    }
-}
-
-/// The output buffer, shared by the two halves of a split product (disjoint blocks).
-struct SendPtr(*mut f32);
-// SAFETY: only ever used to let two threads write disjoint blocks of one buffer.
-unsafe impl Sync for SendPtr {}
-
 /// Rows and width of `x`'s matrix view `[rows, d_in]`.
 fn rows_of(x: &FlexTensor) -> (usize, usize) {
     let shape = x.layout().shape();
@@ -148,12 +46,12 @@ fn forward(x: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
     let (rows, d_in) = rows_of(x);
     let d_out = weight.layout().shape()[1];
     let mut y = vec![0.0f32; rows * d_out];
-    matmul(
+    split_product(
         (rows, d_out, d_in),
         &mut y,
         Operand::rows(f32s(x), d_in),
         Operand::rows(f32s(weight), d_out),
-        false,
+        Output::SET,
     );
     let mut dims = x.layout().shape().to_vec();
     *dims.last_mut().expect("x has dimensions") = d_out;
@@ -182,24 +80,24 @@ impl Backward<Flex, 2> for LinearBackward {
         if let Some(node) = x_node {
             // dX = dY · Wᵀ
             let mut d_x = vec![0.0f32; rows * d_in];
-            matmul(
+            split_product(
                 (rows, d_in, d_out),
                 &mut d_x,
                 Operand::rows(f32s(&d_y), d_out),
                 Operand::transposed(f32s(&weight), d_out),
-                false,
+                Output::SET,
             );
             grads.register::<Flex>(node.id, flex(d_x, x.layout().shape().clone()));
         }
         if let Some(node) = weight_node {
             // dW = Xᵀ · dY
             let mut d_w = vec![0.0f32; d_in * d_out];
-            matmul(
+            split_product(
                 (d_in, d_out, rows),
                 &mut d_w,
                 Operand::transposed(f32s(&x), d_in),
                 Operand::rows(f32s(&d_y), d_out),
-                false,
+                Output::SET,
             );
             grads.register::<Flex>(node.id, flex(d_w, weight.layout().shape().clone()));
         }

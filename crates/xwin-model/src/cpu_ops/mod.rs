@@ -32,8 +32,12 @@ pub fn fused_ops_apply(device: &Device, dtype: DType) -> bool {
 /// # Shapes
 /// - x `[..., d_in]` → `[..., d_out]`
 pub fn project<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
-    if layer.bias.is_none() && fused_ops_apply(&x.device(), x.dtype()) {
-        linear(x, layer.weight.val())
+    let weight = layer.weight.val();
+    if layer.bias.is_none()
+        && weight.dtype() == x.dtype()
+        && fused_ops_apply(&x.device(), x.dtype())
+    {
+        linear(x, weight)
     } else {
         layer.forward(x)
     }

@@ -1,9 +1,55 @@
-//! Probe: GFLOP/s of the `gemm` crate on the LM-head shape under different threading.
+//! Probe: GFLOP/s of the `gemm` crate under different threading (one call with its own
+//! Rayon split, row or column blocks on Rayon) on the LM head's shapes, or with `SHAPES=layer`
+//! a decoder layer's; then burn's matmul on the LM head's products. `KEEP=1` keeps freed
+//! memory mapped, as the binaries do.
 #[global_allocator]
 static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 use std::time::Instant;
 
+/// `c[m × n] = a[m × k] · b[k × n]` for the block starting at row `r0`, column `c0` (all
+/// row-major, `c` with row stride `n`).
+///
+/// # Safety
+/// The block must lie inside the three buffers, and no other thread write it meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    (n, k): (usize, usize),
+    (r0, c0): (usize, usize),
+    c: *mut f32,
+    a: &[f32],
+    b: &[f32],
+    (rows, cols): (usize, usize),
+    par: gemm::Parallelism,
+) {
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            k,
+            c.add(r0 * n + c0),
+            1,
+            n as isize,
+            false,
+            a.as_ptr().add(r0 * k),
+            1,
+            k as isize,
+            b.as_ptr().add(c0),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// GFLOP/s of `m × n × k` (median of 5): `split` 1 = one call with `par`; 2..99 = that many
+/// row blocks on Rayon; 100 + p = p column blocks on Rayon.
 fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f64 {
+    use rayon::prelude::*;
     let a = vec![0.5f32; m * k];
     let b = vec![0.25f32; k * n];
     let mut c = vec![0f32; m * n];
@@ -13,94 +59,24 @@ fn run(m: usize, n: usize, k: usize, par: gemm::Parallelism, split: usize) -> f6
         if std::env::var("FRESH").is_ok() {
             c = vec![0f32; m * n];
         }
+        let ptr = c.as_mut_ptr() as usize;
+        let dims = (n, k);
+        // SAFETY: every block lies inside the buffers and blocks run at once are disjoint.
+        let go = |at, size, par| unsafe { block(dims, at, ptr as *mut f32, &a, &b, size, par) };
         if split >= 100 {
-            // Split the columns of the output (and of B) into `split - 100` parts.
-            use rayon::prelude::*;
-            let parts = split - 100;
-            let cols = n.div_ceil(parts);
-            let c_ptr = c.as_mut_ptr() as usize;
-            (0..parts).into_par_iter().for_each(|i| {
+            let cols = n.div_ceil(split - 100);
+            (0..split - 100).into_par_iter().for_each(|i| {
                 let c0 = i * cols;
-                let nn = cols.min(n - c0);
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        nn,
-                        k,
-                        (c_ptr as *mut f32).add(c0),
-                        1,
-                        n as isize,
-                        false,
-                        a.as_ptr(),
-                        1,
-                        k as isize,
-                        b.as_ptr().add(c0),
-                        1,
-                        n as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                go((0, c0), (m, cols.min(n - c0)), gemm::Parallelism::None)
             });
         } else if split <= 1 {
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    a.as_ptr(),
-                    1,
-                    k as isize,
-                    b.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
-            }
+            go((0, 0), (m, n), par);
         } else {
-            use rayon::prelude::*;
             let rows = m.div_ceil(split);
-            c.par_chunks_mut(rows * n)
-                .enumerate()
-                .for_each(|(i, chunk)| {
-                    let mm = chunk.len() / n;
-                    unsafe {
-                        gemm::gemm(
-                            mm,
-                            n,
-                            k,
-                            chunk.as_mut_ptr(),
-                            1,
-                            n as isize,
-                            false,
-                            a.as_ptr().add(i * rows * k),
-                            1,
-                            k as isize,
-                            b.as_ptr(),
-                            1,
-                            n as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                });
+            (0..split).into_par_iter().for_each(|i| {
+                let r0 = i * rows;
+                go((r0, 0), (rows.min(m - r0), n), gemm::Parallelism::None)
+            });
         }
         times.push(t.elapsed().as_secs_f64());
     }

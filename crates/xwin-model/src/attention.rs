@@ -1,6 +1,6 @@
 //! Grouped-query causal self-attention with rotary embeddings, padding masks and a KV cache.
 
-use crate::cpu_ops::{fused_causal_attention, fused_ops_apply, project};
+use crate::cpu_ops::{fused_causal_attention, fused_ops_apply, project, split_heads};
 use crate::error::Result;
 use crate::layout::BatchLayout;
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
@@ -75,17 +75,19 @@ impl Attention {
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
-        let split =
-            |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2);
-        let q = rope.apply(
-            split(project(&self.q_proj, x.clone()), self.num_heads),
-            tables,
-        );
-        let mut k = rope.apply(
-            split(project(&self.k_proj, x.clone()), self.num_kv_heads),
-            tables,
-        );
-        let mut v = split(project(&self.v_proj, x), self.num_kv_heads);
+        let fused = fused_ops_apply(&x.device(), x.dtype());
+        // Heads `[b, heads, s, d]`, rotated for q and k: one fused pass on the CPU.
+        let heads = |t: Tensor<3>, heads: usize, rotate: bool| {
+            if fused {
+                split_heads(t, heads, rotate.then(|| tables.parts()))
+            } else {
+                let t = t.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2);
+                if rotate { rope.apply(t, tables) } else { t }
+            }
+        };
+        let q = heads(project(&self.q_proj, x.clone()), self.num_heads, true);
+        let mut k = heads(project(&self.k_proj, x.clone()), self.num_kv_heads, true);
+        let mut v = heads(project(&self.v_proj, x), self.num_kv_heads, false);
         if let Some(slot) = cache {
             if let Some(past) = slot.take() {
                 k = Tensor::cat(vec![past.keys, k], 2);

@@ -96,6 +96,13 @@ pub struct RopeTables {
     signed_sin: Tensor<4>,
 }
 
+impl RopeTables {
+    /// `cos` and `signed_sin`, `[batch, 1, seq, head_dim]`.
+    pub fn parts(&self) -> (Tensor<4>, Tensor<4>) {
+        (self.cos.clone(), self.signed_sin.clone())
+    }
+}
+
 impl RotaryEmbedding {
     /// Tables for the given positions (one row per sequence, all rows the same length).
     pub fn tables(&self, positions: &[Vec<usize>], device: &Device) -> RopeTables {
@@ -121,7 +128,7 @@ impl RotaryEmbedding {
         }
     }
 
-    /// `x * cos + rotate_half(x) * sin`.
+    /// `x * cos + rotate_half(x) * sin`. `cpu_ops::split_heads` does the same on the CPU.
     pub fn apply(&self, x: Tensor<4>, tables: &RopeTables) -> Tensor<4> {
         let [b, h, s, d] = x.dims();
         let half = d / 2;

@@ -189,3 +189,41 @@ fn linear_equals_burn_linear() {
         assert!(diff < 1e-3, "{case}: dW differs by {diff}");
     }
 }
+
+/// Head split with and without the rotary embedding: values and the input's gradient equal
+/// `rope.apply(x.reshape(..).swap_dims(1, 2), tables)` and the plain split, at positions with
+/// an offset (as after a cache) and two batch rows at different positions.
+#[test]
+fn split_heads_equals_reshape_and_rope() {
+    use xwin_model::cpu_ops::split_heads;
+    use xwin_model::rope::RotaryEmbeddingConfig;
+    let device = Device::flex().autodiff();
+    let (b, s, heads, d) = (2, 9, 3, 8);
+    let rope = RotaryEmbeddingConfig {
+        head_dim: d,
+        theta: 10_000.0,
+        scaling: xwin_model::config::RopeScaling::Default,
+    }
+    .init();
+    let positions = vec![(4..4 + s).collect::<Vec<_>>(), (0..s).collect()];
+    let tables = rope.tables(&positions, &device);
+    let x = Tensor::<3>::random([b, s, heads * d], Distribution::Normal(0.0, 1.0), &device)
+        .require_grad();
+    for rotate in [true, false] {
+        let ours = split_heads(x.clone(), heads, rotate.then(|| tables.parts()));
+        let split = x.clone().reshape([b, s, heads, d]).swap_dims(1, 2);
+        let theirs = if rotate {
+            rope.apply(split, &tables)
+        } else {
+            split
+        };
+        let diff = xwin_testkit::max_abs_diff(&host(ours.clone()), &host(theirs.clone()));
+        assert!(diff < 1e-6, "rotate {rotate}: values differ by {diff}");
+        let w = Tensor::<4>::random([b, heads, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let g1 = (ours * w.clone()).sum().backward();
+        let g2 = (theirs * w).sum().backward();
+        let diff =
+            xwin_testkit::max_abs_diff(&host(x.grad(&g1).unwrap()), &host(x.grad(&g2).unwrap()));
+        assert!(diff < 1e-5, "rotate {rotate}: dx differs by {diff}");
+    }
+}

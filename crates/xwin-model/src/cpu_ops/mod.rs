@@ -5,10 +5,12 @@
 //! each way. Other backends keep the composites ([`fused_ops_apply`]).
 
 mod attention;
+mod heads;
 mod linear;
 mod swiglu;
 
 pub use attention::{CausalAttentionBackend, fused_causal_attention};
+pub use heads::{HeadsBackend, split_heads};
 pub use linear::{LinearBackend, linear};
 pub use swiglu::{SwiGluBackend, silu_mul};
 

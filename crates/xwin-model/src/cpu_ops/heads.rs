@@ -1,0 +1,225 @@
+//! A projection's output split into heads, `[batch, seq, heads · head_dim]` →
+//! `[batch, heads, seq, head_dim]`, with the rotary embedding applied on the way (for q and
+//! k) or not (for v), as one operation: one pass forward and one backward, where burn's
+//! composite under autodiff ran a transposing copy, two slices, a concatenation, two products
+//! and a sum, each tracked.
+
+use super::{f32s, flex};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::tensor::{Shape, Tensor};
+use rayon::prelude::*;
+
+/// Head split with an optional rotary embedding, as one operation.
+#[backend_extension(Flex, Autodiff)]
+pub trait HeadsBackend: Backend {
+    /// # Shapes
+    /// - x `[batch, seq, heads · head_dim]`, cos and signed_sin `[batch, 1, seq, head_dim]`
+    ///   (read only when `rotate`) → `[batch, heads, seq, head_dim]`
+    fn xwin_heads(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        signed_sin: FloatTensor<Self>,
+        heads: usize,
+        rotate: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// `x` split into `heads` heads, rotated by the tables when given: equal to
+/// `RotaryEmbedding::apply(x.reshape([b, s, heads, d]).swap_dims(1, 2), tables)`. The tables
+/// are constants (no gradient flows to them). Check that fused ops apply
+/// ([`super::fused_ops_apply`]); on another backend this panics.
+///
+/// # Shapes
+/// - x `[batch, seq, heads · head_dim]`, tables `[batch, 1, seq, head_dim]` →
+///   `[batch, heads, seq, head_dim]`
+pub fn split_heads(
+    x: Tensor<3>,
+    heads: usize,
+    tables: Option<(Tensor<4>, Tensor<4>)>,
+) -> Tensor<4> {
+    let rotate = tables.is_some();
+    // Without rotation the tables are not read; `x` stands in for them.
+    let (cos, sin) = tables.unwrap_or_else(|| (x.clone().unsqueeze(), x.clone().unsqueeze()));
+    let out = <burn::backend::Dispatch as HeadsBackend>::xwin_heads(
+        x.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        heads,
+        rotate,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// Sizes of one call.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn of(x: &FlexTensor, heads: usize) -> Self {
+        let shape = x.layout().shape();
+        assert_eq!(shape.num_dims(), 3, "split_heads input is 3-d");
+        assert_eq!(
+            shape[2] % heads,
+            0,
+            "split_heads: width not a multiple of heads"
+        );
+        Self {
+            batch: shape[0],
+            seq: shape[1],
+            heads,
+            head_dim: shape[2] / heads,
+        }
+    }
+
+    fn out_shape(&self) -> Shape {
+        Shape::from([self.batch, self.heads, self.seq, self.head_dim])
+    }
+
+    fn in_shape(&self) -> Shape {
+        Shape::from([self.batch, self.seq, self.heads * self.head_dim])
+    }
+}
+
+/// The rotation tables of one call, or none.
+type Tables<'a> = Option<(&'a [f32], &'a [f32])>;
+
+/// `out[b, h, s, i] = x[b, s, h, i]·cos[b, s, i] + x[b, s, h, (i + d/2) mod d]·sin[b, s, i]`
+/// (or the plain copy without tables); `inverse` computes the gradient instead:
+/// `dx[b, s, h, j] = dy[b, h, s, j]·cos[j] + dy[b, h, s, j']·sin[j']` with `j' = (j + d/2) mod d`.
+fn transform(d: Dims, src: &[f32], tables: Tables<'_>, inverse: bool) -> Vec<f32> {
+    let (seq, heads, hd) = (d.seq, d.heads, d.head_dim);
+    let half = hd / 2;
+    let mut dst = vec![0.0f32; src.len()];
+    // One task per (batch, position): it reads or writes that row of `[b, s, h·d]`.
+    let rows: Vec<(usize, usize)> = (0..d.batch)
+        .flat_map(|b| (0..seq).map(move |s| (b, s)))
+        .collect();
+    let dst_ptr = SharedOutput(dst.as_mut_ptr());
+    rows.par_iter().for_each(|&(b, s)| {
+        let dst_ptr = &dst_ptr;
+        let t = (b * seq + s) * hd;
+        for h in 0..heads {
+            let row = ((b * seq + s) * heads + h) * hd; // in [b, s, h, d]
+            let head = ((b * heads + h) * seq + s) * hd; // in [b, h, s, d]
+            let (from, to) = if inverse { (head, row) } else { (row, head) };
+            // SAFETY: each (b, s, h) writes its own `hd` elements of `dst`, disjoint across
+            // tasks; the index is within `dst` (same size as `src`).
+            let out = unsafe { std::slice::from_raw_parts_mut(dst_ptr.0.add(to), hd) };
+            let x = &src[from..from + hd];
+            match tables {
+                None => out.copy_from_slice(x),
+                Some((cos, sin)) => {
+                    let (cos, sin) = (&cos[t..t + hd], &sin[t..t + hd]);
+                    for i in 0..hd {
+                        let j = (i + half) % hd;
+                        out[i] = if inverse {
+                            x[i] * cos[i] + x[j] * sin[j]
+                        } else {
+                            x[i] * cos[i] + x[j] * sin[i]
+                        };
+                    }
+                }
+            }
+        }
+    });
+    dst
+}
+
+/// The output buffer, written by every task at disjoint places.
+struct SharedOutput(*mut f32);
+// SAFETY: only used to let tasks write disjoint parts of one buffer.
+unsafe impl Sync for SharedOutput {}
+
+fn tables<'a>(cos: &'a FlexTensor, sin: &'a FlexTensor, rotate: bool) -> Tables<'a> {
+    rotate.then(|| (f32s(cos), f32s(sin)))
+}
+
+impl HeadsBackend for Flex {
+    fn xwin_heads(
+        x: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        heads: usize,
+        rotate: bool,
+    ) -> FlexTensor {
+        let (x, cos, sin) = (x.to_contiguous(), cos.to_contiguous(), sin.to_contiguous());
+        let d = Dims::of(&x, heads);
+        flex(
+            transform(d, f32s(&x), tables(&cos, &sin, rotate), false),
+            d.out_shape(),
+        )
+    }
+}
+
+/// The backward step; its state is the tables (when rotating) and the sizes.
+#[derive(Debug)]
+struct HeadsBackward;
+
+impl Backward<Flex, 1> for HeadsBackward {
+    type State = (FlexTensor, FlexTensor, bool, usize, [usize; 3]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (cos, sin, rotate, heads, [batch, seq, width]) = ops.state;
+        let d_out = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let d = Dims {
+            batch,
+            seq,
+            heads,
+            head_dim: width / heads,
+        };
+        let [x_node] = ops.parents;
+        if let Some(node) = x_node {
+            let d_x = transform(d, f32s(&d_out), tables(&cos, &sin, rotate), true);
+            grads.register::<Flex>(node.id, flex(d_x, d.in_shape()));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> HeadsBackend for Autodiff<Flex, C> {
+    fn xwin_heads(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        signed_sin: FloatTensor<Self>,
+        heads: usize,
+        rotate: bool,
+    ) -> FloatTensor<Self> {
+        let guards = [x.node()];
+        let x = x.into_primitive().to_contiguous();
+        let cos = cos.into_primitive().to_contiguous();
+        let sin = signed_sin.into_primitive().to_contiguous();
+        let d = Dims::of(&x, heads);
+        let out = flex(
+            transform(d, f32s(&x), tables(&cos, &sin, rotate), false),
+            d.out_shape(),
+        );
+        match HeadsBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let sizes = [d.batch, d.seq, d.heads * d.head_dim];
+                // Without rotation the stand-ins are `x` itself: not kept for backward.
+                let (cos, sin) = if rotate {
+                    (cos, sin)
+                } else {
+                    let none = || FlexTensor::empty(Shape::from([0]), burn::tensor::DType::F32);
+                    (none(), none())
+                };
+                prep.finish((cos, sin, rotate, heads, sizes), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}

@@ -103,7 +103,7 @@ impl Attention {
         // under autodiff, 9× burn's inference kernel; docs/benchmarks.md). Elsewhere training
         // builds a graph, where our composite beats burn's fallback (see `attention_with_bias`),
         // and inference keeps burn's kernel.
-        let out = if fused_ops_apply(&device, q.dtype()) {
+        let out = if fused {
             let keys = k.dims()[2];
             fused_causal_attention(q, k, v, mask.key_valid(keys, &device))
         } else if q.is_tracked() {

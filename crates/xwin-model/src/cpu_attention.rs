@@ -195,7 +195,6 @@ pub fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], d_out: &[f32]) -> Gradi
     assert_eq!(d_out.len(), x.q.len(), "d_out");
     assert_eq!(out.len(), x.q.len(), "out");
     assert_eq!(lse.len(), d.batch * d.heads * d.seq_q, "lse");
-    let (saved_out, saved_lse) = (out, lse);
     let mut d_q = vec![0.0f32; x.q.len()];
     let mut d_k = vec![0.0f32; x.k.len()];
     let mut d_v = vec![0.0f32; x.v.len()];
@@ -220,8 +219,8 @@ pub fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], d_out: &[f32]) -> Gradi
                 for i0 in (0..d.seq_q).step_by(BLOCK_Q) {
                     let i1 = (i0 + BLOCK_Q).min(d.seq_q);
                     let m = i1 - i0;
-                    let lse = &saved_lse[head + i0..head + i1];
-                    let n = x.probabilities(b, h, i0, i1, &mut p, Lse::Given(lse));
+                    let lse_blk = &lse[head + i0..head + i1];
+                    let n = x.probabilities(b, h, i0, i1, &mut p, Lse::Given(lse_blk));
                     let span = (head + i0) * dh..(head + i1) * dh;
                     let (q_blk, do_blk) = (&x.q[span.clone()], &d_out[span]);
                     // dP = dO · v[..n]ᵀ
@@ -233,10 +232,9 @@ pub fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], d_out: &[f32]) -> Gradi
                         Output::SET,
                     );
                     // dS = P ∘ (dP − rowsum(dO ∘ O))
-                    let o = &saved_out[(head + i0) * dh..(head + i1) * dh];
-                    let dout = do_blk;
+                    let o = &out[(head + i0) * dh..(head + i1) * dh];
                     for r in 0..m {
-                        let delta = dot(&dout[r * dh..(r + 1) * dh], &o[r * dh..(r + 1) * dh]);
+                        let delta = dot(&do_blk[r * dh..(r + 1) * dh], &o[r * dh..(r + 1) * dh]);
                         let (ds_row, p_row) = (&mut ds[r * n..(r + 1) * n], &p[r * n..(r + 1) * n]);
                         for (s, &pr) in ds_row.iter_mut().zip(p_row) {
                             *s = pr * (*s - delta);

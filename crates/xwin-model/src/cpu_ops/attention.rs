@@ -1,12 +1,12 @@
 //! [`crate::cpu_attention`] as a burn operation: forward only on `Flex`, and on
 //! `Autodiff<Flex, C>` a forward saving the output and log-sum-exp, then the fused backward.
 
-use super::{f32s, flex};
+use super::{f32s, flex, record};
 use crate::cpu_attention::{self, AttentionDims, Inputs};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
@@ -168,21 +168,11 @@ impl<C: CheckpointStrategy> CausalAttentionBackend for Autodiff<Flex, C> {
             key_valid.into_primitive(),
             scale,
         );
-        match AttentionBackward
-            .prepare::<C>(guards)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let saved = cpu_attention::forward(operands.inputs());
-                let out = flex(saved.out, operands.q_shape());
-                let state = (Arc::new(operands), out.clone(), Arc::new(saved.lse));
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => {
-                let out = cpu_attention::forward(operands.inputs()).out;
-                prep.finish(flex(out, operands.q_shape()))
-            }
-        }
+        let saved = cpu_attention::forward(operands.inputs());
+        let out = flex(saved.out, operands.q_shape());
+        let kept = out.clone();
+        record::<3, _, C>(AttentionBackward, guards, out, || {
+            (Arc::new(operands), kept, Arc::new(saved.lse))
+        })
     }
 }

@@ -4,11 +4,11 @@
 //! composite under autodiff ran a transposing copy, two slices, a concatenation, two products
 //! and a sum, each tracked.
 
-use super::{f32s, flex};
+use super::{f32s, flex, record};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
@@ -44,8 +44,11 @@ pub fn split_heads(
     tables: Option<(Tensor<4>, Tensor<4>)>,
 ) -> Tensor<4> {
     let rotate = tables.is_some();
-    // Without rotation the tables are not read; `x` stands in for them.
-    let (cos, sin) = tables.unwrap_or_else(|| (x.clone().unsqueeze(), x.clone().unsqueeze()));
+    // Without rotation the tables are not read; an untracked scalar stands in for them.
+    let (cos, sin) = tables.unwrap_or_else(|| {
+        let none = || Tensor::zeros([1, 1, 1, 1], &x.device().inner());
+        (none(), none())
+    });
     let out = <burn::backend::Dispatch as HeadsBackend>::xwin_heads(
         x.into_dispatch(),
         cos.into_dispatch(),
@@ -167,20 +170,15 @@ impl HeadsBackend for Flex {
 struct HeadsBackward;
 
 impl Backward<Flex, 1> for HeadsBackward {
-    type State = (FlexTensor, FlexTensor, bool, usize, [usize; 3]);
+    type State = (Option<(FlexTensor, FlexTensor)>, Dims);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (cos, sin, rotate, heads, [batch, seq, width]) = ops.state;
+        let (kept, d) = ops.state;
         let d_out = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let d = Dims {
-            batch,
-            seq,
-            heads,
-            head_dim: width / heads,
-        };
         let [x_node] = ops.parents;
         if let Some(node) = x_node {
-            let d_x = transform(d, f32s(&d_out), tables(&cos, &sin, rotate), true);
+            let tables = kept.as_ref().map(|(cos, sin)| (f32s(cos), f32s(sin)));
+            let d_x = transform(d, f32s(&d_out), tables, true);
             grads.register::<Flex>(node.id, flex(d_x, d.in_shape()));
         }
     }
@@ -203,23 +201,8 @@ impl<C: CheckpointStrategy> HeadsBackend for Autodiff<Flex, C> {
             transform(d, f32s(&x), tables(&cos, &sin, rotate), false),
             d.out_shape(),
         );
-        match HeadsBackward
-            .prepare::<C>(guards)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let sizes = [d.batch, d.seq, d.heads * d.head_dim];
-                // Without rotation the stand-ins are `x` itself: not kept for backward.
-                let (cos, sin) = if rotate {
-                    (cos, sin)
-                } else {
-                    let none = || FlexTensor::empty(Shape::from([0]), burn::tensor::DType::F32);
-                    (none(), none())
-                };
-                prep.finish((cos, sin, rotate, heads, sizes), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        // Only the tables are needed backward (none without rotation).
+        let kept = rotate.then_some((cos, sin));
+        record::<1, _, C>(HeadsBackward, guards, out, || (kept, d))
     }
 }

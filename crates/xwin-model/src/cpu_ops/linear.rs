@@ -2,12 +2,12 @@
 //! products split their work between the cores by hand ([`crate::matmul::split_product`]),
 //! where burn's matmul leaves the split to `gemm`'s Rayon scheduling.
 
-use super::{f32s, flex};
+use super::{f32s, flex, record};
 use crate::matmul::{Operand, Output, split_product};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
@@ -109,16 +109,7 @@ impl<C: CheckpointStrategy> LinearBackend for Autodiff<Flex, C> {
         let guards = [x.node(), weight.node()];
         let x = x.into_primitive().to_contiguous();
         let weight = weight.into_primitive().to_contiguous();
-        match LinearBackward
-            .prepare::<C>(guards)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = forward(&x, &weight);
-                prep.finish((x, weight), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward(&x, &weight)),
-        }
+        let y = forward(&x, &weight);
+        record::<2, _, C>(LinearBackward, guards, y, || (x, weight))
     }
 }

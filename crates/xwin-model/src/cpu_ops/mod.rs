@@ -14,8 +14,11 @@ pub use heads::{HeadsBackend, split_heads};
 pub use linear::{LinearBackend, linear};
 pub use swiglu::{SwiGluBackend, silu_mul};
 
-use burn::backend::DispatchDevice;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::ops::{Backward, NodeGuard, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, DispatchDevice, Flex};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
 /// Whether the fused CPU operations run for tensors on `device` of type `dtype`: f32 on the
@@ -42,6 +45,24 @@ pub fn project<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor
         linear(x, weight)
     } else {
         layer.forward(x)
+    }
+}
+
+/// The autodiff side of every op here: `out` computed, the backward step registered with the
+/// state `state` builds when some input wants a gradient (nothing kept otherwise).
+fn record<const N: usize, B, C>(
+    backward: B,
+    inputs: [NodeGuard; N],
+    out: FlexTensor,
+    state: impl FnOnce() -> B::State,
+) -> FloatTensor<Autodiff<Flex, C>>
+where
+    B: Backward<Flex, N>,
+    C: CheckpointStrategy,
+{
+    match backward.prepare::<C>(inputs).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state(), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }
 

@@ -2,12 +2,12 @@
 //! where burn's composite under autodiff tracked four (sigmoid through `exp`, two products)
 //! and took 23 ms fwd+bwd on an 8 × 256 × 688 activation.
 
-use super::{f32s, flex};
+use super::{f32s, flex, record};
 use crate::vecmath;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
@@ -74,16 +74,7 @@ impl<C: CheckpointStrategy> SwiGluBackend for Autodiff<Flex, C> {
         let guards = [gate.node(), up.node()];
         let gate = gate.into_primitive().to_contiguous();
         let up = up.into_primitive().to_contiguous();
-        match SwiGluBackward
-            .prepare::<C>(guards)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let out = forward(&gate, &up);
-                prep.finish((gate, up), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward(&gate, &up)),
-        }
+        let out = forward(&gate, &up);
+        record::<2, _, C>(SwiGluBackward, guards, out, || (gate, up))
     }
 }

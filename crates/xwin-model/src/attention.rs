@@ -71,7 +71,7 @@ impl Attention {
         x: Tensor<3>,
         rope: &RotaryEmbedding,
         tables: &RopeTables,
-        mask: &KeyMask,
+        mask: &KeyMask<'_>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
@@ -176,17 +176,17 @@ const EMPTY_ROW: f64 = 1e-15;
 /// # Shapes
 /// - key_valid `[batch, keys]`; padding and bias `[batch, heads, seq, keys]` (true = hidden)
 #[derive(Debug)]
-pub struct KeyMask {
-    layout: BatchLayout,
+pub struct KeyMask<'a> {
+    layout: &'a BatchLayout,
     key_valid: OnceCell<Tensor<2>>,
     padding: OnceCell<Option<Tensor<4, Bool>>>,
     bias: OnceCell<Tensor<4>>,
 }
 
-impl KeyMask {
-    pub fn new(layout: &BatchLayout) -> Self {
+impl<'a> KeyMask<'a> {
+    pub fn new(layout: &'a BatchLayout) -> Self {
         Self {
-            layout: layout.clone(),
+            layout,
             key_valid: OnceCell::new(),
             padding: OnceCell::new(),
             bias: OnceCell::new(),

@@ -72,7 +72,7 @@ pub struct DecoderLayer {
 struct LayerInputs<'a> {
     rope: &'a RotaryEmbedding,
     tables: crate::rope::RopeTables,
-    mask: KeyMask,
+    mask: KeyMask<'a>,
 }
 
 impl DecoderLayer {

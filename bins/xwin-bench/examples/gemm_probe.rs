@@ -124,8 +124,7 @@ fn main() {
     }
 }
 
-#[allow(dead_code)]
-pub fn burn_probe() {
+fn burn_probe() {
     use burn::tensor::{Device, Distribution, Tensor};
     let device = Device::flex();
     let t = |s: [usize; 2]| Tensor::<2>::random(s, Distribution::Default, &device);

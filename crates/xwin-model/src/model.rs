@@ -89,11 +89,35 @@ impl DecoderLayer {
             &ctx.mask,
             cache,
         );
-        let x = x + attn;
+        self.mlp_block(x + attn)
+    }
+
+    /// The residual MLP half of the layer.
+    fn mlp_block(&self, x: Tensor<3>) -> Tensor<3> {
         let mlp = self
             .mlp
             .forward(self.post_attention_layernorm.forward(x.clone()));
         x + mlp
+    }
+
+    /// The layer's output at the flat positions `rows` (`batch index × seq + position`) only:
+    /// attention runs over every position (its keys and values are needed), the MLP only at
+    /// `rows`.
+    ///
+    /// # Shapes
+    /// - x `[batch, seq, hidden]`, rows `[n]` → `[n, hidden]`
+    fn forward_at(&self, x: Tensor<3>, ctx: &LayerInputs<'_>, rows: Tensor<1, Int>) -> Tensor<2> {
+        let attn = self.self_attn.forward(
+            self.input_layernorm.forward(x.clone()),
+            ctx.rope,
+            &ctx.tables,
+            &ctx.mask,
+            None,
+        );
+        let [b, s, h] = x.dims();
+        let picked = (x + attn).reshape([b * s, h]).select(0, rows);
+        let n = picked.dims()[0];
+        self.mlp_block(picked.reshape([1, n, h])).reshape([n, h])
     }
 
     fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {
@@ -181,12 +205,7 @@ impl LlamaModel {
         layout: &BatchLayout,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
-        let device = ids.device();
-        let ctx = LayerInputs {
-            rope: &self.rope,
-            tables: self.rope.tables(&layout.positions, &device),
-            mask: KeyMask::new(layout),
-        };
+        let ctx = self.layer_inputs(layout, &ids.device());
         let mut x = self.embed_tokens.forward(ids);
         match cache {
             Some(cache) => {
@@ -204,6 +223,42 @@ impl LlamaModel {
             }
         }
         self.norm.forward(x)
+    }
+
+    fn layer_inputs<'a>(&'a self, layout: &'a BatchLayout, device: &Device) -> LayerInputs<'a> {
+        LayerInputs {
+            rope: &self.rope,
+            tables: self.rope.tables(&layout.positions, device),
+            mask: KeyMask::new(layout),
+        }
+    }
+
+    /// Final hidden states at the flat positions `rows` (`batch index × seq + position`)
+    /// only, for a head that reads a few positions (the reward model reads one per row). The
+    /// last layer's MLP, which only those positions' outputs need, runs at them alone: 1/`seq`
+    /// of its work for the reward model. No cache.
+    ///
+    /// # Shapes
+    /// - ids `[batch, seq]`, rows `[n]` → hidden `[n, hidden]`
+    pub fn hidden_at(
+        &self,
+        ids: Tensor<2, Int>,
+        layout: &BatchLayout,
+        rows: Tensor<1, Int>,
+    ) -> Tensor<2> {
+        let ctx = self.layer_inputs(layout, &ids.device());
+        let x = self.embed_tokens.forward(ids);
+        let picked = match self.layers.split_last() {
+            Some((last, rest)) => {
+                let x = rest.iter().fold(x, |x, layer| layer.forward(x, &ctx, None));
+                last.forward_at(x, &ctx, rows)
+            }
+            None => {
+                let [b, s, h] = x.dims();
+                x.reshape([b * s, h]).select(0, rows)
+            }
+        };
+        self.norm.forward(picked)
     }
 
     pub(crate) fn hf_tensors(&self, out: &mut HfTensors) {

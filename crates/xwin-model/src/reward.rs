@@ -84,15 +84,14 @@ impl LlamaForReward {
         let last = last_real_tokens(attention, ids.len(), seq)?;
         let tensor: Tensor<2, Int> = ids_tensor(ids, self.config.vocab_size, device)?;
         let layout = BatchLayout::from_attention_mask(attention)?;
-        let hidden = self.model.forward(tensor, &layout, None);
-        let [b, s, h] = hidden.dims();
+        let b = ids.len();
         let rows: Vec<i64> = last
             .iter()
             .enumerate()
-            .map(|(r, &t)| (r * s + t) as i64)
+            .map(|(r, &t)| (r * seq + t) as i64)
             .collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), device);
-        let pooled = hidden.reshape([b * s, h]).select(0, index);
+        let pooled = self.model.hidden_at(tensor, &layout, index);
         Ok(self.score.forward(pooled).reshape([b]))
     }
 

@@ -5,6 +5,7 @@
 //! and a sum, each tracked.
 
 use super::{f32s, flex, record};
+use crate::vecmath::written;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -14,6 +15,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::{Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Head split with an optional rotary embedding, as one operation.
 #[backend_extension(Flex, Autodiff)]
@@ -103,44 +105,50 @@ type Tables<'a> = Option<(&'a [f32], &'a [f32])>;
 fn transform(d: Dims, src: &[f32], tables: Tables<'_>, inverse: bool) -> Vec<f32> {
     let (seq, heads, hd) = (d.seq, d.heads, d.head_dim);
     let half = hd / 2;
-    let mut dst = vec![0.0f32; src.len()];
     // One task per (batch, position): it reads or writes that row of `[b, s, h·d]`.
     let rows: Vec<(usize, usize)> = (0..d.batch)
         .flat_map(|b| (0..seq).map(move |s| (b, s)))
         .collect();
-    let dst_ptr = SharedOutput(dst.as_mut_ptr());
-    rows.par_iter().for_each(|&(b, s)| {
-        let dst_ptr = &dst_ptr;
-        let t = (b * seq + s) * hd;
-        for h in 0..heads {
-            let row = ((b * seq + s) * heads + h) * hd; // in [b, s, h, d]
-            let head = ((b * heads + h) * seq + s) * hd; // in [b, h, s, d]
-            let (from, to) = if inverse { (head, row) } else { (row, head) };
-            // SAFETY: each (b, s, h) writes its own `hd` elements of `dst`, disjoint across
-            // tasks; the index is within `dst` (same size as `src`).
-            let out = unsafe { std::slice::from_raw_parts_mut(dst_ptr.0.add(to), hd) };
-            let x = &src[from..from + hd];
-            match tables {
-                None => out.copy_from_slice(x),
-                Some((cos, sin)) => {
-                    let (cos, sin) = (&cos[t..t + hd], &sin[t..t + hd]);
-                    for i in 0..hd {
-                        let j = (i + half) % hd;
-                        out[i] = if inverse {
-                            x[i] * cos[i] + x[j] * sin[j]
-                        } else {
-                            x[i] * cos[i] + x[j] * sin[i]
-                        };
+    let fill = |dst: &mut [MaybeUninit<f32>]| {
+        let dst_ptr = SharedOutput(dst.as_mut_ptr());
+        rows.par_iter().for_each(|&(b, s)| {
+            let dst_ptr = &dst_ptr;
+            let t = (b * seq + s) * hd;
+            for h in 0..heads {
+                let row = ((b * seq + s) * heads + h) * hd; // in [b, s, h, d]
+                let head = ((b * heads + h) * seq + s) * hd; // in [b, h, s, d]
+                let (from, to) = if inverse { (head, row) } else { (row, head) };
+                // SAFETY: each (b, s, h) writes its own `hd` elements of `dst`, disjoint
+                // across tasks; the index is within `dst` (same size as `src`).
+                let out = unsafe { std::slice::from_raw_parts_mut(dst_ptr.0.add(to), hd) };
+                let x = &src[from..from + hd];
+                match tables {
+                    None => {
+                        for (o, &v) in out.iter_mut().zip(x) {
+                            o.write(v);
+                        }
+                    }
+                    Some((cos, sin)) => {
+                        let (cos, sin) = (&cos[t..t + hd], &sin[t..t + hd]);
+                        for (i, o) in out.iter_mut().enumerate() {
+                            let j = (i + half) % hd;
+                            o.write(if inverse {
+                                x[i] * cos[i] + x[j] * sin[j]
+                            } else {
+                                x[i] * cos[i] + x[j] * sin[i]
+                            });
+                        }
                     }
                 }
             }
-        }
-    });
-    dst
+        })
+    };
+    // SAFETY: the (b, s, h) blocks of `hd` elements cover all of `dst`, and each is written.
+    unsafe { written(src.len(), fill) }
 }
 
 /// The output buffer, written by every task at disjoint places.
-struct SharedOutput(*mut f32);
+struct SharedOutput(*mut MaybeUninit<f32>);
 // SAFETY: only used to let tasks write disjoint parts of one buffer.
 unsafe impl Sync for SharedOutput {}
 

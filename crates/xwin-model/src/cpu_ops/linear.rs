@@ -3,7 +3,7 @@
 //! where burn's matmul leaves the split to `gemm`'s Rayon scheduling.
 
 use super::{f32s, flex, record};
-use crate::matmul::{Operand, Output, split_product};
+use crate::matmul::{Operand, split_product};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -45,13 +45,10 @@ fn rows_of(x: &FlexTensor) -> (usize, usize) {
 fn forward(x: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
     let (rows, d_in) = rows_of(x);
     let d_out = weight.layout().shape()[1];
-    let mut y = vec![0.0f32; rows * d_out];
-    split_product(
+    let y = split_product(
         (rows, d_out, d_in),
-        &mut y,
         Operand::rows(f32s(x), d_in),
         Operand::rows(f32s(weight), d_out),
-        Output::SET,
     );
     let mut dims = x.layout().shape().to_vec();
     *dims.last_mut().expect("x has dimensions") = d_out;
@@ -79,25 +76,19 @@ impl Backward<Flex, 2> for LinearBackward {
         let [x_node, weight_node] = ops.parents;
         if let Some(node) = x_node {
             // dX = dY · Wᵀ
-            let mut d_x = vec![0.0f32; rows * d_in];
-            split_product(
+            let d_x = split_product(
                 (rows, d_in, d_out),
-                &mut d_x,
                 Operand::rows(f32s(&d_y), d_out),
                 Operand::transposed(f32s(&weight), d_out),
-                Output::SET,
             );
             grads.register::<Flex>(node.id, flex(d_x, x.layout().shape().clone()));
         }
         if let Some(node) = weight_node {
             // dW = Xᵀ · dY
-            let mut d_w = vec![0.0f32; d_in * d_out];
-            split_product(
+            let d_w = split_product(
                 (d_in, d_out, rows),
-                &mut d_w,
                 Operand::transposed(f32s(&x), d_in),
                 Operand::rows(f32s(&d_y), d_out),
-                Output::SET,
             );
             grads.register::<Flex>(node.id, flex(d_w, weight.layout().shape().clone()));
         }

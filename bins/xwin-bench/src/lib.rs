@@ -22,6 +22,9 @@ pub enum BenchSize {
     /// Llama-2-7B's layer and vocabulary shapes with 2 of its 32 layers (for memory).
     #[value(name = "7b-2l")]
     Llama7bTwoLayers,
+    /// Llama-2-7B itself (for `memory`; too large to time on a CPU).
+    #[value(name = "7b")]
+    Llama7b,
 }
 
 impl BenchSize {
@@ -43,6 +46,7 @@ impl BenchSize {
                 num_hidden_layers: 2,
                 ..LlamaConfig::llama2_7b()
             },
+            Self::Llama7b => LlamaConfig::llama2_7b(),
         }
     }
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use xwin_bench::{BenchSize, full_loss_batch, median, time, token_ids, train_step_seconds};
 use xwin_model::{BatchLayout, GenerationConfig, LlamaForCausalLM, generate, parse_device};
+use xwin_train::{Head, MemoryEstimate, StepShape};
 
 #[derive(Parser)]
 #[command(name = "xwin-bench")]
@@ -47,6 +48,19 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 512)]
         seq: usize,
+    },
+    /// The memory estimate every training stage logs at start, for the model of `--size`
+    /// (`7b` for Llama-2-7B) on steps of `batch` rows of `seq` tokens: nothing is allocated.
+    Memory {
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 512)]
+        seq: usize,
+        #[arg(long, default_value_t = 1)]
+        grad_accum: usize,
+        /// The reward model's score head instead of the LM head.
+        #[arg(long)]
+        reward: bool,
     },
     /// Reward-model training step (chosen and rejected in one forward, Bradley–Terry loss,
     /// backward, AdamW): tokens/s and pairs/s.
@@ -127,6 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let model = LlamaForCausalLM::random(&config, &device);
             let data = full_loss_batch(batch, seq, config.vocab_size);
             let step_s = train_step_seconds(model, &data, &device, cli.repeats);
+            let estimate = MemoryEstimate::new(&config, &lm_step(batch, seq, 1));
             println!(
                 "{}",
                 json!({
@@ -135,8 +150,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "batch": batch, "seq": seq,
                     "train_step": { "median_s": step_s, "tokens_per_s": (batch * seq) as f64 / step_s },
                     "peak_rss_mib": peak_rss_mib(),
+                    "estimated_peak_mib": estimate.peak() as f64 / MIB,
                 })
             );
+        }
+        Command::Memory {
+            batch,
+            seq,
+            grad_accum,
+            reward,
+        } => {
+            let mut shape = lm_step(batch, seq, grad_accum);
+            if reward {
+                shape.head = Head::Score;
+            }
+            print!("{}", MemoryEstimate::new(&config, &shape));
         }
         Command::Rm { pairs, seq } => {
             let device = device.autodiff();
@@ -320,6 +348,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// A step of `batch` full rows of `seq` tokens through the LM head, every next token scored.
+fn lm_step(batch: usize, seq: usize, grad_accum: usize) -> StepShape {
+    StepShape {
+        tokens: batch * seq,
+        head: Head::Lm {
+            scored: batch * seq.saturating_sub(1),
+        },
+        grad_accum,
+    }
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.

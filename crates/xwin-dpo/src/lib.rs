@@ -23,7 +23,7 @@ use xwin_model::{load_causal_lm, parse_device};
 use xwin_rm::PairFormat;
 use xwin_train::{
     CheckpointPolicy, EpochPlan, LoopConfig, ModelSection, StageDir, StageError, StepMetrics,
-    TrainError, base_fingerprint, export_model, run_fingerprint, train,
+    StepShape, TrainError, base_fingerprint, export_model, run_fingerprint, train,
 };
 
 /// Errors of the DPO stage.
@@ -323,6 +323,11 @@ pub fn run_dpo(
     };
     let (batches, eval) = (batched(&train_pairs)?, batched(&eval_pairs)?);
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
+    StepShape::lm(
+        batches.iter().map(|b| (&b.ids[..], &b.mask[..])),
+        config.train.grad_accum,
+    )
+    .log_estimate(model.config(), &device);
     let run = out.run(
         plan.total_steps(),
         &device,

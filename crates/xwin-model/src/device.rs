@@ -25,3 +25,11 @@ pub fn parse_device(name: &str) -> Result<Device> {
         ))),
     }
 }
+
+/// Whether `device` is the CPU backend (burn Flex), with or without autodiff.
+pub fn is_cpu(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
+}

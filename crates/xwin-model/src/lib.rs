@@ -35,7 +35,7 @@ pub mod vecmath;
 
 pub use checkpoint::Checkpoint;
 pub use config::{LlamaConfig, RopeScaling};
-pub use device::parse_device;
+pub use device::{is_cpu, parse_device};
 pub use error::{ModelError, Result};
 pub use fused_loss::{lm_head_nll_mean, lm_head_nll_sum};
 pub use generate::{GenerationConfig, Generations, generate, text_seed};

@@ -21,7 +21,7 @@ use xwin_model::{
 };
 use xwin_train::{
     CheckpointPolicy, EpochPlan, LoopConfig, ModelSection, StageDir, StageError, StepMetrics,
-    TrainError, export_files, run_fingerprint, train,
+    StepShape, TrainError, export_files, run_fingerprint, train,
 };
 
 /// Errors of the reward-model stage.
@@ -246,6 +246,8 @@ pub fn run_rm(
         b.seed,
     );
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
+    StepShape::score(batches.iter().map(|b| &b.ids[..]), config.train.grad_accum)
+        .log_estimate(model.config(), &device);
     let run = out.run(
         plan.total_steps(),
         &device,

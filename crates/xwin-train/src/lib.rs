@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod epochs;
 pub mod fused_adamw;
+pub mod memory;
 pub mod objective;
 pub mod optim;
 pub mod schedule;
@@ -16,6 +17,7 @@ pub mod trainer;
 pub use checkpoint::{CheckpointError, CheckpointPolicy, Checkpointing, LoopState};
 pub use epochs::EpochPlan;
 pub use fused_adamw::FusedAdamW;
+pub use memory::{Head, MemoryEstimate, StepShape, available_host_memory};
 pub use objective::{Evaluation, FnObjective, MessageError, MicroLoss, Objective};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};

@@ -4,6 +4,7 @@
 
 use crate::checkpoint::CheckpointPolicy;
 use crate::epochs::EpochPlan;
+use crate::memory::StepShape;
 use crate::objective::{Evaluation, MicroLoss, Objective};
 use crate::sft_loss::{num_targets, sft_loss_sum};
 pub use crate::stage::ModelSection;
@@ -387,6 +388,11 @@ pub fn finetune(
         steps = total,
         "finetuning data ready"
     );
+    StepShape::lm(
+        batches.iter().map(|b| (&b.ids[..], &b.loss_mask[..])),
+        run.train.grad_accum,
+    )
+    .log_estimate(model.config(), &device);
     let loop_run = out.run(
         total,
         &device,

@@ -18,17 +18,13 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, NodeGuard, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, DispatchDevice, Flex};
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
 /// Whether the fused CPU operations run for tensors on `device` of type `dtype`: f32 on the
 /// CPU backend (with or without autodiff).
 pub fn fused_ops_apply(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::Flex(_)
-        )
+    dtype == DType::F32 && crate::device::is_cpu(device)
 }
 
 /// `layer.forward(x)`, through [`linear`] where the fused ops apply and the layer has no bias

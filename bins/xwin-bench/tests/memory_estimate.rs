@@ -1,0 +1,32 @@
+//! The memory estimate every training stage logs at start against the measured peak resident
+//! memory of real training steps (`xwin-bench train`, one process per shape so that each
+//! peak is its own), at two batch sizes so that the per-token part is checked, not only the
+//! per-parameter part. Tolerance 12 %: the allocator's slack at the peak varies between 11
+//! and 35 % of the live tensors over the shapes measured (`docs/benchmarks.md`).
+
+use std::process::Command;
+
+fn measured_and_estimated(batch: usize, seq: usize) -> (f64, f64) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xwin-bench"))
+        .args(["train", "--repeats", "1", "--size", "21m"])
+        .args(["--batch", &batch.to_string(), "--seq", &seq.to_string()])
+        .output()
+        .expect("run xwin-bench");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let mib = |k: &str| report[k].as_f64().unwrap_or_else(|| panic!("{k} in {report}"));
+    (mib("peak_rss_mib"), mib("estimated_peak_mib"))
+}
+
+#[test]
+fn estimate_is_within_twelve_percent_of_the_measured_peak() {
+    for (batch, seq) in [(2, 256), (8, 512)] {
+        let (measured, estimated) = measured_and_estimated(batch, seq);
+        let ratio = estimated / measured;
+        eprintln!("{batch} x {seq}: measured {measured:.0} MiB, estimated {estimated:.0} MiB");
+        assert!(
+            (ratio - 1.0).abs() <= 0.12,
+            "{batch} x {seq}: estimate {estimated:.0} MiB vs peak {measured:.0} MiB"
+        );
+    }
+}

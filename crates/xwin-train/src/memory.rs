@@ -1,0 +1,229 @@
+//! How much memory a training run needs, estimated before it starts from the model's shape and
+//! the largest micro-batch, so that a user learns whether a run fits before loading 7B
+//! parameters. Every stage logs it at start; `xwin-bench memory` prints it for any size.
+//!
+//! The model follows what this code keeps, in f32: weights, AdamW's two moments, the gradients,
+//! the accumulated gradients when a step has several micro-batches, and what the autodiff
+//! graph saves per token and layer for the backward pass (see [`MemoryEstimate::new`]). It was
+//! checked against the peak resident memory of CPU training steps (`xwin-bench train
+//! --size ...`, which prints both; `docs/benchmarks.md`).
+
+use burn::tensor::Device;
+use std::fmt;
+use xwin_model::LlamaConfig;
+
+const F32: u64 = 4;
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Besides tensors: the binary, burn's and Rayon's runtime (measured on the CPU; a GPU adds
+/// its driver context, which this does not count).
+const RUNTIME_BYTES: u64 = 150 << 20;
+
+/// Memory the allocator holds beyond the live tensors at the peak, as a share of them: freed
+/// blocks kept for reuse that the next sizes do not fit (11–35 % measured with mimalloc on
+/// the CPU at 21M–7B shapes; live tensors from `cargo run -p xwin-bench --example
+/// memory_probe`, resident memory from `xwin-bench train`).
+const SLACK: f64 = 0.15;
+
+/// The head a step trains through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// The LM head over the vocabulary (SFT, RS, DPO), scoring this many positions of the
+    /// largest micro-batch.
+    Lm { scored: usize },
+    /// A reward model's one-output score head (no LM head at all).
+    Score,
+}
+
+/// The shape of a step as far as memory goes.
+#[derive(Debug, Clone, Copy)]
+pub struct StepShape {
+    /// Token positions (rows × padded length) of the largest micro-batch.
+    pub tokens: usize,
+    pub head: Head,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+}
+
+impl StepShape {
+    /// The largest micro-batch of rows `ids` trained through the LM head, scoring the
+    /// positions `mask` marks (the first position of a row predicts nothing).
+    pub fn lm<'a>(
+        batches: impl IntoIterator<Item = (&'a [Vec<u32>], &'a [Vec<bool>])>,
+        grad_accum: usize,
+    ) -> Self {
+        let (mut tokens, mut scored) = (0, 0);
+        for (ids, mask) in batches {
+            tokens = tokens.max(ids.iter().map(Vec::len).sum());
+            scored = scored.max(
+                mask.iter()
+                    .map(|r| r.iter().skip(1).filter(|m| **m).count())
+                    .sum(),
+            );
+        }
+        Self {
+            tokens,
+            head: Head::Lm { scored },
+            grad_accum,
+        }
+    }
+
+    /// The largest micro-batch of rows `ids` trained through a reward model's score head.
+    pub fn score<'a>(batches: impl IntoIterator<Item = &'a [Vec<u32>]>, grad_accum: usize) -> Self {
+        let tokens = batches
+            .into_iter()
+            .map(|ids| ids.iter().map(Vec::len).sum())
+            .max()
+            .unwrap_or(0);
+        Self {
+            tokens,
+            head: Head::Score,
+            grad_accum,
+        }
+    }
+
+    /// Logs the estimate for training `config` on steps of this shape, checked against the
+    /// host's available memory when `device` is the CPU.
+    pub fn log_estimate(&self, config: &LlamaConfig, device: &Device) {
+        let available = xwin_model::is_cpu(device)
+            .then(available_host_memory)
+            .flatten();
+        MemoryEstimate::new(config, self).log(available);
+    }
+}
+
+/// Bytes of each part of a training run's peak memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    pub parameters: u64,
+    pub weights: u64,
+    /// AdamW's first and second moments.
+    pub optimizer: u64,
+    /// One micro-batch's gradients, and two embedding-sized blocks the embedding's and the
+    /// head's gradients pass through at the end of the backward pass.
+    pub gradients: u64,
+    /// The sum kept across micro-batches (none with one micro-batch per step).
+    pub accumulated: u64,
+    /// What the forward pass keeps for the backward pass.
+    pub activations: u64,
+    /// The head's share: for the LM head, the fused loss's `[scored, vocab]` logits and
+    /// probabilities and its head-sized gradient block.
+    pub head: u64,
+    /// The allocator's slack at the peak ([`SLACK`] of the live tensors).
+    pub slack: u64,
+    pub runtime: u64,
+}
+
+impl MemoryEstimate {
+    /// The estimate for training `config` (with the head of `shape`) on steps of `shape`.
+    ///
+    /// Per token and decoder layer the graph keeps (f32): the layer input and the residual
+    /// after attention (2h), each RMSNorm's normalised input and output (4h), the query, key
+    /// and value heads and the attention output (q + 2kv + q; the merged copy o_proj reads is
+    /// one more q), the MLP's gate, up and SwiGLU output (3·intermediate); the raw
+    /// projections before the head split are not kept. Attention keeps no `[seq, seq]` scores.
+    pub fn new(config: &LlamaConfig, shape: &StepShape) -> Self {
+        let h = config.hidden_size as u64;
+        let q = (config.num_attention_heads * config.head_dim) as u64;
+        let kv = (config.num_key_value_heads * config.head_dim) as u64;
+        let inter = config.intermediate_size as u64;
+        let vocab = config.vocab_size as u64;
+        let tokens = shape.tokens as u64;
+        let layers = config.num_hidden_layers as u64;
+        let parameters = match shape.head {
+            Head::Lm { .. } => config.num_parameters() as u64,
+            Head::Score if config.tie_word_embeddings => config.num_parameters() as u64 + h,
+            Head::Score => (config.num_parameters() as u64) - vocab * h + h,
+        };
+        let per_token_layer = 6 * h + 3 * q + 2 * kv + 3 * inter;
+        // The embedding output and the final norm's input, normalised input and output.
+        let outside_layers = 4 * h;
+        let activations = F32 * tokens * (layers * per_token_layer + outside_layers);
+        let head = match shape.head {
+            // The logits and probabilities-minus-one-hot `[n, vocab]` (both live while the
+            // loss is computed), the weight's gradient block `[h, vocab]`, the scored hidden
+            // rows and their gradient `[n, h]`.
+            Head::Lm { scored } => {
+                let n = scored as u64;
+                F32 * (2 * n * vocab + h * vocab + 2 * n * h)
+            }
+            Head::Score => 0,
+        };
+        let weights = F32 * parameters;
+        let accumulated = if shape.grad_accum > 1 { weights } else { 0 };
+        // Weights, moments and the accumulated sum throughout, plus the larger of the
+        // forward's saved tensors (at the end of the forward pass) and a full set of
+        // gradients (at the end of the backward pass, the saved tensors freed).
+        let gradients = weights + 2 * F32 * h * vocab;
+        let live = 3 * weights + accumulated + (activations + head).max(gradients);
+        Self {
+            parameters,
+            weights,
+            optimizer: 2 * weights,
+            gradients,
+            accumulated,
+            activations,
+            head,
+            slack: (live as f64 * SLACK) as u64,
+            runtime: RUNTIME_BYTES,
+        }
+    }
+
+    /// The peak memory of the run.
+    pub fn peak(&self) -> u64 {
+        let transient = (self.activations + self.head).max(self.gradients);
+        self.weights + self.optimizer + self.accumulated + transient + self.slack + self.runtime
+    }
+
+    pub fn peak_gib(&self) -> f64 {
+        self.peak() as f64 / GIB
+    }
+
+    /// Logs the estimate (`info`) and warns when it exceeds `available` bytes, if known.
+    pub fn log(&self, available: Option<u64>) {
+        let gib = |b: u64| format!("{:.2}", b as f64 / GIB);
+        tracing::info!(
+            peak_gib = gib(self.peak()),
+            weights_gib = gib(self.weights),
+            optimizer_gib = gib(self.optimizer),
+            gradients_gib = gib(self.gradients + self.accumulated),
+            activations_gib = gib(self.activations + self.head),
+            "memory estimate"
+        );
+        if let Some(available) = available.filter(|&a| self.peak() > a) {
+            tracing::warn!(
+                needed_gib = gib(self.peak()),
+                available_gib = gib(available),
+                "the run may not fit in memory: lower batching.max_batch_tokens (or \
+                 micro_batch_size / pairs_per_batch) and raise train.grad_accum to keep \
+                 the effective batch"
+            );
+        }
+    }
+}
+
+impl fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let row = |f: &mut fmt::Formatter<'_>, name: &str, bytes: u64| {
+            writeln!(f, "{name:<34} {:>9.2} GiB", bytes as f64 / GIB)
+        };
+        writeln!(f, "parameters {:>33.3} B", self.parameters as f64 / 1e9)?;
+        row(f, "weights (f32)", self.weights)?;
+        row(f, "AdamW moments", self.optimizer)?;
+        row(f, "gradients", self.gradients)?;
+        row(f, "accumulated gradients", self.accumulated)?;
+        row(f, "saved activations (largest batch)", self.activations)?;
+        row(f, "head (fused loss)", self.head)?;
+        row(f, "allocator slack", self.slack)?;
+        row(f, "runtime", self.runtime)?;
+        row(f, "peak", self.peak())
+    }
+}
+
+/// Memory the system can still give this process (Linux `MemAvailable`), for the CPU.
+pub fn available_host_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -140,7 +140,7 @@ fn exp(t: f32) -> f32 {
     y = y * r + 8.333_452e-3;
     y = y * r + 4.166_579_6e-2;
     y = y * r + 1.666_666_5e-1;
-    y = y * r + 5.000_000_1e-1;
+    y = y * r + 0.5; // Cephes writes 5.0000001e-1, which is 0.5 in f32
     let y = y * z + r + 1.0;
     // 2ⁿ: n sits in the low mantissa bits of `x · log2 e + 1.5·2²³`.
     let pow2 = f32::from_bits((bits.wrapping_sub(ROUND.to_bits()).wrapping_add(127)) << 23);

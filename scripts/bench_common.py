@@ -31,3 +31,15 @@ def pair_step_report(name, model, pairs, seq, seconds):
         name: {"median_s": seconds, "tokens_per_s": 2 * pairs * seq / seconds, "pairs_per_s": pairs / seconds},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def train_flops_per_token(cfg, seq):
+    """Model FLOPs of one training token at sequence length `seq`, as `xwin-bench` counts
+    them: 6 per weight that multiplies (all but the embedding table; the LM head counts) plus
+    causal attention's two products, 6·seq·(heads·head_dim) per layer."""
+    h, layers, inter = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
+    head_dim = getattr(cfg, "head_dim", None) or h // cfg.num_attention_heads
+    q = cfg.num_attention_heads * head_dim
+    kv = cfg.num_key_value_heads * head_dim
+    layer = 2 * h * q + 2 * h * kv + 3 * h * inter
+    return 6 * (layers * layer + cfg.vocab_size * h) + 6 * layers * seq * q

@@ -8,7 +8,7 @@ import resource
 import torch
 from transformers import LlamaForCausalLM
 
-from bench_common import timed
+from bench_common import timed, train_flops_per_token
 from bench_infer_torch import SIZES, config, prompts
 
 
@@ -21,6 +21,7 @@ def step_args():
     p.add_argument("--size", default="21m", choices=sorted(SIZES))
     p.add_argument("--device", default="cpu", help="cpu or cuda (float32 weights on both)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (mixed precision)")
+    p.add_argument("--peak-tflops", type=float, help="the device's peak, for model FLOP utilisation")
     return p.parse_args()
 
 
@@ -50,12 +51,14 @@ def main():
     cuda = torch.device(a.device).type == "cuda"
     s = timed(a.repeats, step, torch.cuda.synchronize if cuda else (lambda: None))
     peak = {"peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20} if cuda else {}
+    tflops = train_flops_per_token(model.config, a.seq) * a.batch * a.seq / s / 1e12
     print(json.dumps({
         "device": a.device, "bf16_autocast": a.bf16, **peak,
         "impl": f"transformers {__import__('transformers').__version__} / torch {torch.__version__}",
         "threads": torch.get_num_threads(), "attn_implementation": model.config._attn_implementation,
         "params": sum(p.numel() for p in model.parameters()), "size": a.size, "batch": a.batch, "seq": a.seq,
         "train_step": {"median_s": s, "tokens_per_s": a.batch * a.seq / s},
+        "model_tflops_per_s": tflops, "mfu": tflops / a.peak_tflops if a.peak_tflops else None,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 

@@ -6,7 +6,9 @@
 #   and the Vulkan loader debs in .gl/ (see the device tool's README); carry .gl and .gpu.
 # Checks HF parity of logits and greedy tokens through wgpu/Vulkan, then benchmarks wgpu
 # against PyTorch CUDA on the same card: inference, and the training step at 21M, 143M and
-# 760M (PyTorch fp32 and bf16 autocast). Results land in $OUT.
+# 760M (PyTorch fp32 and bf16 autocast) with model FLOP utilisation against the H200's peaks
+# (67 TFLOP/s f32 without tensor cores, 989 bf16 dense), then the memory estimate against the
+# measured peak GPU memory of a 7B-shaped stack with 2 layers. Results land in $OUT.
 set -o pipefail
 (cd .gpu && tar -xJf bins.tar.xz)
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -22,7 +24,13 @@ timeout 180 python3 scripts/check_parity.py .gpu/xwin-infer --device wgpu 2>&1 |
 timeout 120 .gpu/xwin-bench infer --device wgpu --repeats 5 2>&1 | tee "$out/xwin_wgpu.json"
 timeout 90 python3 scripts/bench_infer_torch.py --device cuda --repeats 5 2>&1 | tee "$out/torch_cuda.json"
 for size in 21m 143m 760m; do
-  timeout 150 .gpu/xwin-bench train --device wgpu --size "$size" --batch 8 --repeats 5 2>&1 | tee "$out/xwin_wgpu_train_$size.json"
-  timeout 90 python3 scripts/bench_train_torch.py --device cuda --size "$size" --batch 8 --repeats 5 2>&1 | tee "$out/torch_cuda_train_$size.json"
-  timeout 90 python3 scripts/bench_train_torch.py --device cuda --bf16 --size "$size" --batch 8 --repeats 5 2>&1 | tee "$out/torch_cuda_bf16_train_$size.json"
+  timeout 150 .gpu/xwin-bench train --device wgpu --size "$size" --batch 8 --repeats 5 --peak-tflops 67 2>&1 | tee "$out/xwin_wgpu_train_$size.json"
+  timeout 90 python3 scripts/bench_train_torch.py --device cuda --size "$size" --batch 8 --repeats 5 --peak-tflops 67 2>&1 | tee "$out/torch_cuda_train_$size.json"
+  timeout 90 python3 scripts/bench_train_torch.py --device cuda --bf16 --size "$size" --batch 8 --repeats 5 --peak-tflops 989 2>&1 | tee "$out/torch_cuda_bf16_train_$size.json"
 done
+.gpu/xwin-bench memory --size 7b-2l --batch 4 --seq 1024 | tee "$out/xwin_estimate_7b2l.txt"
+nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$out/gpu_mem_7b2l.log" &
+sampler=$!
+timeout 150 .gpu/xwin-bench train --device wgpu --size 7b-2l --batch 4 --seq 1024 --repeats 2 2>&1 | tee "$out/xwin_wgpu_train_7b2l.json"
+kill "$sampler"
+echo "peak GPU memory (MiB, nvidia-smi): $(sort -n "$out/gpu_mem_7b2l.log" | tail -1)"

@@ -66,6 +66,20 @@ pub fn bench_config() -> LlamaConfig {
     }
 }
 
+/// Model FLOPs of one training token (forward and backward) at sequence length `seq`: 6 per
+/// weight that multiplies (every parameter but the embedding table; the LM head counts, tied
+/// or not) plus causal attention's two products, 6·seq·(heads·head_dim) per layer (on
+/// average a token sees seq/2 keys). `scripts/bench_common.py` spells the same formula.
+pub fn train_flops_per_token(config: &LlamaConfig, seq: usize) -> f64 {
+    let (h, l) = (config.hidden_size as f64, config.num_hidden_layers as f64);
+    let q = (config.num_attention_heads * config.head_dim) as f64;
+    let kv = (config.num_key_value_heads * config.head_dim) as f64;
+    let inter = config.intermediate_size as f64;
+    let layer = 2.0 * h * q + 2.0 * h * kv + 3.0 * h * inter;
+    let matmul_weights = l * layer + config.vocab_size as f64 * h;
+    6.0 * matmul_weights + 6.0 * l * seq as f64 * q
+}
+
 /// `batch` rows of `len` token ids spread over the vocabulary (above the special ids 0–2).
 pub fn token_ids(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
     (0..batch)

@@ -8,7 +8,9 @@ static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use xwin_bench::{BenchSize, full_loss_batch, median, time, token_ids, train_step_seconds};
+use xwin_bench::{
+    BenchSize, full_loss_batch, median, time, token_ids, train_flops_per_token, train_step_seconds,
+};
 use xwin_model::{BatchLayout, GenerationConfig, LlamaForCausalLM, generate, parse_device};
 use xwin_train::{Head, MemoryEstimate, StepShape};
 
@@ -25,6 +27,9 @@ struct Cli {
     /// Model size (train and infer; the other benchmarks use the default).
     #[arg(long, value_enum, default_value = "21m", global = true)]
     size: BenchSize,
+    /// The device's peak FLOP/s in TFLOP/s, for model FLOP utilisation (train).
+    #[arg(long, global = true)]
+    peak_tflops: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -142,13 +147,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let data = full_loss_batch(batch, seq, config.vocab_size);
             let step_s = train_step_seconds(model, &data, &device, cli.repeats);
             let estimate = MemoryEstimate::new(&config, &lm_step(batch, seq, 1));
+            let tokens_per_s = (batch * seq) as f64 / step_s;
+            let model_tflops = train_flops_per_token(&config, seq) * tokens_per_s / 1e12;
             println!(
                 "{}",
                 json!({
                     "impl": format!("xwin ({backend}, autodiff)"),
                     "params": config.num_parameters(),
                     "batch": batch, "seq": seq,
-                    "train_step": { "median_s": step_s, "tokens_per_s": (batch * seq) as f64 / step_s },
+                    "train_step": { "median_s": step_s, "tokens_per_s": tokens_per_s },
+                    "model_tflops_per_s": model_tflops,
+                    "mfu": cli.peak_tflops.map(|peak| model_tflops / peak),
                     "peak_rss_mib": peak_rss_mib(),
                     "estimated_peak_mib": estimate.peak() as f64 / MIB,
                 })

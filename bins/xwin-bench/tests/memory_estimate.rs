@@ -12,9 +12,17 @@ fn measured_and_estimated(batch: usize, seq: usize) -> (f64, f64) {
         .args(["--batch", &batch.to_string(), "--seq", &seq.to_string()])
         .output()
         .expect("run xwin-bench");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    let mib = |k: &str| report[k].as_f64().unwrap_or_else(|| panic!("{k} in {report}"));
+    let mib = |k: &str| {
+        report[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} in {report}"))
+    };
     (mib("peak_rss_mib"), mib("estimated_peak_mib"))
 }
 

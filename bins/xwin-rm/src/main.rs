@@ -184,7 +184,14 @@ fn eval(rm: RmArgs, data: PathBuf, format: Format, json: bool) -> Result<String,
     let (tokens, dropped) =
         xwin_rm::tokenize_pairs(&pairs, l.template, &l.tokenizer, eos, rm.max_len, true)?;
     let pad = l.rm.config().pad_token_id.unwrap_or(0);
-    let batches = pair_batches(&tokens, 16, 16_384, pad, &LossConfig::default(), 0);
+    let batches = pair_batches(
+        &tokens,
+        16,
+        16_384,
+        xwin_data::Padding::to_longest(pad),
+        &LossConfig::default(),
+        0,
+    );
     let report = evaluate(&l.rm, &batches, 0.0, &l.device)?;
     Ok(if json {
         serde_json::json!({ "eval": report, "dropped": dropped }).to_string()

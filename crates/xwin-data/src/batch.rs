@@ -46,10 +46,44 @@ impl Batch {
     }
 }
 
+/// How micro-batches are padded: the id of padding tokens and an optional length multiple
+/// (see [`padded_width`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Padding {
+    pub id: u32,
+    pub multiple: Option<usize>,
+}
+
+impl Padding {
+    /// Padding with `id` to each micro-batch's longest row.
+    pub fn to_longest(id: u32) -> Self {
+        Self { id, multiple: None }
+    }
+}
+
+/// The width a micro-batch is padded to: its longest row, rounded up to a multiple of
+/// `multiple` when one is given (HF's `pad_to_multiple_of`). A GPU compiles and tunes its
+/// kernels for each new shape; with lengths in a few buckets it does so once per bucket.
+pub fn padded_width(longest: usize, multiple: Option<usize>) -> usize {
+    match multiple {
+        Some(m) if m > 1 => longest.div_ceil(m) * m,
+        _ => longest,
+    }
+}
+
 /// Right-pads token rows to the longest with `pad`: the padded ids and the attention mask
 /// (true for real tokens).
 pub fn pad_rows(rows: &[&[u32]], pad: u32) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
-    let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    pad_rows_to(rows, pad, None)
+}
+
+/// [`pad_rows`] to the [`padded_width`] of the longest row.
+pub fn pad_rows_to(
+    rows: &[&[u32]],
+    pad: u32,
+    multiple: Option<usize>,
+) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
+    let width = padded_width(rows.iter().map(|r| r.len()).max().unwrap_or(0), multiple);
     let ids = rows
         .iter()
         .map(|r| {
@@ -66,7 +100,17 @@ pub fn pad_rows(rows: &[&[u32]], pad: u32) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
 
 /// Pads sequences to the longest one.
 pub fn pad_batch(seqs: &[&TokenizedConversation], pad_id: u32, side: PadSide) -> Batch {
-    let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    pad_batch_to(seqs, pad_id, side, None)
+}
+
+/// [`pad_batch`] to the [`padded_width`] of the longest sequence.
+pub fn pad_batch_to(
+    seqs: &[&TokenizedConversation],
+    pad_id: u32,
+    side: PadSide,
+    multiple: Option<usize>,
+) -> Batch {
+    let len = padded_width(seqs.iter().map(|s| s.len()).max().unwrap_or(0), multiple);
     let mut batch = Batch {
         ids: Vec::new(),
         attention: Vec::new(),

@@ -14,7 +14,10 @@ pub mod stats;
 pub mod template;
 pub mod transform;
 
-pub use batch::{Batch, PadSide, length_buckets, pad_batch, pad_rows};
+pub use batch::{
+    Batch, PadSide, Padding, length_buckets, pad_batch, pad_batch_to, pad_rows, pad_rows_to,
+    padded_width,
+};
 pub use conversation::{Conversation, Role, Turn};
 pub use demo_task::{DemoTask, demo_tasks, exact_match, noisy_conversations};
 pub use error::{DataError, FieldError, Location, Result};

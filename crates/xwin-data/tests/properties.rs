@@ -108,6 +108,39 @@ proptest! {
     }
 
     #[test]
+    fn padding_to_a_multiple_keeps_every_row_and_rounds_the_width(
+        lens in prop::collection::vec(1usize..90, 1..8),
+        multiple in 1usize..40,
+        left: bool,
+    ) {
+        let seqs: Vec<TokenizedConversation> = lens.iter().enumerate().map(|(r, &n)| TokenizedConversation {
+            ids: (0..n).map(|t| (r * 100 + t) as u32 + 3).collect(),
+            mask: (0..n).map(|t| t % 3 != 0).collect(),
+            round_starts: vec![0],
+        }).collect();
+        let refs: Vec<&TokenizedConversation> = seqs.iter().collect();
+        let side = if left { PadSide::Left } else { PadSide::Right };
+        let plain = pad_batch(&refs, 0, side);
+        let rounded = pad_batch_to(&refs, 0, side, Some(multiple));
+        let longest = *lens.iter().max().unwrap();
+        prop_assert_eq!(rounded.seq_len() % multiple, 0);
+        prop_assert!(rounded.seq_len() >= longest && rounded.seq_len() < longest + multiple);
+        prop_assert_eq!(padded_width(longest, Some(multiple)), rounded.seq_len());
+        for (r, s) in seqs.iter().enumerate() {
+            // The real tokens, their mask and attention, where the side puts them; padding
+            // is never attended nor trained.
+            let at = if left { rounded.seq_len() - s.ids.len() } else { 0 };
+            prop_assert_eq!(&rounded.ids[r][at..at + s.ids.len()], &s.ids[..]);
+            prop_assert_eq!(&rounded.loss_mask[r][at..at + s.ids.len()], &s.mask[..]);
+            prop_assert_eq!(rounded.attention[r].iter().filter(|a| **a).count(), s.ids.len());
+            prop_assert_eq!(rounded.loss_mask[r].iter().filter(|m| **m).count(), plain.loss_mask[r].iter().filter(|m| **m).count());
+        }
+        let (ids, attention) = pad_rows_to(&seqs.iter().map(|s| &s.ids[..]).collect::<Vec<_>>(), 0, Some(multiple));
+        prop_assert_eq!(ids[0].len(), rounded.seq_len());
+        prop_assert_eq!(attention.iter().flatten().filter(|a| **a).count(), lens.iter().sum::<usize>());
+    }
+
+    #[test]
     fn validation_split_is_deterministic_and_near_the_fraction(seed: u64) {
         let convs: Vec<Conversation> = (0..2000).map(|i| Conversation { id: Some(format!("c{i}")), system: None, turns: vec![Turn::human("q")] }).collect();
         let val: Vec<bool> = convs.iter().map(|c| is_validation(c, 0.1, seed)).collect();

@@ -7,8 +7,8 @@ use crate::objective::DpoBatch;
 use std::collections::HashMap;
 use std::path::Path;
 use xwin_data::{
-    ChatTemplate, ReadOptions, TextEncoder, TokenizedConversation, TrainOn, Turn, XwinSet,
-    for_each_record, length_buckets, stable_hash, tokenize,
+    ChatTemplate, Padding, ReadOptions, TextEncoder, TokenizedConversation, TrainOn, Turn, XwinSet,
+    for_each_record, length_buckets, padded_width, stable_hash, tokenize,
 };
 use xwin_rm::TextPair;
 
@@ -146,12 +146,15 @@ pub fn tokenize_pairs(
     Ok((out, dropped))
 }
 
-/// Rows right-padded with `pad` to the longest: ids, attention and the response mask.
+/// Rows right-padded with `padding.id` to the longest (rounded up to `padding.multiple`):
+/// ids, attention and the response mask.
 pub fn pad_sides(
     sides: &[&TokenizedConversation],
-    pad: u32,
+    padding: Padding,
 ) -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
-    let width = sides.iter().map(|s| s.len()).max().unwrap_or(0);
+    let longest = sides.iter().map(|s| s.len()).max().unwrap_or(0);
+    let width = padded_width(longest, padding.multiple);
+    let pad = padding.id;
     let ids = sides
         .iter()
         .map(|s| {
@@ -181,7 +184,7 @@ pub fn dpo_batches(
     reference: &HashMap<String, (f64, f64)>,
     pairs_per_batch: usize,
     max_batch_tokens: usize,
-    pad: u32,
+    padding: Padding,
     seed: u64,
 ) -> Result<Vec<DpoBatch>, DpoError> {
     let lengths: Vec<usize> = pairs
@@ -209,7 +212,7 @@ pub fn dpo_batches(
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let (ids, attention, mask) = pad_sides(&sides, pad);
+            let (ids, attention, mask) = pad_sides(&sides, padding);
             Ok(DpoBatch {
                 ids,
                 attention,

@@ -123,6 +123,10 @@ pub struct BatchingSection {
     pub max_batch_tokens: usize,
     #[serde(default)]
     pub seed: u64,
+    /// Pads each micro-batch's length up to a multiple of this (as SFT's
+    /// `batching.pad_to_multiple_of`: one GPU kernel compilation per bucket of lengths).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 /// A whole DPO run, as written in its TOML file.
@@ -317,7 +321,10 @@ pub fn run_dpo(
             &ref_logps,
             b.pairs_per_batch,
             b.max_batch_tokens,
-            pad,
+            xwin_data::Padding {
+                id: pad,
+                multiple: b.pad_to_multiple_of,
+            },
             b.seed,
         )
     };

@@ -76,7 +76,8 @@ pub fn reference_logps(
             .map(|&i| &missing[i].chosen)
             .chain(members.iter().map(|&i| &missing[i].rejected))
             .collect();
-        let (ids, attention, mask) = crate::data::pad_sides(&sides, pad);
+        let (ids, attention, mask) =
+            crate::data::pad_sides(&sides, xwin_data::Padding::to_longest(pad));
         let layout = BatchLayout::from_attention_mask(&attention)?;
         let hidden = model.hidden_states(model.ids_tensor(&ids, device)?, &layout, None);
         let logps = sequence_logprobs(model, hidden, &ids, &mask)?;

@@ -86,7 +86,15 @@ fn dpo_step_equals_torch() {
     let policy = load_causal_lm(fixtures().join("tiny-llama"), &device).unwrap();
     // One micro-batch of all three pairs in the fixture's order.
     let order: HashMap<String, (f64, f64)> = logps;
-    let mut batches = dpo_batches(&pairs, &order, 3, 1 << 16, 0, 0).unwrap();
+    let mut batches = dpo_batches(
+        &pairs,
+        &order,
+        3,
+        1 << 16,
+        xwin_data::Padding::to_longest(0),
+        0,
+    )
+    .unwrap();
     assert_eq!(batches.len(), 1);
     let batch = batches.remove(0);
     let loss = LossConfig {

@@ -82,6 +82,10 @@ pub struct BatchingSection {
     pub max_batch_tokens: usize,
     #[serde(default)]
     pub seed: u64,
+    /// Pads each micro-batch's length up to a multiple of this (as SFT's
+    /// `batching.pad_to_multiple_of`: one GPU kernel compilation per bucket of lengths).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 /// The `[head]` table: how a fresh score head starts when the model is a policy.
@@ -229,22 +233,21 @@ pub fn run_rm(
         .pad_token_id
         .unwrap_or(config.head.pad_token_id);
     let b = &config.batching;
-    let batches = pair_batches(
-        &train_pairs,
-        b.pairs_per_batch,
-        b.max_batch_tokens,
-        pad,
-        &config.loss,
-        b.seed,
-    );
-    let eval = pair_batches(
-        &eval_pairs,
-        b.pairs_per_batch,
-        b.max_batch_tokens,
-        pad,
-        &config.loss,
-        b.seed,
-    );
+    let padding = xwin_data::Padding {
+        id: pad,
+        multiple: b.pad_to_multiple_of,
+    };
+    let batched = |pairs| {
+        pair_batches(
+            pairs,
+            b.pairs_per_batch,
+            b.max_batch_tokens,
+            padding,
+            &config.loss,
+            b.seed,
+        )
+    };
+    let (batches, eval) = (batched(&train_pairs), batched(&eval_pairs));
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
     StepShape::score(batches.iter().map(|b| &b.ids[..]), config.train.grad_accum)
         .log_estimate(model.config(), &device);

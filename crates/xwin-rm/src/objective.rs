@@ -6,7 +6,7 @@ use crate::data::TokenPair;
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use xwin_data::{Rating, length_buckets, pad_rows};
+use xwin_data::{Padding, Rating, length_buckets, pad_rows_to};
 use xwin_model::{LlamaForReward, ModelError};
 use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective};
 
@@ -65,7 +65,7 @@ pub fn pair_batches(
     pairs: &[TokenPair],
     pairs_per_batch: usize,
     max_tokens: usize,
-    pad: u32,
+    padding: Padding,
     loss: &LossConfig,
     seed: u64,
 ) -> Vec<PairBatch> {
@@ -82,7 +82,7 @@ pub fn pair_batches(
                 .map(|&i| pairs[i].chosen.as_slice())
                 .chain(members.iter().map(|&i| pairs[i].rejected.as_slice()))
                 .collect();
-            let (ids, attention) = pad_rows(&rows, pad);
+            let (ids, attention) = pad_rows_to(&rows, padding.id, padding.multiple);
             PairBatch {
                 ids,
                 attention,

@@ -26,7 +26,14 @@ fn batch(case: &Value) -> PairBatch {
         })
         .collect();
     // One micro-batch holding all three pairs, in their order.
-    let mut batches = pair_batches(&pairs, 3, 1 << 20, 0, &LossConfig::default(), 0);
+    let mut batches = pair_batches(
+        &pairs,
+        3,
+        1 << 20,
+        xwin_data::Padding::to_longest(0),
+        &LossConfig::default(),
+        0,
+    );
     assert_eq!(batches.len(), 1);
     batches.remove(0)
 }

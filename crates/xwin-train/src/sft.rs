@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xwin_data::{
     Batch, ChatTemplate, PadSide, ReadOptions, TokenizedConversation, TrainOn,
-    for_each_conversation, is_validation, length_buckets, load_tokenizer, pad_batch,
+    for_each_conversation, is_validation, length_buckets, load_tokenizer, pad_batch_to,
     split_into_blocks, tokenize,
 };
 use xwin_model::{LlamaForCausalLM, load_causal_lm, parse_device};
@@ -53,6 +53,11 @@ pub struct BatchingSection {
     /// Seeds each epoch's order of the length buckets (and the held-out split).
     #[serde(default)]
     pub seed: u64,
+    /// Pads each micro-batch's length up to a multiple of this (HF's `pad_to_multiple_of`),
+    /// so that a GPU compiles kernels once per bucket of lengths, not once per length; padding
+    /// changes no result. Off by default: on the CPU it only adds work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 /// A whole SFT run, as written in its TOML file.
@@ -180,10 +185,11 @@ pub fn micro_batches(
     )
     .iter()
     .map(|b| {
-        pad_batch(
+        pad_batch_to(
             &b.iter().map(|&i| &blocks[i]).collect::<Vec<_>>(),
             pad_id,
             PadSide::Right,
+            batching.pad_to_multiple_of,
         )
     })
     .collect()

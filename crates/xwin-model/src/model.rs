@@ -82,6 +82,16 @@ impl DecoderLayer {
         ctx: &LayerInputs<'_>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
+        self.mlp_block(self.attention_block(x, ctx, cache))
+    }
+
+    /// The residual attention half of the layer.
+    fn attention_block(
+        &self,
+        x: Tensor<3>,
+        ctx: &LayerInputs<'_>,
+        cache: Option<&mut Option<LayerCache>>,
+    ) -> Tensor<3> {
         let attn = self.self_attn.forward(
             self.input_layernorm.forward(x.clone()),
             ctx.rope,
@@ -89,7 +99,7 @@ impl DecoderLayer {
             &ctx.mask,
             cache,
         );
-        self.mlp_block(x + attn)
+        x + attn
     }
 
     /// The residual MLP half of the layer.
@@ -107,15 +117,11 @@ impl DecoderLayer {
     /// # Shapes
     /// - x `[batch, seq, hidden]`, rows `[n]` → `[n, hidden]`
     fn forward_at(&self, x: Tensor<3>, ctx: &LayerInputs<'_>, rows: Tensor<1, Int>) -> Tensor<2> {
-        let attn = self.self_attn.forward(
-            self.input_layernorm.forward(x.clone()),
-            ctx.rope,
-            &ctx.tables,
-            &ctx.mask,
-            None,
-        );
         let [b, s, h] = x.dims();
-        let picked = (x + attn).reshape([b * s, h]).select(0, rows);
+        let picked = self
+            .attention_block(x, ctx, None)
+            .reshape([b * s, h])
+            .select(0, rows);
         let n = picked.dims()[0];
         self.mlp_block(picked.reshape([1, n, h])).reshape([n, h])
     }

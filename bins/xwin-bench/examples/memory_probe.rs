@@ -66,16 +66,7 @@ fn main() {
     let (batch, seq) = (env("BATCH", 4), env("SEQ", 512));
     let config = size.config();
     let device = burn::tensor::Device::flex().autodiff();
-    let est = xwin_train::MemoryEstimate::new(
-        &config,
-        &xwin_train::StepShape {
-            tokens: batch * seq,
-            head: xwin_train::Head::Lm {
-                scored: batch * (seq - 1),
-            },
-            grad_accum: 1,
-        },
-    );
+    let est = xwin_train::MemoryEstimate::new(&config, &xwin_bench::lm_step(batch, seq, 1));
     eprint!("{est}");
     phase("start");
     let model = xwin_model::LlamaForCausalLM::random(&config, &device);

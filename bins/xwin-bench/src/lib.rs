@@ -80,6 +80,17 @@ pub fn train_flops_per_token(config: &LlamaConfig, seq: usize) -> f64 {
     6.0 * matmul_weights + 6.0 * l * seq as f64 * q
 }
 
+/// A step of `batch` full rows of `seq` tokens through the LM head, every next token scored.
+pub fn lm_step(batch: usize, seq: usize, grad_accum: usize) -> xwin_train::StepShape {
+    xwin_train::StepShape {
+        tokens: batch * seq,
+        head: xwin_train::Head::Lm {
+            scored: batch * seq.saturating_sub(1),
+        },
+        grad_accum,
+    }
+}
+
 /// `batch` rows of `len` token ids spread over the vocabulary (above the special ids 0–2).
 pub fn token_ids(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
     (0..batch)

@@ -9,10 +9,11 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use xwin_bench::{
-    BenchSize, full_loss_batch, median, time, token_ids, train_flops_per_token, train_step_seconds,
+    BenchSize, full_loss_batch, lm_step, median, time, token_ids, train_flops_per_token,
+    train_step_seconds,
 };
 use xwin_model::{BatchLayout, GenerationConfig, LlamaForCausalLM, generate, parse_device};
-use xwin_train::{Head, MemoryEstimate, StepShape};
+use xwin_train::{Head, MemoryEstimate};
 
 #[derive(Parser)]
 #[command(name = "xwin-bench")]
@@ -360,17 +361,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 const MIB: f64 = (1u64 << 20) as f64;
-
-/// A step of `batch` full rows of `seq` tokens through the LM head, every next token scored.
-fn lm_step(batch: usize, seq: usize, grad_accum: usize) -> StepShape {
-    StepShape {
-        tokens: batch * seq,
-        head: Head::Lm {
-            scored: batch * seq.saturating_sub(1),
-        },
-        grad_accum,
-    }
-}
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
 fn peak_rss_mib() -> Option<f64> {

@@ -62,7 +62,7 @@ impl Padding {
 }
 
 /// The width a micro-batch is padded to: its longest row, rounded up to a multiple of
-/// `multiple` when one is given (HF's `pad_to_multiple_of`). A GPU compiles and tunes its
+/// `multiple` when one above 1 is given (HF's `pad_to_multiple_of`; 0 and 1 pad to the longest). A GPU compiles and tunes its
 /// kernels for each new shape; with lengths in a few buckets it does so once per bucket.
 pub fn padded_width(longest: usize, multiple: Option<usize>) -> usize {
     match multiple {
@@ -74,16 +74,16 @@ pub fn padded_width(longest: usize, multiple: Option<usize>) -> usize {
 /// Right-pads token rows to the longest with `pad`: the padded ids and the attention mask
 /// (true for real tokens).
 pub fn pad_rows(rows: &[&[u32]], pad: u32) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
-    pad_rows_to(rows, pad, None)
+    pad_rows_to(rows, Padding::to_longest(pad))
 }
 
 /// [`pad_rows`] to the [`padded_width`] of the longest row.
-pub fn pad_rows_to(
-    rows: &[&[u32]],
-    pad: u32,
-    multiple: Option<usize>,
-) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
-    let width = padded_width(rows.iter().map(|r| r.len()).max().unwrap_or(0), multiple);
+pub fn pad_rows_to(rows: &[&[u32]], padding: Padding) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
+    let width = padded_width(
+        rows.iter().map(|r| r.len()).max().unwrap_or(0),
+        padding.multiple,
+    );
+    let pad = padding.id;
     let ids = rows
         .iter()
         .map(|r| {
@@ -100,17 +100,16 @@ pub fn pad_rows_to(
 
 /// Pads sequences to the longest one.
 pub fn pad_batch(seqs: &[&TokenizedConversation], pad_id: u32, side: PadSide) -> Batch {
-    pad_batch_to(seqs, pad_id, side, None)
+    pad_batch_to(seqs, Padding::to_longest(pad_id), side)
 }
 
 /// [`pad_batch`] to the [`padded_width`] of the longest sequence.
-pub fn pad_batch_to(
-    seqs: &[&TokenizedConversation],
-    pad_id: u32,
-    side: PadSide,
-    multiple: Option<usize>,
-) -> Batch {
-    let len = padded_width(seqs.iter().map(|s| s.len()).max().unwrap_or(0), multiple);
+pub fn pad_batch_to(seqs: &[&TokenizedConversation], padding: Padding, side: PadSide) -> Batch {
+    let len = padded_width(
+        seqs.iter().map(|s| s.len()).max().unwrap_or(0),
+        padding.multiple,
+    );
+    let pad_id = padding.id;
     let mut batch = Batch {
         ids: Vec::new(),
         attention: Vec::new(),

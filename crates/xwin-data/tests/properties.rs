@@ -121,7 +121,7 @@ proptest! {
         let refs: Vec<&TokenizedConversation> = seqs.iter().collect();
         let side = if left { PadSide::Left } else { PadSide::Right };
         let plain = pad_batch(&refs, 0, side);
-        let rounded = pad_batch_to(&refs, 0, side, Some(multiple));
+        let rounded = pad_batch_to(&refs, Padding { id: 0, multiple: Some(multiple) }, side);
         let longest = *lens.iter().max().unwrap();
         prop_assert_eq!(rounded.seq_len() % multiple, 0);
         prop_assert!(rounded.seq_len() >= longest && rounded.seq_len() < longest + multiple);
@@ -135,7 +135,7 @@ proptest! {
             prop_assert_eq!(rounded.attention[r].iter().filter(|a| **a).count(), s.ids.len());
             prop_assert_eq!(rounded.loss_mask[r].iter().filter(|m| **m).count(), plain.loss_mask[r].iter().filter(|m| **m).count());
         }
-        let (ids, attention) = pad_rows_to(&seqs.iter().map(|s| &s.ids[..]).collect::<Vec<_>>(), 0, Some(multiple));
+        let (ids, attention) = pad_rows_to(&seqs.iter().map(|s| &s.ids[..]).collect::<Vec<_>>(), Padding { id: 0, multiple: Some(multiple) });
         prop_assert_eq!(ids[0].len(), rounded.seq_len());
         prop_assert_eq!(attention.iter().flatten().filter(|a| **a).count(), lens.iter().sum::<usize>());
     }

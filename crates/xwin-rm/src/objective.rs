@@ -82,7 +82,7 @@ pub fn pair_batches(
                 .map(|&i| pairs[i].chosen.as_slice())
                 .chain(members.iter().map(|&i| pairs[i].rejected.as_slice()))
                 .collect();
-            let (ids, attention) = pad_rows_to(&rows, padding.id, padding.multiple);
+            let (ids, attention) = pad_rows_to(&rows, padding);
             PairBatch {
                 ids,
                 attention,

@@ -15,7 +15,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xwin_data::{
-    Batch, ChatTemplate, PadSide, ReadOptions, TokenizedConversation, TrainOn,
+    Batch, ChatTemplate, PadSide, Padding, ReadOptions, TokenizedConversation, TrainOn,
     for_each_conversation, is_validation, length_buckets, load_tokenizer, pad_batch_to,
     split_into_blocks, tokenize,
 };
@@ -187,9 +187,11 @@ pub fn micro_batches(
     .map(|b| {
         pad_batch_to(
             &b.iter().map(|&i| &blocks[i]).collect::<Vec<_>>(),
-            pad_id,
+            Padding {
+                id: pad_id,
+                multiple: batching.pad_to_multiple_of,
+            },
             PadSide::Right,
-            batching.pad_to_multiple_of,
         )
     })
     .collect()

@@ -114,6 +114,7 @@ fn dpo_step_equals_torch() {
         },
         seed: 0,
         eval_every: None,
+        lora: None,
     };
     let mut objective = DpoObjective::new(
         vec![batch],

@@ -82,6 +82,7 @@ fn check(name: &str) {
         },
         seed: 0,
         eval_every: None,
+        lora: None,
     };
     b.ratings = vec![None; 3];
     let mut objective = RmObjective::new(

@@ -6,6 +6,7 @@
 use crate::checkpoint::{
     CheckpointError, Checkpointing, LoopState, list_checkpoints, load_checkpoint, save_checkpoint,
 };
+use crate::lora::LoraConfig;
 use crate::optim::{AdamWSettings, grad_norm};
 use crate::schedule::{Schedule, Warmup};
 use burn::module::{Module, ModuleVisitor, Param};
@@ -79,6 +80,9 @@ pub struct LoopConfig {
     /// Run the objective's evaluation every this many steps (and after the last).
     #[serde(default)]
     pub eval_every: Option<usize>,
+    /// Train low-rank adapters instead of the weights (merged into them at the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 fn one() -> usize {
@@ -251,9 +255,20 @@ where
             TrainError::Config("checkpoint.every must be ≥ 1".into()),
         ));
     }
+    if let Some(Err(e)) = config.lora.as_ref().map(LoraConfig::check) {
+        return Err((model, TrainError::Config(e)));
+    }
     let fingerprint = fingerprint(config, run);
     let mut optim = config.adamw.build();
-    let mut model = model;
+    // Adapters before resuming: a checkpoint of a LoRA run holds them. Their initial draw
+    // is seeded, so a fresh run starts the same every time.
+    let mut model = match &config.lora {
+        Some(lora) => {
+            run.device.seed(config.seed);
+            lora.apply(model)
+        }
+        None => model,
+    };
     let mut start = 0;
     let mut resumed_from = None;
     let mut last_checkpoint = None;
@@ -436,6 +451,12 @@ where
             }
         }
     }
+    // The adapters merged into the weights: what the stage exports is a plain model.
+    let model = if config.lora.is_some() {
+        model.materialize()
+    } else {
+        model
+    };
     Ok(Trained {
         model,
         resumed_from,

@@ -61,6 +61,7 @@ fn loop_config(exp: &Value) -> LoopConfig {
         },
         seed: 0,
         eval_every: None,
+        lora: None,
     }
 }
 

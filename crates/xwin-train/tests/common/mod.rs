@@ -32,6 +32,7 @@ pub fn loop_config(lr: f64, schedule: Schedule, warmup: Warmup, grad_accum: usiz
         adamw: AdamWSettings::default(),
         seed: 0,
         eval_every: None,
+        lora: None,
     }
 }
 

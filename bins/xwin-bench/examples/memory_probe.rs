@@ -1,7 +1,8 @@
 //! Probe: live heap bytes through the phases of a training step (model built, forward done,
 //! backward done, optimizer step done, second step), counted by a wrapper around the
 //! allocator, with the peak of each phase; beside `MemoryEstimate`'s parts. For calibrating
-//! the estimate. `SIZE=21m|143m|7b-2l BATCH=4 SEQ=512`.
+//! the estimate. `SIZE=21m|143m|7b-2l BATCH=4 SEQ=512`, `LORA=rank` for LoRA on all seven
+//! projections.
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -66,10 +67,26 @@ fn main() {
     let (batch, seq) = (env("BATCH", 4), env("SEQ", 512));
     let config = size.config();
     let device = burn::tensor::Device::flex().autodiff();
-    let est = xwin_train::MemoryEstimate::new(&config, &xwin_bench::lm_step(batch, seq, 1));
+    let lora = std::env::var("LORA")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+        .map(|rank| xwin_train::LoraConfig {
+            rank,
+            alpha: 2.0 * rank as f64,
+            targets: xwin_train::lora::PROJECTIONS.map(String::from).to_vec(),
+        });
+    let mut shape = xwin_bench::lm_step(batch, seq, 1);
+    shape.adapters = lora
+        .as_ref()
+        .map(|l| (l.parameters(&config), l.adapted_weights(&config)));
+    let est = xwin_train::MemoryEstimate::new(&config, &shape);
     eprint!("{est}");
     phase("start");
     let model = xwin_model::LlamaForCausalLM::random(&config, &device);
+    let model = match &lora {
+        Some(l) => l.apply(model),
+        None => model,
+    };
     phase("model");
     let data = xwin_bench::full_loss_batch(batch, seq, config.vocab_size);
     let mut optim = xwin_train::AdamWSettings::default().build();

@@ -88,6 +88,7 @@ pub fn lm_step(batch: usize, seq: usize, grad_accum: usize) -> xwin_train::StepS
             scored: batch * seq.saturating_sub(1),
         },
         grad_accum,
+        adapters: None,
     }
 }
 

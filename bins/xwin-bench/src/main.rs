@@ -67,6 +67,9 @@ enum Command {
         /// The reward model's score head instead of the LM head.
         #[arg(long)]
         reward: bool,
+        /// LoRA of this rank on all seven projections (the weights frozen).
+        #[arg(long)]
+        lora_rank: Option<usize>,
     },
     /// Reward-model training step (chosen and rejected in one forward, Bradley–Terry loss,
     /// backward, AdamW): tokens/s and pairs/s.
@@ -169,10 +172,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             seq,
             grad_accum,
             reward,
+            lora_rank,
         } => {
             let mut shape = lm_step(batch, seq, grad_accum);
             if reward {
                 shape.head = Head::Score;
+            }
+            if let Some(rank) = lora_rank {
+                let lora = xwin_train::LoraConfig {
+                    rank,
+                    alpha: 2.0 * rank as f64,
+                    targets: xwin_train::lora::PROJECTIONS.map(String::from).to_vec(),
+                };
+                shape.adapters = Some((lora.parameters(&config), lora.adapted_weights(&config)));
             }
             print!("{}", MemoryEstimate::new(&config, &shape));
         }

@@ -334,7 +334,7 @@ pub fn run_dpo(
         batches.iter().map(|b| (&b.ids[..], &b.mask[..])),
         config.train.grad_accum,
     )
-    .log_estimate(model.config(), &device);
+    .log_estimate(model.config(), config.train.lora.as_ref(), &device);
     let run = out.run(
         plan.total_steps(),
         &device,

@@ -79,8 +79,12 @@ fn lm_head_nll(
     }
     let g = Tensor::<2>::from_data(TensorData::new(grad, [n, vocab]), &device);
     let d_hidden = g.clone().matmul(w_const.transpose());
-    let d_weight = h_const.transpose().matmul(g);
-    let surrogate = (selected * d_hidden).sum() + (weight * d_weight).sum();
+    let mut surrogate = (selected * d_hidden).sum();
+    // A frozen head (LoRA) needs no `[hidden, vocab]` gradient block.
+    if weight.is_tracked() {
+        let d_weight = h_const.transpose().matmul(g);
+        surrogate = surrogate + (weight * d_weight).sum();
+    }
     // Value of `value`, gradients of `surrogate`.
     Ok(surrogate.clone() - surrogate.detach() + value)
 }

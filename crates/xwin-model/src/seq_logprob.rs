@@ -108,8 +108,12 @@ impl SequenceLogProbs {
         let g = Tensor::<2>::from_data(TensorData::new(g, [n, self.vocab]), &device);
         let (h_const, w_const) = (self.selected.clone().detach(), self.weight.clone().detach());
         let d_hidden = g.clone().matmul(w_const.transpose());
-        let d_weight = h_const.transpose().matmul(g);
-        let surrogate = (self.selected * d_hidden).sum() + (self.weight * d_weight).sum();
+        let mut surrogate = (self.selected * d_hidden).sum();
+        // A frozen head (LoRA) needs no `[hidden, vocab]` gradient block.
+        if self.weight.is_tracked() {
+            let d_weight = h_const.transpose().matmul(g);
+            surrogate = surrogate + (self.weight * d_weight).sum();
+        }
         Ok(surrogate.clone() - surrogate.detach() + value)
     }
 }

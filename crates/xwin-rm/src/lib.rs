@@ -249,8 +249,11 @@ pub fn run_rm(
     };
     let (batches, eval) = (batched(&train_pairs), batched(&eval_pairs));
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
-    StepShape::score(batches.iter().map(|b| &b.ids[..]), config.train.grad_accum)
-        .log_estimate(model.config(), &device);
+    StepShape::score(batches.iter().map(|b| &b.ids[..]), config.train.grad_accum).log_estimate(
+        model.config(),
+        config.train.lora.as_ref(),
+        &device,
+    );
     let run = out.run(
         plan.total_steps(),
         &device,

@@ -71,6 +71,17 @@ impl LoraConfig {
 
     /// Trainable parameters the adapters add to `config`'s model.
     pub fn parameters(&self, config: &LlamaConfig) -> usize {
+        self.per_target(config, |d_in, d_out| self.rank * (d_in + d_out))
+    }
+
+    /// Elements of the adapted weights: each forward composes `W + scale·A·B` for them, and
+    /// the products keep those merged copies for the backward pass.
+    pub fn adapted_weights(&self, config: &LlamaConfig) -> usize {
+        self.per_target(config, |d_in, d_out| d_in * d_out)
+    }
+
+    /// `size(d_in, d_out)` summed over the targeted projections of every layer.
+    fn per_target(&self, config: &LlamaConfig, size: impl Fn(usize, usize) -> usize) -> usize {
         let h = config.hidden_size;
         let q = config.num_attention_heads * config.head_dim;
         let kv = config.num_key_value_heads * config.head_dim;
@@ -79,12 +90,13 @@ impl LoraConfig {
             .targets
             .iter()
             .map(|t| match t.as_str() {
-                "q_proj" => h + q,
-                "k_proj" | "v_proj" => h + kv,
-                "o_proj" => q + h,
-                _ => h + inter, // gate_proj, up_proj, down_proj
+                "q_proj" => size(h, q),
+                "k_proj" | "v_proj" => size(h, kv),
+                "o_proj" => size(q, h),
+                "down_proj" => size(inter, h),
+                _ => size(h, inter), // gate_proj, up_proj
             })
             .sum();
-        self.rank * per_layer * config.num_hidden_layers
+        per_layer * config.num_hidden_layers
     }
 }

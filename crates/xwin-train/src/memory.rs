@@ -8,6 +8,7 @@
 //! checked against the peak resident memory of CPU training steps (`xwin-bench train
 //! --size ...`, which prints both; `docs/benchmarks.md`).
 
+use crate::lora::LoraConfig;
 use burn::tensor::Device;
 use std::fmt;
 use xwin_model::LlamaConfig;
@@ -43,6 +44,9 @@ pub struct StepShape {
     pub head: Head,
     /// Micro-batches per optimizer step.
     pub grad_accum: usize,
+    /// With LoRA (the weights then frozen): the trainable adapter parameters and the
+    /// elements of the adapted weights (whose merged copies each forward keeps).
+    pub adapters: Option<(usize, usize)>,
 }
 
 impl StepShape {
@@ -65,6 +69,7 @@ impl StepShape {
             tokens,
             head: Head::Lm { scored },
             grad_accum,
+            adapters: None,
         }
     }
 
@@ -79,16 +84,22 @@ impl StepShape {
             tokens,
             head: Head::Score,
             grad_accum,
+            adapters: None,
         }
     }
 
-    /// Logs the estimate for training `config` on steps of this shape, checked against the
-    /// host's available memory when `device` is the CPU.
-    pub fn log_estimate(&self, config: &LlamaConfig, device: &Device) {
+    /// Logs the estimate for training `config` on steps of this shape (with `lora`'s
+    /// adapters if given), checked against the host's available memory when `device` is the
+    /// CPU.
+    pub fn log_estimate(&self, config: &LlamaConfig, lora: Option<&LoraConfig>, device: &Device) {
         let available = xwin_model::is_cpu(device)
             .then(available_host_memory)
             .flatten();
-        MemoryEstimate::new(config, self).log(available);
+        let shape = Self {
+            adapters: lora.map(|l| (l.parameters(config), l.adapted_weights(config))),
+            ..*self
+        };
+        MemoryEstimate::new(config, &shape).log(available);
     }
 }
 
@@ -96,6 +107,7 @@ impl StepShape {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {
     pub parameters: u64,
+    /// The weights; with LoRA also the adapters and the merged copies of the adapted weights.
     pub weights: u64,
     /// AdamW's first and second moments.
     pub optimizer: u64,
@@ -139,27 +151,30 @@ impl MemoryEstimate {
         // The embedding output and the final norm's input, normalised input and output.
         let outside_layers = 4 * h;
         let activations = F32 * tokens * (layers * per_token_layer + outside_layers);
+        // With LoRA the weights are frozen: moments and gradients are the adapters', and the
+        // embedding and head blocks of a full fine-tune are never formed.
+        let full = shape.adapters.is_none();
         let head = match shape.head {
             // The logits and probabilities-minus-one-hot `[n, vocab]` (both live while the
-            // loss is computed), the weight's gradient block `[h, vocab]`, the scored hidden
-            // rows and their gradient `[n, h]`.
+            // loss is computed), the weight's gradient block `[h, vocab]` (when it trains),
+            // the scored hidden rows and their gradient `[n, h]`.
             Head::Lm { scored } => {
                 let n = scored as u64;
-                F32 * (2 * n * vocab + h * vocab + 2 * n * h)
+                F32 * (2 * n * vocab + if full { h * vocab } else { 0 } + 2 * n * h)
             }
             Head::Score => 0,
         };
-        let weights = F32 * parameters;
-        let accumulated = if shape.grad_accum > 1 { weights } else { 0 };
-        // Weights, moments and the accumulated sum throughout, plus the larger of the
-        // forward's saved tensors (at the end of the forward pass) and a full set of
-        // gradients (at the end of the backward pass, the saved tensors freed).
-        let gradients = weights + 2 * F32 * h * vocab;
-        let live = 3 * weights + accumulated + (activations + head).max(gradients);
+        let (adapters, merged) = shape.adapters.unwrap_or((0, 0));
+        let (adapters, merged) = (adapters as u64, merged as u64);
+        let weights = F32 * (parameters + adapters + merged);
+        let trainable = if full { weights } else { F32 * adapters };
+        let accumulated = if shape.grad_accum > 1 { trainable } else { 0 };
+        let gradients = trainable + if full { 2 * F32 * h * vocab } else { 0 };
+        let live = weights + 2 * trainable + accumulated + (activations + head).max(gradients);
         Self {
-            parameters,
+            parameters: parameters + adapters,
             weights,
-            optimizer: 2 * weights,
+            optimizer: 2 * trainable,
             gradients,
             accumulated,
             activations,

@@ -400,7 +400,7 @@ pub fn finetune(
         batches.iter().map(|b| (&b.ids[..], &b.loss_mask[..])),
         run.train.grad_accum,
     )
-    .log_estimate(model.config(), &device);
+    .log_estimate(model.config(), run.train.lora.as_ref(), &device);
     let loop_run = out.run(
         total,
         &device,

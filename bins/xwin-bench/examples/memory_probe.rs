@@ -70,11 +70,7 @@ fn main() {
     let lora = std::env::var("LORA")
         .ok()
         .and_then(|r| r.parse::<usize>().ok())
-        .map(|rank| xwin_train::LoraConfig {
-            rank,
-            alpha: 2.0 * rank as f64,
-            targets: xwin_train::lora::PROJECTIONS.map(String::from).to_vec(),
-        });
+        .map(|rank| xwin_train::LoraConfig::on_all_projections(rank, 2.0 * rank as f64));
     let mut shape = xwin_bench::lm_step(batch, seq, 1);
     shape.adapters = lora
         .as_ref()

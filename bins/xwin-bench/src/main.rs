@@ -179,11 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 shape.head = Head::Score;
             }
             if let Some(rank) = lora_rank {
-                let lora = xwin_train::LoraConfig {
-                    rank,
-                    alpha: 2.0 * rank as f64,
-                    targets: xwin_train::lora::PROJECTIONS.map(String::from).to_vec(),
-                };
+                let lora = xwin_train::LoraConfig::on_all_projections(rank, 2.0 * rank as f64);
                 shape.adapters = Some((lora.parameters(&config), lora.adapted_weights(&config)));
             }
             print!("{}", MemoryEstimate::new(&config, &shape));

@@ -283,7 +283,12 @@ pub fn run_rm(
     };
     let center = config.loss.center;
     let mut objective = RmObjective::new(batches, eval.clone(), plan, center, device.clone());
-    let trained = train(model, &config.train, &run, &mut objective, |s| {
+    // With LoRA the fresh score head trains in full (PEFT's modules_to_save for SEQ_CLS).
+    let loop_config = LoopConfig {
+        lora: config.train.lora.clone().map(|l| l.saving("score")),
+        ..config.train.clone()
+    };
+    let trained = train(model, &loop_config, &run, &mut objective, |s| {
         if summary.first_loss.is_nan() {
             summary.first_loss = s.loss;
         }

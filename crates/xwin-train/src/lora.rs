@@ -32,6 +32,11 @@ pub struct LoraConfig {
     /// Which projections get adapters (PEFT's `target_modules`); all seven by default.
     #[serde(default = "all_projections")]
     pub targets: Vec<String>,
+    /// Top-level modules trained in full beside the adapters (PEFT's `modules_to_save`); the
+    /// reward-model stage adds its fresh `score` head, as PEFT does for sequence
+    /// classification.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules_to_save: Vec<String>,
 }
 
 fn all_projections() -> Vec<String> {
@@ -39,10 +44,29 @@ fn all_projections() -> Vec<String> {
 }
 
 impl LoraConfig {
+    /// Adapters of `rank` on all seven projections, scaled by `alpha / rank`.
+    pub fn on_all_projections(rank: usize, alpha: f64) -> Self {
+        Self {
+            rank,
+            alpha,
+            targets: all_projections(),
+            modules_to_save: Vec::new(),
+        }
+    }
+
     /// Checks the table: rank ≥ 1, a finite alpha, known target names.
     pub fn check(&self) -> Result<(), String> {
         if self.rank == 0 || !self.alpha.is_finite() {
             return Err("train.lora: rank must be ≥ 1 and alpha finite".into());
+        }
+        if let Some(m) = self
+            .modules_to_save
+            .iter()
+            .find(|m| m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(format!(
+                "train.lora.modules_to_save: `{m}` is not a module name (letters, digits, _)"
+            ));
         }
         if self.targets.is_empty() {
             return Err("train.lora.targets: empty (name at least one projection)".into());
@@ -60,13 +84,28 @@ impl LoraConfig {
         }
     }
 
-    /// `model` with adapters on the targeted projections' weights and every other parameter
-    /// frozen. Call [`LoraConfig::check`] first.
+    /// `model` with adapters on the targeted projections' weights, the `modules_to_save`
+    /// trainable and every other parameter frozen. Call [`LoraConfig::check`] first.
     pub fn apply<M: Module>(&self, model: M) -> M {
-        // Targets are plain words checked against `PROJECTIONS`: nothing to escape.
+        // Names are plain words (checked): nothing to escape.
         let pattern = format!(r"\.({})\.weight$", self.targets.join("|"));
         let group = ParamGroup::from_regex(&pattern).expect("projection names form a valid regex");
-        model.apply_lora(Lora::new(self.rank, self.alpha).set_param_group(group))
+        let model = model.apply_lora(Lora::new(self.rank, self.alpha).set_param_group(group));
+        if self.modules_to_save.is_empty() {
+            return model;
+        }
+        let saved = format!(r"^({})\.", self.modules_to_save.join("|"));
+        model.unfreeze_group(
+            ParamGroup::from_regex(&saved).expect("module names form a valid regex"),
+        )
+    }
+
+    /// This table with `module` also trained in full.
+    pub fn saving(mut self, module: &str) -> Self {
+        if !self.modules_to_save.iter().any(|m| m == module) {
+            self.modules_to_save.push(module.to_string());
+        }
+        self
     }
 
     /// Trainable parameters the adapters add to `config`'s model.

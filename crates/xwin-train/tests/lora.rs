@@ -36,6 +36,7 @@ fn lora_config(targets: &[&str]) -> LoopConfig {
             rank: 4,
             alpha: 8.0,
             targets: targets.iter().map(|t| t.to_string()).collect(),
+            modules_to_save: Vec::new(),
         }),
         ..loop_config(0.1, Schedule::Constant, Warmup::Steps(0), 1)
     }
@@ -221,4 +222,31 @@ fn a_bad_lora_table_is_refused_by_name() {
     .1;
     assert!(matches!(err, TrainError::Config(_)), "{err}");
     assert!(err.to_string().contains("qkv_proj"), "{err}");
+}
+
+/// The reward model's fresh head trains in full beside the adapters (`modules_to_save`, which
+/// the RM stage sets to `score`); the decoder's weights stay frozen.
+#[test]
+fn modules_to_save_stay_trainable() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    let policy = LlamaForCausalLM::random(&tiny_llama(64, 1, 2), &device);
+    let rm = xwin_model::LlamaForReward::from_policy(policy, 0.02, 0).unwrap();
+    let lora = LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec!["q_proj".into()],
+        modules_to_save: Vec::new(),
+    }
+    .saving("score");
+    lora.check().unwrap();
+    let rm = lora.apply(rm);
+    assert!(rm.score.weight.is_require_grad(), "score head trains");
+    assert!(!rm.model.embed_tokens.weight.is_require_grad());
+    assert!(!rm.model.layers[0].mlp.down_proj.weight.is_require_grad());
+    let bad = LoraConfig {
+        modules_to_save: vec!["score.*".into()],
+        ..lora
+    };
+    assert!(bad.check().unwrap_err().contains("score.*"));
 }

@@ -6,9 +6,9 @@ mod common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use common::{loop_config, tiny_llama};
+use common::{hf_weights, loop_config, tiny_llama};
 use xwin_data::Batch;
-use xwin_model::{LlamaForCausalLM, params::HfTensor};
+use xwin_model::LlamaForCausalLM;
 use xwin_train::{
     CheckpointPolicy, Checkpointing, FnObjective, LoopConfig, LoraConfig, Run, Schedule,
     TrainError, Warmup, sft_loss, train,
@@ -40,20 +40,6 @@ fn lora_config(targets: &[&str]) -> LoopConfig {
         }),
         ..loop_config(0.1, Schedule::Constant, Warmup::Steps(0), 1)
     }
-}
-
-/// Every HF tensor of the model, by name.
-fn weights(m: &LlamaForCausalLM) -> Vec<(String, Vec<f32>)> {
-    m.hf_tensors()
-        .into_iter()
-        .map(|(name, t)| {
-            let v = match t {
-                HfTensor::Linear(t) | HfTensor::Matrix(t) => t.try_to_vec_as::<f32>(),
-                HfTensor::Vector(t) => t.try_to_vec_as::<f32>(),
-            };
-            (name, v.unwrap())
-        })
-        .collect()
 }
 
 /// burn's random numbers are process-global: tests in this file drawing at once (model
@@ -103,7 +89,7 @@ fn only_targeted_projections_change_and_the_model_comes_back_merged() {
         &losses[..]
     );
     assert_eq!(params(&trained), params(&initial), "adapters merged away");
-    for ((name, before), (_, after)) in weights(&initial).iter().zip(&weights(&trained)) {
+    for ((name, before), (_, after)) in hf_weights(&initial).iter().zip(&hf_weights(&trained)) {
         let targeted = ["q_proj", "v_proj", "down_proj"]
             .iter()
             .any(|t| name.contains(t));
@@ -191,7 +177,10 @@ fn a_crashed_lora_run_resumes_to_the_same_weights() {
     .map_err(|(_, e)| e)
     .unwrap();
     assert_eq!(resumed.resumed_from, Some(4));
-    for ((name, a), (_, b)) in weights(&whole.model).iter().zip(&weights(&resumed.model)) {
+    for ((name, a), (_, b)) in hf_weights(&whole.model)
+        .iter()
+        .zip(&hf_weights(&resumed.model))
+    {
         assert!(
             a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{name} differs after resuming"

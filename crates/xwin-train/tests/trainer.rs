@@ -3,9 +3,9 @@
 mod common;
 
 use burn::tensor::Device;
-use common::{loop_config, tiny_llama, train_in_memory};
+use common::{hf_weights, loop_config, tiny_llama, train_in_memory};
 use xwin_data::Batch;
-use xwin_model::{LlamaConfig, LlamaForCausalLM, params::HfTensor};
+use xwin_model::{LlamaConfig, LlamaForCausalLM};
 use xwin_train::{
     CheckpointPolicy, Checkpointing, EpochPlan, Evaluation, FnObjective, LoopConfig, MessageError,
     MicroLoss, Objective, Run, Schedule, SftObjective, TrainError, Warmup, sft_loss, train,
@@ -246,19 +246,7 @@ fn crashed_run_resumes_as_if_never_stopped() {
     assert_eq!(evaluated, [4, 8, 12]);
     assert_eq!(read(dir.path()), expected);
     // Same final weights, every element of every parameter, bit for bit.
-    let weights = |m: &LlamaForCausalLM| -> Vec<(String, Vec<f32>)> {
-        m.hf_tensors()
-            .into_iter()
-            .map(|(name, t)| {
-                let v = match t {
-                    HfTensor::Linear(t) | HfTensor::Matrix(t) => t.try_to_vec_as::<f32>(),
-                    HfTensor::Vector(t) => t.try_to_vec_as::<f32>(),
-                };
-                (name, v.unwrap())
-            })
-            .collect()
-    };
-    let (a, b) = (weights(&whole.model), weights(&resumed.model));
+    let (a, b) = (hf_weights(&whole.model), hf_weights(&resumed.model));
     assert_eq!(a.len(), b.len());
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert!(

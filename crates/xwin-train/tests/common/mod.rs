@@ -4,7 +4,7 @@
 
 use burn::module::Module;
 use burn::tensor::Device;
-use xwin_model::LlamaConfig;
+use xwin_model::{LlamaConfig, LlamaForCausalLM, params::HfTensor};
 use xwin_train::{AdamWSettings, LoopConfig, Objective, Run, Schedule, Warmup, train};
 
 /// A Llama small enough to train in a test: hidden 32, 4 heads of 8.
@@ -55,4 +55,18 @@ pub fn train_in_memory<M: Module, O: Objective<M>>(
     .map_err(|(_, e)| e)
     .expect("training runs");
     (trained.model, losses)
+}
+
+/// Every HF tensor of the model with its elements, by name, for exact comparisons.
+pub fn hf_weights(m: &LlamaForCausalLM) -> Vec<(String, Vec<f32>)> {
+    m.hf_tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let v = match t {
+                HfTensor::Linear(t) | HfTensor::Matrix(t) => t.try_to_vec_as::<f32>(),
+                HfTensor::Vector(t) => t.try_to_vec_as::<f32>(),
+            };
+            (name, v.expect("f32 tensor"))
+        })
+        .collect()
 }

@@ -54,7 +54,7 @@ impl LoraConfig {
         }
     }
 
-    /// Checks the table: rank ≥ 1, a finite alpha, known target names.
+    /// Checks the table: rank ≥ 1, a finite alpha, known target names, plain module names.
     pub fn check(&self) -> Result<(), String> {
         if self.rank == 0 || !self.alpha.is_finite() {
             return Err("train.lora: rank must be ≥ 1 and alpha finite".into());

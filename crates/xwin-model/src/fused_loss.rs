@@ -64,10 +64,10 @@ fn lm_head_nll(
     let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
     let selected = hidden.reshape([b * s, h]).select(0, index);
     let weight = head_weight(model);
-    let (h_const, w_const) = (selected.clone().detach(), weight.clone().detach());
-    let logits = h_const
+    let logits = selected
         .clone()
-        .matmul(w_const.clone())
+        .detach()
+        .matmul(weight.clone().detach())
         .into_data()
         .try_into_vec::<f32>()
         .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))?;
@@ -78,15 +78,26 @@ fn lm_head_nll(
         return Ok(value);
     }
     let g = Tensor::<2>::from_data(TensorData::new(grad, [n, vocab]), &device);
-    let d_hidden = g.clone().matmul(w_const.transpose());
-    let mut surrogate = (selected * d_hidden).sum();
-    // A frozen head (LoRA) needs no `[hidden, vocab]` gradient block.
+    Ok(with_head_gradients(value, selected, weight, g))
+}
+
+/// `value` carrying the gradients of the head's loss, given `g = ∂loss/∂logits` (`[n,
+/// vocab]`) for the scored hidden rows `selected` (`[n, hidden]`) and the head `weight`
+/// (`[hidden, vocab]`): `dH = g·Wᵀ`, `dW = Hᵀ·g`, through a surrogate whose value is dropped.
+/// A frozen head (LoRA) gets no `[hidden, vocab]` gradient block.
+pub(crate) fn with_head_gradients(
+    value: Tensor<1>,
+    selected: Tensor<2>,
+    weight: Tensor<2>,
+    g: Tensor<2>,
+) -> Tensor<1> {
+    let d_hidden = g.clone().matmul(weight.clone().detach().transpose());
+    let mut surrogate = (selected.clone() * d_hidden).sum();
     if weight.is_tracked() {
-        let d_weight = h_const.transpose().matmul(g);
+        let d_weight = selected.detach().transpose().matmul(g);
         surrogate = surrogate + (weight * d_weight).sum();
     }
-    // Value of `value`, gradients of `surrogate`.
-    Ok(surrogate.clone() - surrogate.detach() + value)
+    surrogate.clone() - surrogate.detach() + value
 }
 
 /// The LM head's weight as `[hidden, vocab]` (as the head multiplies it; tied or not).

@@ -10,7 +10,7 @@
 //! the exact gradients (`dH = G·Wᵀ`, `dW = Hᵀ·G`, `G_t = ∂loss/∂sum_row(t) · direction_t`).
 
 use crate::error::{ModelError, Result};
-use crate::fused_loss::{head_weight, softmax_rows, target_rows};
+use crate::fused_loss::{head_weight, softmax_rows, target_rows, with_head_gradients};
 use crate::model::LlamaForCausalLM;
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -106,14 +106,6 @@ impl SequenceLogProbs {
                 row.iter_mut().for_each(|x| *x *= k);
             });
         let g = Tensor::<2>::from_data(TensorData::new(g, [n, self.vocab]), &device);
-        let (h_const, w_const) = (self.selected.clone().detach(), self.weight.clone().detach());
-        let d_hidden = g.clone().matmul(w_const.transpose());
-        let mut surrogate = (self.selected * d_hidden).sum();
-        // A frozen head (LoRA) needs no `[hidden, vocab]` gradient block.
-        if self.weight.is_tracked() {
-            let d_weight = h_const.transpose().matmul(g);
-            surrogate = surrogate + (self.weight * d_weight).sum();
-        }
-        Ok(surrogate.clone() - surrogate.detach() + value)
+        Ok(with_head_gradients(value, self.selected, self.weight, g))
     }
 }

@@ -152,8 +152,16 @@ struct SharedOutput(*mut MaybeUninit<f32>);
 // SAFETY: only used to let tasks write disjoint parts of one buffer.
 unsafe impl Sync for SharedOutput {}
 
-fn tables<'a>(cos: &'a FlexTensor, sin: &'a FlexTensor, rotate: bool) -> Tables<'a> {
-    rotate.then(|| (f32s(cos), f32s(sin)))
+/// The forward pass on contiguous operands (the tables read only when `rotate`), and its sizes.
+fn forward(
+    x: &FlexTensor,
+    (cos, sin): (&FlexTensor, &FlexTensor),
+    heads: usize,
+    rotate: bool,
+) -> (FlexTensor, Dims) {
+    let d = Dims::of(x, heads);
+    let tables = rotate.then(|| (f32s(cos), f32s(sin)));
+    (flex(transform(d, f32s(x), tables, false), d.out_shape()), d)
 }
 
 impl HeadsBackend for Flex {
@@ -164,12 +172,8 @@ impl HeadsBackend for Flex {
         heads: usize,
         rotate: bool,
     ) -> FlexTensor {
-        let (x, cos, sin) = (x.to_contiguous(), cos.to_contiguous(), sin.to_contiguous());
-        let d = Dims::of(&x, heads);
-        flex(
-            transform(d, f32s(&x), tables(&cos, &sin, rotate), false),
-            d.out_shape(),
-        )
+        let (cos, sin) = (cos.to_contiguous(), sin.to_contiguous());
+        forward(&x.to_contiguous(), (&cos, &sin), heads, rotate).0
     }
 }
 
@@ -204,11 +208,7 @@ impl<C: CheckpointStrategy> HeadsBackend for Autodiff<Flex, C> {
         let x = x.into_primitive().to_contiguous();
         let cos = cos.into_primitive().to_contiguous();
         let sin = signed_sin.into_primitive().to_contiguous();
-        let d = Dims::of(&x, heads);
-        let out = flex(
-            transform(d, f32s(&x), tables(&cos, &sin, rotate), false),
-            d.out_shape(),
-        );
+        let (out, d) = forward(&x, (&cos, &sin), heads, rotate);
         // Only the tables are needed backward (none without rotation).
         let kept = rotate.then_some((cos, sin));
         record::<1, _, C>(HeadsBackward, guards, out, || (kept, d))

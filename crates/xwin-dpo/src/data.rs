@@ -7,8 +7,8 @@ use crate::objective::DpoBatch;
 use std::collections::HashMap;
 use std::path::Path;
 use xwin_data::{
-    ChatTemplate, Padding, ReadOptions, TextEncoder, TokenizedConversation, TrainOn, Turn, XwinSet,
-    for_each_record, length_buckets, padded_width, stable_hash, tokenize,
+    ChatTemplate, PadSide, Padding, ReadOptions, TextEncoder, TokenizedConversation, TrainOn, Turn,
+    XwinSet, for_each_record, length_buckets, pad_batch_to, stable_hash, tokenize,
 };
 use xwin_rm::TextPair;
 
@@ -146,37 +146,6 @@ pub fn tokenize_pairs(
     Ok((out, dropped))
 }
 
-/// Rows right-padded with `padding.id` to the longest (rounded up to `padding.multiple`):
-/// ids, attention and the response mask.
-pub fn pad_sides(
-    sides: &[&TokenizedConversation],
-    padding: Padding,
-) -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
-    let longest = sides.iter().map(|s| s.len()).max().unwrap_or(0);
-    let width = padded_width(longest, padding.multiple);
-    let pad = padding.id;
-    let ids = sides
-        .iter()
-        .map(|s| {
-            s.ids
-                .iter()
-                .copied()
-                .chain(std::iter::repeat(pad))
-                .take(width)
-                .collect()
-        })
-        .collect();
-    let attention = sides
-        .iter()
-        .map(|s| (0..width).map(|t| t < s.len()).collect())
-        .collect();
-    let mask = sides
-        .iter()
-        .map(|s| (0..width).map(|t| t < s.len() && s.mask[t]).collect())
-        .collect();
-    (ids, attention, mask)
-}
-
 /// Right-padded micro-batches of up to `pairs_per_batch` pairs of similar length, each with
 /// its reference log-probabilities; a pair without them is an error naming it.
 pub fn dpo_batches(
@@ -212,11 +181,11 @@ pub fn dpo_batches(
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let (ids, attention, mask) = pad_sides(&sides, padding);
+            let padded = pad_batch_to(&sides, padding, PadSide::Right);
             Ok(DpoBatch {
-                ids,
-                attention,
-                mask,
+                ids: padded.ids,
+                attention: padded.attention,
+                mask: padded.loss_mask,
                 reference,
             })
         })

@@ -11,7 +11,9 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use xwin_data::{JsonlWriter, ReadOptions, for_each_record, length_buckets};
+use xwin_data::{
+    JsonlWriter, PadSide, Padding, ReadOptions, for_each_record, length_buckets, pad_batch_to,
+};
 use xwin_model::{BatchLayout, LlamaForCausalLM, sequence_logprobs};
 
 /// One line of the artifact.
@@ -76,11 +78,11 @@ pub fn reference_logps(
             .map(|&i| &missing[i].chosen)
             .chain(members.iter().map(|&i| &missing[i].rejected))
             .collect();
-        let (ids, attention, mask) =
-            crate::data::pad_sides(&sides, xwin_data::Padding::to_longest(pad));
-        let layout = BatchLayout::from_attention_mask(&attention)?;
-        let hidden = model.hidden_states(model.ids_tensor(&ids, device)?, &layout, None);
-        let logps = sequence_logprobs(model, hidden, &ids, &mask)?;
+        let batch = pad_batch_to(&sides, Padding::to_longest(pad), PadSide::Right);
+        let (ids, mask) = (&batch.ids, &batch.loss_mask);
+        let layout = BatchLayout::from_attention_mask(&batch.attention)?;
+        let hidden = model.hidden_states(model.ids_tensor(ids, device)?, &layout, None);
+        let logps = sequence_logprobs(model, hidden, ids, mask)?;
         let p = members.len();
         for (k, &i) in members.iter().enumerate() {
             let record = ReferenceLogps {

@@ -121,8 +121,6 @@ pub struct MemoryEstimate {
     /// The head's share: for the LM head, the fused loss's `[scored, vocab]` logits and
     /// probabilities and its head-sized gradient block.
     pub head: u64,
-    /// The allocator's slack at the peak ([`SLACK`] of the live tensors).
-    pub slack: u64,
     pub runtime: u64,
 }
 
@@ -170,7 +168,6 @@ impl MemoryEstimate {
         let trainable = if full { weights } else { F32 * adapters };
         let accumulated = if shape.grad_accum > 1 { trainable } else { 0 };
         let gradients = trainable + if full { 2 * F32 * h * vocab } else { 0 };
-        let live = weights + 2 * trainable + accumulated + (activations + head).max(gradients);
         Self {
             parameters: parameters + adapters,
             weights,
@@ -179,15 +176,26 @@ impl MemoryEstimate {
             accumulated,
             activations,
             head,
-            slack: (live as f64 * SLACK) as u64,
             runtime: RUNTIME_BYTES,
         }
     }
 
+    /// The live tensors at the peak: weights, moments and the accumulated sum throughout,
+    /// plus the larger of the forward's saved tensors (at the end of the forward pass) and a
+    /// full set of gradients (at the end of the backward pass, the saved tensors freed).
+    pub fn live(&self) -> u64 {
+        let transient = (self.activations + self.head).max(self.gradients);
+        self.weights + self.optimizer + self.accumulated + transient
+    }
+
+    /// The allocator's slack at the peak ([`SLACK`] of the live tensors).
+    pub fn slack(&self) -> u64 {
+        (self.live() as f64 * SLACK) as u64
+    }
+
     /// The peak memory of the run.
     pub fn peak(&self) -> u64 {
-        let transient = (self.activations + self.head).max(self.gradients);
-        self.weights + self.optimizer + self.accumulated + transient + self.slack + self.runtime
+        self.live() + self.slack() + self.runtime
     }
 
     pub fn peak_gib(&self) -> f64 {
@@ -229,7 +237,7 @@ impl fmt::Display for MemoryEstimate {
         row(f, "accumulated gradients", self.accumulated)?;
         row(f, "saved activations (largest batch)", self.activations)?;
         row(f, "head (fused loss)", self.head)?;
-        row(f, "allocator slack", self.slack)?;
+        row(f, "allocator slack", self.slack())?;
         row(f, "runtime", self.runtime)?;
         row(f, "peak", self.peak())
     }

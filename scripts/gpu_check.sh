@@ -28,6 +28,11 @@ for size in 21m 143m 760m; do
   timeout 90 python3 scripts/bench_train_torch.py --device cuda --size "$size" --batch 8 --repeats 5 --peak-tflops 67 2>&1 | tee "$out/torch_cuda_train_$size.json"
   timeout 90 python3 scripts/bench_train_torch.py --device cuda --bf16 --size "$size" --batch 8 --repeats 5 --peak-tflops 989 2>&1 | tee "$out/torch_cuda_bf16_train_$size.json"
 done
+# xwin's mixed precision at 760M (bf16 products; f16 in case bf16 does not compile on Vulkan)
+# beside PyTorch's bf16 autocast above: the ">= 0.5x" line.
+for p in bf16 f16; do
+  timeout 150 .gpu/xwin-bench train --device wgpu --size 760m --batch 8 --repeats 5 --precision "$p" --peak-tflops 989 2>&1 | tee "$out/xwin_wgpu_${p}_train_760m.json"
+done
 .gpu/xwin-bench memory --size 7b-2l --batch 4 --seq 1024 | tee "$out/xwin_estimate_7b2l.txt"
 nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$out/gpu_mem_7b2l.log" &
 sampler=$!

@@ -31,6 +31,9 @@ struct Cli {
     /// The device's peak FLOP/s in TFLOP/s, for model FLOP utilisation (train).
     #[arg(long, global = true)]
     peak_tflops: Option<f64>,
+    /// Precision of the matrix products: f32, bf16 or f16 (mixed precision, f32 masters).
+    #[arg(long, default_value = "f32", global = true)]
+    precision: xwin_model::Precision,
 }
 
 #[derive(Subcommand)]
@@ -143,11 +146,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cpu" => "burn flex".to_string(),
         other => format!("burn {other}"),
     };
+    let backend = match cli.precision {
+        xwin_model::Precision::F32 => backend,
+        p => format!("{backend}, {p} autocast"),
+    };
     let config = cli.size.config();
     match cli.command {
         Command::Train { batch, seq } => {
             let device = device.autodiff();
-            let model = LlamaForCausalLM::random(&config, &device);
+            let model = LlamaForCausalLM::random(&config, &device).with_precision(cli.precision);
             let data = full_loss_batch(batch, seq, config.vocab_size);
             let step_s = train_step_seconds(model, &data, &device, cli.repeats);
             let estimate = MemoryEstimate::new(&config, &lm_step(batch, seq, 1));
@@ -202,7 +209,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Dpo { pairs, seq, sft } => {
             let device = device.autodiff();
-            let model = LlamaForCausalLM::random(&config, &device);
+            let model = LlamaForCausalLM::random(&config, &device).with_precision(cli.precision);
             let data = xwin_bench::dpo_batch(pairs, seq, config.vocab_size);
             let (name, s) = if sft {
                 (
@@ -279,7 +286,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             n,
             new_tokens,
         } => {
-            let model = LlamaForCausalLM::random(&config, &device);
+            let model = LlamaForCausalLM::random(&config, &device).with_precision(cli.precision);
             let ids = token_ids(prompts, prompt_len, config.vocab_size);
             // Temperature 1, no top-k/top-p (transformers' defaults switched off the same way);
             // no stop ids, so every row generates exactly `new_tokens`.
@@ -331,7 +338,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             prompt_len,
             new_tokens,
         } => {
-            let model = LlamaForCausalLM::random(&config, &device);
+            let model = LlamaForCausalLM::random(&config, &device).with_precision(cli.precision);
             let ids = token_ids(prefill_batch, prefill_seq, config.vocab_size);
             let layout = BatchLayout::contiguous(prefill_batch, prefill_seq, 0);
             let prefill = time(cli.repeats, || {

@@ -34,6 +34,9 @@ struct ModelArgs {
     /// Compute device: cpu, wgpu, cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Precision of the matrix products: f32, bf16 or f16 (weights stay as loaded).
+    #[arg(long, default_value = "f32")]
+    precision: xwin_model::Precision,
 }
 
 #[derive(Subcommand)]
@@ -124,7 +127,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
     match cli.command {
         Command::Logits { model, ids } => {
             let device = parse_device(&model.device)?;
-            let llm = load_causal_lm(&model.model, &device)?;
+            let llm = load_causal_lm(&model.model, &device)?.with_precision(model.precision);
             let mut out = Vec::new();
             // One forward per sequence keeps ragged batches exact and the output unpadded.
             for arg in &ids {
@@ -153,7 +156,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
             stop_at_eos,
         } => {
             let device = parse_device(&model.device)?;
-            let llm = load_causal_lm(&model.model, &device)?;
+            let llm = load_causal_lm(&model.model, &device)?.with_precision(model.precision);
             let prompts = ids
                 .iter()
                 .map(|a| parse_ids(a))
@@ -205,17 +208,17 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
                 ..SaveOptions::default()
             };
             if Architecture::of_dir(&model.model) == Architecture::Reward {
-                let rm = load_reward_model(&model.model, &device)?;
+                let rm = load_reward_model(&model.model, &device)?.with_precision(model.precision);
                 save_reward_model(&rm, &out, options, &[])?;
             } else {
-                let llm = load_causal_lm(&model.model, &device)?;
+                let llm = load_causal_lm(&model.model, &device)?.with_precision(model.precision);
                 save_causal_lm(&llm, &out, options)?;
             }
             Ok(json!({ "saved": out }))
         }
         Command::Reward { model, ids } => {
             let device = parse_device(&model.device)?;
-            let rm = load_reward_model(&model.model, &device)?;
+            let rm = load_reward_model(&model.model, &device)?.with_precision(model.precision);
             let rows = ids
                 .iter()
                 .map(|a| parse_ids(a))
@@ -230,7 +233,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
         }
         Command::Logprobs { model, ids, from } => {
             let device = parse_device(&model.device)?;
-            let llm = load_causal_lm(&model.model, &device)?;
+            let llm = load_causal_lm(&model.model, &device)?.with_precision(model.precision);
             let requests = ids
                 .iter()
                 .map(|a| parse_ids(a).map(|r| (r, from)))

@@ -283,6 +283,7 @@ pub fn run_dpo(
     let identity = ReferenceIdentity {
         model: base_fingerprint(&reference)?,
         template: format!("{template:?}"),
+        precision: config.train.precision,
     };
     let (ref_logps, reference_computed) = match &config.reference.logps {
         Some(path) => (read_reference(path)?, 0),
@@ -291,7 +292,8 @@ pub fn run_dpo(
             let ref_model = match frozen_policy.take() {
                 Some(policy) if reference.path == config.model.path => policy,
                 _ => load_causal_lm(&reference.path, &inference)?,
-            };
+            }
+            .with_precision(config.train.precision);
             let all: Vec<&TokenPair> = train_pairs.iter().chain(&eval_pairs).collect();
             // Not persisted: computed in memory, nothing written.
             let artifact = config
@@ -312,7 +314,7 @@ pub fn run_dpo(
     };
 
     let device = parse_device(&config.model.device)?.autodiff();
-    let model = load_causal_lm(&config.model.path, &device)?;
+    let model = load_causal_lm(&config.model.path, &device)?.with_precision(config.train.precision);
     let pad = model.config().pad_token_id.unwrap_or(0);
     let b = &config.batching;
     let batched = |pairs: &[TokenPair]| {

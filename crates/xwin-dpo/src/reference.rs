@@ -35,6 +35,10 @@ pub struct ReferenceIdentity {
     /// Fingerprint of the reference model's config, weights and tokenizer.
     pub model: String,
     pub template: String,
+    /// The precision the log-probabilities were computed in (the policy's, so that policy and
+    /// reference start level); absent for f32, so f32 artifacts stay valid.
+    #[serde(default, skip_serializing_if = "xwin_model::Precision::is_f32")]
+    pub precision: xwin_model::Precision,
 }
 
 fn meta_path(artifact: &Path) -> PathBuf {

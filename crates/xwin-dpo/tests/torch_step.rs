@@ -61,6 +61,7 @@ fn dpo_step_equals_torch() {
     let identity = ReferenceIdentity {
         model: "dpo_ref".into(),
         template: "none".into(),
+        precision: Default::default(),
     };
     let (logps, computed) = reference_logps(
         &reference,
@@ -115,6 +116,8 @@ fn dpo_step_equals_torch() {
         seed: 0,
         eval_every: None,
         lora: None,
+        precision: Default::default(),
+        loss_scale: None,
     };
     let mut objective = DpoObjective::new(
         vec![batch],

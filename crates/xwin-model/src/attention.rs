@@ -5,6 +5,7 @@ use crate::error::Result;
 use crate::layout::BatchLayout;
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
+use crate::precision::{self, Precision};
 use crate::rope::{RopeTables, RotaryEmbedding};
 use burn::module::Module;
 use burn::nn::Linear;
@@ -73,6 +74,7 @@ impl Attention {
         tables: &RopeTables,
         mask: &KeyMask<'_>,
         cache: Option<&mut Option<LayerCache>>,
+        precision: Precision,
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let fused = fused_ops_apply(&x.device(), x.dtype());
@@ -85,9 +87,9 @@ impl Attention {
                 if rotate { rope.apply(t, tables) } else { t }
             }
         };
-        let q = heads(project(&self.q_proj, x.clone()), self.num_heads, true);
-        let mut k = heads(project(&self.k_proj, x.clone()), self.num_kv_heads, true);
-        let mut v = heads(project(&self.v_proj, x), self.num_kv_heads, false);
+        let q = heads(project(&self.q_proj, x.clone(), precision), self.num_heads, true);
+        let mut k = heads(project(&self.k_proj, x.clone(), precision), self.num_kv_heads, true);
+        let mut v = heads(project(&self.v_proj, x, precision), self.num_kv_heads, false);
         if let Some(slot) = cache {
             if let Some(past) = slot.take() {
                 k = Tensor::cat(vec![past.keys, k], 2);
@@ -103,7 +105,13 @@ impl Attention {
         // under autodiff, 9× burn's inference kernel; docs/benchmarks.md). Elsewhere training
         // builds a graph, where our composite beats burn's fallback (see `attention_with_bias`),
         // and inference keeps burn's kernel.
-        let out = if fused {
+        let out = if !precision.is_f32() {
+            // Half-precision products, f32 softmax (HF upcasts it): the composite, on every
+            // backend; our fused CPU kernel and burn's kernel compute in one dtype.
+            let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
+            let bias = mask.bias(q.dims()[2], k.dims()[2], self.num_heads, &device);
+            attention_with_bias_in(q, k, v, bias, precision)
+        } else if fused {
             let keys = k.dims()[2];
             fused_causal_attention(q, k, v, mask.key_valid(keys, &device))
         } else if q.is_tracked() {
@@ -130,6 +138,7 @@ impl Attention {
             &self.o_proj,
             out.swap_dims(1, 2)
                 .reshape([b, s, self.num_heads * self.head_dim]),
+            precision,
         )
     }
 
@@ -250,16 +259,32 @@ pub fn attention_bias(
 /// - q `[batch, heads, seq_q, head_dim]`, k and v `[batch, heads, seq_k, head_dim]`, bias
 ///   broadcastable to `[batch, heads, seq_q, seq_k]` → `[batch, heads, seq_q, head_dim]`
 pub fn attention_with_bias(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
+    attention_with_bias_in(q, k, v, bias, Precision::F32)
+}
+
+/// [`attention_with_bias`] with its two products in `precision` (scores and output rounded
+/// to it, as autocast's matmuls are); the bias, softmax and its normalisation stay f32.
+///
+/// # Shapes
+/// - as [`attention_with_bias`]
+pub fn attention_with_bias_in(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Tensor<4>,
+    precision: Precision,
+) -> Tensor<4> {
     let d = q.dims()[3];
-    let scores = q
-        .mul_scalar(1.0 / (d as f64).sqrt())
-        .matmul(k.swap_dims(2, 3))
-        + bias;
+    let scores = precision::matmul(
+        q.mul_scalar(1.0 / (d as f64).sqrt()),
+        k.swap_dims(2, 3),
+        precision,
+    ) + bias;
     // A fully hidden row has max −∞; clamping the shift keeps (−∞) − shift at −∞, not NaN.
     let shift = scores.clone().detach().max_dim(3).clamp_min(f32::MIN);
     let e = (scores - shift).exp();
     let p = e.clone() / e.sum_dim(3).add_scalar(EMPTY_ROW);
-    p.matmul(v)
+    precision::matmul(p, v, precision)
 }
 
 /// [`attention_with_bias`] with the bias of [`attention_bias`], in one call.

@@ -12,6 +12,7 @@
 
 use crate::error::{ModelError, Result};
 use crate::model::LlamaForCausalLM;
+use crate::precision::{Precision, matmul};
 use crate::vecmath::{exp_shifted, row_max, row_sum};
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -27,7 +28,7 @@ pub fn lm_head_nll_mean(
     ids: &[Vec<u32>],
     mask: &[Vec<bool>],
 ) -> Result<Tensor<1>> {
-    lm_head_nll(model, hidden, ids, mask, true)
+    lm_head_nll(model, hidden, ids, mask, true, HeadPath::Auto)
 }
 
 /// Summed negative log-likelihood of the same tokens: what a loop that weights every token of
@@ -41,15 +42,44 @@ pub fn lm_head_nll_sum(
     ids: &[Vec<u32>],
     mask: &[Vec<bool>],
 ) -> Result<Tensor<1>> {
-    lm_head_nll(model, hidden, ids, mask, false)
+    lm_head_nll(model, hidden, ids, mask, false, HeadPath::Auto)
 }
 
-fn lm_head_nll(
+/// Where the head's softmax runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadPath {
+    /// The host on the CPU backend (one parallel pass per row), the device elsewhere.
+    Auto,
+    /// Logits read to the host, softmax and gradient there.
+    Host,
+    /// Tensor ops on the device in chunks of this many rows ([`crate::head_device`]).
+    Device { rows_per_chunk: usize },
+}
+
+impl HeadPath {
+    /// The path `Auto` stands for on `device`.
+    pub fn resolve(self, device: &burn::tensor::Device, vocab: usize) -> Self {
+        match self {
+            Self::Auto if crate::device::is_cpu(device) => Self::Host,
+            Self::Auto => Self::Device {
+                rows_per_chunk: crate::head_device::chunk_rows(vocab),
+            },
+            other => other,
+        }
+    }
+}
+
+/// [`lm_head_nll_mean`] (`mean`) or [`lm_head_nll_sum`] on a chosen [`HeadPath`].
+///
+/// # Shapes
+/// - hidden `[batch, seq, hidden]`, ids and mask `[batch][seq]` → `[1]`
+pub fn lm_head_nll(
     model: &LlamaForCausalLM,
     hidden: Tensor<3>,
     ids: &[Vec<u32>],
     mask: &[Vec<bool>],
     mean: bool,
+    path: HeadPath,
 ) -> Result<Tensor<1>> {
     let [b, s, h] = hidden.dims();
     let vocab = model.config().vocab_size;
@@ -64,37 +94,61 @@ fn lm_head_nll(
     let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
     let selected = hidden.reshape([b * s, h]).select(0, index);
     let weight = head_weight(model);
-    let logits = selected
-        .clone()
-        .detach()
-        .matmul(weight.clone().detach())
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))?;
+    let precision = model.precision();
     let divisor = if mean { n as f64 } else { 1.0 };
+    if let HeadPath::Device { rows_per_chunk } = path.resolve(&device, vocab) {
+        let scale = (1.0 / divisor) as f32;
+        return Ok(crate::head_device::nll_sum_on_device(
+            selected,
+            weight,
+            &targets,
+            scale,
+            precision,
+            rows_per_chunk,
+        ));
+    }
+    let logits = host_logits(&selected, &weight, precision)?;
     let (grad, loss_sum) = softmax_xent_grad(logits, &targets, vocab, (1.0 / divisor) as f32);
     let value = Tensor::<1>::from_floats([(loss_sum / divisor) as f32], &device);
     if !selected.is_tracked() && !weight.is_tracked() {
         return Ok(value);
     }
     let g = Tensor::<2>::from_data(TensorData::new(grad, [n, vocab]), &device);
-    Ok(with_head_gradients(value, selected, weight, g))
+    Ok(with_head_gradients(value, selected, weight, g, precision))
+}
+
+/// The head's logits for the scored rows `selected`, read to the host: f32, the product in
+/// `precision` (autocast's logits, then `.float()`).
+///
+/// # Shapes
+/// - selected `[n, hidden]`, weight `[hidden, vocab]` → `n · vocab` values
+pub(crate) fn host_logits(
+    selected: &Tensor<2>,
+    weight: &Tensor<2>,
+    precision: Precision,
+) -> Result<Vec<f32>> {
+    crate::precision::matmul(selected.clone().detach(), weight.clone().detach(), precision)
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))
 }
 
 /// `value` carrying the gradients of the head's loss, given `g = ∂loss/∂logits` (`[n,
 /// vocab]`) for the scored hidden rows `selected` (`[n, hidden]`) and the head `weight`
 /// (`[hidden, vocab]`): `dH = g·Wᵀ`, `dW = Hᵀ·g`, through a surrogate whose value is dropped.
-/// A frozen head (LoRA) gets no `[hidden, vocab]` gradient block.
+/// A frozen head (LoRA) gets no `[hidden, vocab]` gradient block. Both products run in
+/// `precision`, as the backward of autocast's head product does.
 pub(crate) fn with_head_gradients(
     value: Tensor<1>,
     selected: Tensor<2>,
     weight: Tensor<2>,
     g: Tensor<2>,
+    precision: Precision,
 ) -> Tensor<1> {
-    let d_hidden = g.clone().matmul(weight.clone().detach().transpose());
+    let d_hidden = matmul(g.clone(), weight.clone().detach().transpose(), precision);
     let mut surrogate = (selected.clone() * d_hidden).sum();
     if weight.is_tracked() {
-        let d_weight = selected.detach().transpose().matmul(g);
+        let d_weight = matmul(selected.detach().transpose(), g, precision);
         surrogate = surrogate + (weight * d_weight).sum();
     }
     surrogate.clone() - surrogate.detach() + value

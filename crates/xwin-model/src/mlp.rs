@@ -4,6 +4,7 @@ use crate::cpu_ops::{fused_ops_apply, project, silu_mul};
 use crate::error::Result;
 use crate::names::{DOWN_PROJ, GATE_PROJ, UP_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
+use crate::precision::{Precision, round_to};
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
@@ -40,16 +41,21 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = project(&self.gate_proj, x.clone());
-        let up = project(&self.up_proj, x);
+    /// The block with its three products in `precision`.
+    pub fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let gate = project(&self.gate_proj, x.clone(), precision);
+        let up = project(&self.up_proj, x, precision);
         // On the CPU one fused pass each way (see `cpu_ops::silu_mul`).
-        let hidden = if fused_ops_apply(&gate.device(), gate.dtype()) {
+        let hidden = if !precision.is_f32() {
+            // autocast runs SiLU in the half dtype: its output is rounded before the product
+            // (whose own rounding the down projection's cast does).
+            round_to(silu(gate), precision) * up
+        } else if fused_ops_apply(&gate.device(), gate.dtype()) {
             silu_mul(gate, up)
         } else {
             silu(gate) * up
         };
-        project(&self.down_proj, hidden)
+        project(&self.down_proj, hidden, precision)
     }
 
     pub(crate) fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {

@@ -9,6 +9,7 @@ use crate::names::{
     EMBED_TOKENS, FINAL_NORM, INPUT_NORM, LM_HEAD, MLP, POST_ATTENTION_NORM, SELF_ATTN, join, layer,
 };
 use crate::params::{HfTensor, HfTensors, ParamSource, embedding, linear, rms_norm};
+use crate::precision::{self, Precision};
 use crate::rope::{RotaryEmbedding, RotaryEmbeddingConfig};
 use burn::module::Module;
 use burn::nn::{Embedding, Linear, RmsNorm};
@@ -73,6 +74,7 @@ struct LayerInputs<'a> {
     rope: &'a RotaryEmbedding,
     tables: crate::rope::RopeTables,
     mask: KeyMask<'a>,
+    precision: Precision,
 }
 
 impl DecoderLayer {
@@ -82,7 +84,7 @@ impl DecoderLayer {
         ctx: &LayerInputs<'_>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
-        self.mlp_block(self.attention_block(x, ctx, cache))
+        self.mlp_block(self.attention_block(x, ctx, cache), ctx.precision)
     }
 
     /// The residual attention half of the layer.
@@ -98,15 +100,16 @@ impl DecoderLayer {
             &ctx.tables,
             &ctx.mask,
             cache,
+            ctx.precision,
         );
         x + attn
     }
 
     /// The residual MLP half of the layer.
-    fn mlp_block(&self, x: Tensor<3>) -> Tensor<3> {
+    fn mlp_block(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
         let mlp = self
             .mlp
-            .forward(self.post_attention_layernorm.forward(x.clone()));
+            .forward(self.post_attention_layernorm.forward(x.clone()), precision);
         x + mlp
     }
 
@@ -123,7 +126,8 @@ impl DecoderLayer {
             .reshape([b * s, h])
             .select(0, rows);
         let n = picked.dims()[0];
-        self.mlp_block(picked.reshape([1, n, h])).reshape([n, h])
+        self.mlp_block(picked.reshape([1, n, h]), ctx.precision)
+            .reshape([n, h])
     }
 
     fn hf_tensors(&self, prefix: &str, out: &mut HfTensors) {
@@ -185,6 +189,9 @@ pub struct LlamaModel {
     pub norm: RmsNorm,
     rope: RotaryEmbedding,
     num_heads: usize,
+    /// The precision of the matrix products (see [`crate::precision`]).
+    #[module(skip)]
+    precision: Precision,
 }
 
 impl LlamaModel {
@@ -200,6 +207,7 @@ impl LlamaModel {
             norm: rms_norm(source, FINAL_NORM, config.hidden_size, config.rms_norm_eps)?,
             rope: RotaryEmbeddingConfig::from_llama(config).init(),
             num_heads: config.num_attention_heads,
+            precision: Precision::F32,
         })
     }
 
@@ -236,7 +244,18 @@ impl LlamaModel {
             rope: &self.rope,
             tables: self.rope.tables(&layout.positions, device),
             mask: KeyMask::new(layout),
+            precision: self.precision,
         }
+    }
+
+    /// The precision of the matrix products.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Runs the matrix products in `precision` from now on; the parameters stay as they are.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
 
     /// Final hidden states at the flat positions `rows` (`batch index × seq + position`)
@@ -334,17 +353,31 @@ impl LlamaForCausalLM {
         self.model.forward(ids, layout, cache)
     }
 
-    /// Projects hidden states to vocabulary logits.
+    /// The precision of the matrix products (decoder and head).
+    pub fn precision(&self) -> Precision {
+        self.model.precision
+    }
+
+    /// The model with its matrix products in `precision` (see [`crate::precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.model.set_precision(precision);
+        self
+    }
+
+    /// Projects hidden states to vocabulary logits (f32, the product in the model's precision).
     pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => {
-                let [b, s, h] = hidden.dims();
+        let [b, s, h] = hidden.dims();
+        let vocab = self.config.vocab_size;
+        match (&self.lm_head, self.precision()) {
+            (Some(head), Precision::F32) => head.forward(hidden),
+            (Some(head), p) => {
+                precision::matmul(hidden.reshape([b * s, h]), head.weight.val(), p)
+                    .reshape([b, s, vocab])
+            }
+            (None, p) => {
                 let embed = self.model.embed_tokens.weight.val();
-                hidden
-                    .reshape([b * s, h])
-                    .matmul(embed.transpose())
-                    .reshape([b, s, self.config.vocab_size])
+                precision::matmul(hidden.reshape([b * s, h]), embed.transpose(), p)
+                    .reshape([b, s, vocab])
             }
         }
     }

@@ -70,6 +70,12 @@ impl LlamaForReward {
         &self.config
     }
 
+    /// The model with its matrix products in `precision` (see [`crate::precision`]).
+    pub fn with_precision(mut self, precision: crate::Precision) -> Self {
+        self.model.set_precision(precision);
+        self
+    }
+
     /// One reward per row: the head applied to the final hidden state of the row's last
     /// real token (`attention[row]` true), so right and left padding give the same rewards.
     /// Carries gradients on an autodiff device.
@@ -92,7 +98,11 @@ impl LlamaForReward {
             .collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), device);
         let pooled = self.model.hidden_at(tensor, &layout, index);
-        Ok(self.score.forward(pooled).reshape([b]))
+        let rewards = match self.model.precision() {
+            crate::Precision::F32 => self.score.forward(pooled),
+            p => crate::precision::matmul(pooled, self.score.weight.val(), p),
+        };
+        Ok(rewards.reshape([b]))
     }
 
     /// Every parameter under its HF name and layout, in a stable order.

@@ -10,7 +10,10 @@
 //! the exact gradients (`dH = G·Wᵀ`, `dW = Hᵀ·G`, `G_t = ∂loss/∂sum_row(t) · direction_t`).
 
 use crate::error::{ModelError, Result};
-use crate::fused_loss::{head_weight, softmax_rows, target_rows, with_head_gradients};
+use crate::fused_loss::{head_weight, host_logits, softmax_rows, target_rows, with_head_gradients};
+use crate::fused_loss::HeadPath;
+use crate::head_device::{attach_weighted, token_logprobs_on_device};
+use crate::precision::Precision;
 use crate::model::LlamaForCausalLM;
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -23,10 +26,17 @@ pub struct SequenceLogProbs {
     pub counts: Vec<usize>,
     selected: Tensor<2>,
     weight: Tensor<2>,
-    /// `[tokens, vocab]`: `onehot − softmax` of each target token.
-    direction: Vec<f32>,
+    direction: Direction,
     row_of: Vec<usize>,
     vocab: usize,
+    precision: Precision,
+}
+
+/// `onehot − softmax` of each target token (`[tokens, vocab]`), where the path keeps it.
+enum Direction {
+    Host(Vec<f32>),
+    /// Row chunks on the device ([`crate::head_device`]).
+    Device(Vec<Tensor<2>>),
 }
 
 /// Log-probability sums of the tokens where `mask[b][t]` holds (t ≥ 1), per row, given the
@@ -40,6 +50,21 @@ pub fn sequence_logprobs(
     ids: &[Vec<u32>],
     mask: &[Vec<bool>],
 ) -> Result<SequenceLogProbs> {
+    sequence_logprobs_on(model, hidden, ids, mask, HeadPath::Auto)
+}
+
+/// [`sequence_logprobs`] on a chosen [`HeadPath`]. The device path reads only the per-token
+/// log-probabilities (`n` numbers) to the host.
+///
+/// # Shapes
+/// - hidden `[batch, seq, hidden]`, ids and mask `[batch][seq]` → `batch` sums
+pub fn sequence_logprobs_on(
+    model: &LlamaForCausalLM,
+    hidden: Tensor<3>,
+    ids: &[Vec<u32>],
+    mask: &[Vec<bool>],
+    path: HeadPath,
+) -> Result<SequenceLogProbs> {
     let [b, s, h] = hidden.dims();
     let vocab = model.config().vocab_size;
     let device = hidden.device();
@@ -50,25 +75,42 @@ pub fn sequence_logprobs(
         counts[r] += 1;
     }
     let weight = head_weight(model);
-    let (selected, logits) = if n == 0 {
-        (Tensor::<2>::zeros([0, h], &device), Vec::new())
+    let precision = model.precision();
+    let selected = if n == 0 {
+        Tensor::<2>::zeros([0, h], &device)
     } else {
         let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
-        let selected = hidden.reshape([b * s, h]).select(0, index);
-        let logits = selected
-            .clone()
-            .detach()
-            .matmul(weight.clone().detach())
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))?;
-        (selected, logits)
+        hidden.reshape([b * s, h]).select(0, index)
     };
-    // Scale −1: each row becomes `onehot − softmax`, the direction of `log p`.
-    let (direction, nll) = softmax_rows(logits, &targets, vocab, -1.0);
+    let (direction, logps) = match path.resolve(&device, vocab) {
+        HeadPath::Device { rows_per_chunk } if n > 0 => {
+            let (logps, chunks) = token_logprobs_on_device(
+                selected.clone(),
+                weight.clone(),
+                &targets,
+                precision,
+                rows_per_chunk,
+            );
+            let logps = logps
+                .try_into_vec_as::<f32>()
+                .map_err(|e| ModelError::InvalidInput(format!("log-probabilities: {e:?}")))?;
+            let logps: Vec<f64> = logps.into_iter().map(f64::from).collect();
+            (Direction::Device(chunks), logps)
+        }
+        _ => {
+            let logits = if n == 0 {
+                Vec::new()
+            } else {
+                host_logits(&selected, &weight, precision)?
+            };
+            // Scale −1: each row becomes `onehot − softmax`, the direction of `log p`.
+            let (direction, nll) = softmax_rows(logits, &targets, vocab, -1.0);
+            (Direction::Host(direction), nll.iter().map(|l| -l).collect())
+        }
+    };
     let mut sums = vec![0.0f64; b];
-    for (&r, l) in row_of.iter().zip(&nll) {
-        sums[r] -= l;
+    for (&r, l) in row_of.iter().zip(&logps) {
+        sums[r] += l;
     }
     Ok(SequenceLogProbs {
         sums,
@@ -78,6 +120,7 @@ pub fn sequence_logprobs(
         direction,
         row_of,
         vocab,
+        precision,
     })
 }
 
@@ -98,7 +141,20 @@ impl SequenceLogProbs {
         if n == 0 || (!self.selected.is_tracked() && !self.weight.is_tracked()) {
             return Ok(value);
         }
-        let mut g = self.direction;
+        let mut g = match self.direction {
+            Direction::Host(g) => g,
+            Direction::Device(chunks) => {
+                let weights: Vec<f32> = self.row_of.iter().map(|&r| grads[r]).collect();
+                return Ok(attach_weighted(
+                    value,
+                    self.selected,
+                    self.weight,
+                    chunks,
+                    &weights,
+                    self.precision,
+                ));
+            }
+        };
         g.par_chunks_mut(self.vocab)
             .zip(self.row_of.par_iter())
             .for_each(|(row, &r)| {
@@ -106,6 +162,12 @@ impl SequenceLogProbs {
                 row.iter_mut().for_each(|x| *x *= k);
             });
         let g = Tensor::<2>::from_data(TensorData::new(g, [n, self.vocab]), &device);
-        Ok(with_head_gradients(value, self.selected, self.weight, g))
+        Ok(with_head_gradients(
+            value,
+            self.selected,
+            self.weight,
+            g,
+            self.precision,
+        ))
     }
 }

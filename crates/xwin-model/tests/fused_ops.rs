@@ -170,7 +170,7 @@ fn linear_equals_burn_linear() {
         )
         .require_grad();
         let view = || x.clone().swap_dims(1, 2);
-        let ours = xwin_model::cpu_ops::project(&layer, view());
+        let ours = xwin_model::cpu_ops::project(&layer, view(), xwin_model::Precision::F32);
         let theirs = layer.forward(view());
         let case = format!("{rows}x{d_in}x{d_out}");
         let diff = xwin_testkit::max_abs_diff(&host(ours.clone()), &host(theirs.clone()));

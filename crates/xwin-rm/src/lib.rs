@@ -288,6 +288,7 @@ pub fn run_rm(
         lora: config.train.lora.clone().map(|l| l.saving("score")),
         ..config.train.clone()
     };
+    let model = model.with_precision(config.train.precision);
     let trained = train(model, &loop_config, &run, &mut objective, |s| {
         if summary.first_loss.is_nan() {
             summary.first_loss = s.loss;

@@ -83,6 +83,8 @@ fn check(name: &str) {
         seed: 0,
         eval_every: None,
         lora: None,
+        precision: Default::default(),
+        loss_scale: None,
     };
     b.ratings = vec![None; 3];
     let mut objective = RmObjective::new(

@@ -46,6 +46,9 @@ pub struct LoopState {
     pub fingerprint: String,
     /// Loss of the last step, for the log.
     pub loss: f32,
+    /// f16 runs: the loss scaler's state after this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::loss_scale::LossScale>,
 }
 
 /// Errors reading or writing checkpoints.

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod epochs;
 pub mod fused_adamw;
 pub mod lora;
+pub mod loss_scale;
 pub mod memory;
 pub mod objective;
 pub mod optim;
@@ -19,6 +20,7 @@ pub use checkpoint::{CheckpointError, CheckpointPolicy, Checkpointing, LoopState
 pub use epochs::EpochPlan;
 pub use fused_adamw::FusedAdamW;
 pub use lora::LoraConfig;
+pub use loss_scale::{LossScale, LossScaleConfig};
 pub use memory::{Head, MemoryEstimate, StepShape, available_host_memory};
 pub use objective::{Evaluation, FnObjective, MessageError, MicroLoss, Objective};
 pub use optim::AdamWSettings;

@@ -49,27 +49,41 @@ impl AdamWSettings {
     }
 }
 
-/// Global L2 norm of all gradients (what clipping compares against).
+/// Global L2 norm of all gradients (what clipping compares against): the f32 squared sum of
+/// each gradient, added in f64.
 pub fn grad_norm<M: burn::module::Module>(module: &M, grads: &GradientsParams) -> f64 {
+    let squares = grad_square_sums(module, grads);
+    if squares.is_empty() {
+        return 0.0;
+    }
+    burn::tensor::Tensor::cat(squares, 0)
+        .try_into_vec_as::<f32>()
+        .map_or(f64::NAN, |v| v.iter().map(|&s| f64::from(s)).sum::<f64>().sqrt())
+}
+
+/// Each gradient's squared sum, as 1-element tensors left on the device (in the module's
+/// parameter order), so a caller reads them with whatever else it needs in one transfer.
+pub fn grad_square_sums<M: burn::module::Module>(
+    module: &M,
+    grads: &GradientsParams,
+) -> Vec<burn::tensor::Tensor<1>> {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::Tensor;
-    struct Norm<'a> {
+    struct Squares<'a> {
         grads: &'a GradientsParams,
-        sum: f64,
+        sums: Vec<Tensor<1>>,
     }
-    impl ModuleVisitor for Norm<'_> {
+    impl ModuleVisitor for Squares<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(param.id) {
-                let s = g
-                    .square()
-                    .sum()
-                    .try_into_scalar::<f32>()
-                    .unwrap_or(f32::NAN);
-                self.sum += f64::from(s);
+                self.sums.push(g.square().sum());
             }
         }
     }
-    let mut v = Norm { grads, sum: 0.0 };
+    let mut v = Squares {
+        grads,
+        sums: Vec::new(),
+    };
     module.visit(&mut v);
-    v.sum.sqrt()
+    v.sums
 }

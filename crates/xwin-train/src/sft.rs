@@ -415,6 +415,7 @@ pub fn finetune(
         last_eval_loss: None,
     };
     let mut objective = SftObjective::new(batches, eval, plan, device);
+    let model = model.with_precision(run.train.precision);
     let trained = train(model, run.train, &loop_run, &mut objective, |s| {
         if done.first_loss.is_nan() {
             done.first_loss = s.loss;

@@ -7,7 +7,8 @@ use crate::checkpoint::{
     CheckpointError, Checkpointing, LoopState, list_checkpoints, load_checkpoint, save_checkpoint,
 };
 use crate::lora::LoraConfig;
-use crate::optim::{AdamWSettings, grad_norm};
+use crate::loss_scale::{LossScale, LossScaleConfig};
+use crate::optim::{AdamWSettings, grad_square_sums};
 use crate::schedule::{Schedule, Warmup};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xwin_data::JsonlWriter;
+use xwin_model::Precision;
 
 use crate::objective::{Evaluation, Objective};
 
@@ -83,6 +85,31 @@ pub struct LoopConfig {
     /// Train low-rank adapters instead of the weights (merged into them at the end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
+    /// Precision of the matrix products (`"f32"`, `"bf16"`, `"f16"`); parameters, optimizer
+    /// state and losses stay f32. Left out of the fingerprint when f32.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+    /// Dynamic loss scaling; f16 only, where it is on by default with GradScaler's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScaleConfig>,
+}
+
+impl LoopConfig {
+    /// The loss scaler's settings when the run scales its loss (f16), or why the table is
+    /// refused.
+    pub fn loss_scaling(&self) -> Result<Option<LossScaleConfig>, String> {
+        match (self.precision, self.loss_scale) {
+            (Precision::F16, scale) => {
+                let scale = scale.unwrap_or_default();
+                scale.check()?;
+                Ok(Some(scale))
+            }
+            (other, Some(_)) => Err(format!(
+                "train.loss_scale: only with precision = \"f16\" ({other} needs no loss scaling)"
+            )),
+            (_, None) => Ok(None),
+        }
+    }
 }
 
 fn one() -> usize {
@@ -102,8 +129,15 @@ pub struct StepMetrics {
     #[serde(default)]
     pub items: usize,
     pub lr: f64,
-    /// Global gradient norm before clipping.
+    /// Global gradient norm before clipping (unscaled); `null` in JSON on a skipped step.
+    #[serde(deserialize_with = "nan_for_null_f64")]
     pub grad_norm: f64,
+    /// f16: the loss scale this step ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// f16: the gradients overflowed, so the step was skipped (parameters unchanged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// Tokens in this step's micro-batches (as the objective counts them).
     pub tokens: usize,
     pub tokens_per_s: f64,
@@ -125,6 +159,11 @@ pub struct StepMetrics {
         deserialize_with = "nan_for_null"
     )]
     pub eval_metrics: BTreeMap<String, f64>,
+}
+
+/// Reads a number written as `null` (serde_json's form of a non-finite value) as NaN.
+fn nan_for_null_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Reads a metrics map whose non-finite values were written as `null`.
@@ -187,6 +226,21 @@ fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, factor: f64) 
         }
     }
     module.visit(&mut Scale { grads, factor });
+}
+
+/// Reads the step's micro-batch losses and the gradients' squared sums in one transfer;
+/// returns the losses and the global norm (f64 sum of the f32 squared sums).
+fn read_step(losses: Vec<Tensor<1>>, squares: Vec<Tensor<1>>) -> (Vec<f32>, f64) {
+    let n = losses.len();
+    let all: Vec<Tensor<1>> = losses.into_iter().chain(squares).collect();
+    let values = Tensor::cat(all, 0)
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default();
+    if values.len() < n {
+        return (vec![f32::NAN; n], f64::NAN);
+    }
+    let norm_sq: f64 = values[n..].iter().map(|&s| f64::from(s)).sum();
+    (values[..n].to_vec(), norm_sq.sqrt())
 }
 
 /// A well-mixed seed for (seed, step).
@@ -258,6 +312,11 @@ where
     if let Some(Err(e)) = config.lora.as_ref().map(LoraConfig::check) {
         return Err((model, TrainError::Config(e)));
     }
+    let scaling = match config.loss_scaling() {
+        Ok(s) => s,
+        Err(e) => return Err((model, TrainError::Config(e))),
+    };
+    let mut scaler = scaling.as_ref().map(LossScale::new);
     let fingerprint = fingerprint(config, run);
     let mut optim = config.adamw.build();
     // Adapters before resuming: a checkpoint of a LoRA run holds them. Their initial draw
@@ -300,6 +359,9 @@ where
                     optim = o;
                 }
                 Err(e) => return Err((fallback, e.into())),
+            }
+            if scaler.is_some() {
+                scaler = state.loss_scale.or(scaler);
             }
             tracing::info!(step, path = %path.display(), loss = state.loss, "resuming");
             start = step;
@@ -347,39 +409,53 @@ where
             return Err((model, e));
         }
         let mut accumulator = GradientsAccumulator::<M>::new();
-        let mut loss_sum = 0.0f64;
+        let scale = scaler.map_or(1.0, |s| s.scale);
+        let mut losses = Vec::with_capacity(window.len());
         let mut metric_sums: BTreeMap<String, f64> = BTreeMap::new();
         for batch in &window {
             let out = match objective.loss(&model, batch) {
                 Ok(v) => v,
                 Err(e) => return Err((model, TrainError::objective(step, e))),
             };
-            let scalar = out.sum.clone().into_scalar::<f32>();
-            if !scalar.is_finite() {
-                let e = TrainError::NonFinite {
-                    step,
-                    loss: scalar,
-                    last_checkpoint,
-                };
-                return Err((model, e));
-            }
-            loss_sum += f64::from(scalar);
+            losses.push(out.sum.clone().detach());
             for (name, value) in out.metrics {
                 *metric_sums.entry(name).or_default() += value;
             }
-            let scaled = out.sum.div_scalar(items as f64);
+            // `sum · scale / items`: the scale is 1 but with f16 loss scaling.
+            let scaled = out.sum.div_scalar(items as f64 / scale);
             let grads = GradientsParams::from_grads(scaled.backward(), &model);
             accumulator.accumulate(&model, grads);
         }
         let mut grads = accumulator.grads();
-        let norm = grad_norm(&model, &grads);
-        if !norm.is_finite() {
+        if scale != 1.0 {
+            scale_grads(&model, &mut grads, 1.0 / scale);
+        }
+        // One read from the device per step: the micro-batches' losses and each gradient's
+        // squared sum together (a read per tensor stalls a GPU's queue every time).
+        let (micro_losses, norm) = read_step(losses, grad_square_sums(&model, &grads));
+        if let Some(&loss) = micro_losses.iter().find(|l| !l.is_finite()) {
+            let e = TrainError::NonFinite {
+                step,
+                loss,
+                last_checkpoint,
+            };
+            return Err((model, e));
+        }
+        let loss_sum: f64 = micro_losses.iter().map(|&l| f64::from(l)).sum();
+        let overflowed = !norm.is_finite();
+        if overflowed && scaler.is_none() {
             let e = TrainError::NonFinite {
                 step,
                 loss: f32::NAN,
                 last_checkpoint,
             };
             return Err((model, e));
+        }
+        if let (Some(s), Some(c)) = (scaler.as_mut(), scaling.as_ref()) {
+            s.update(overflowed, c);
+            if overflowed {
+                tracing::warn!(step = step + 1, scale, "f16 gradients overflowed: step skipped");
+            }
         }
         if let Some(max) = config.max_grad_norm
             && norm > max
@@ -391,8 +467,11 @@ where
             .schedule
             .lr(config.lr, step, run.total_steps, config.warmup);
         // Also at lr 0 (the first warm-up step): torch still advances Adam's moments and
-        // step count, so skipping would lose this gradient and shift bias correction.
-        model = optim.step(lr, model, grads);
+        // step count, so skipping would lose this gradient and shift bias correction. An
+        // overflowed f16 step is skipped whole, as GradScaler skips `optimizer.step()`.
+        if !overflowed {
+            model = optim.step(lr, model, grads);
+        }
         let done = step + 1;
         let loss = (loss_sum / items as f64) as f32;
         let eval_due = config
@@ -414,6 +493,8 @@ where
             items,
             lr,
             grad_norm: norm,
+            loss_scale: scaler.map(|_| scale),
+            skipped: overflowed,
             tokens,
             tokens_per_s: if seconds > 0.0 {
                 tokens as f64 / seconds
@@ -441,6 +522,7 @@ where
                 total_steps: run.total_steps,
                 fingerprint: fingerprint.clone(),
                 loss,
+                loss_scale: scaler,
             };
             match save_checkpoint(&ckpt.dir, &model, &optim, &state, ckpt.policy.keep_last) {
                 Ok(path) => {

@@ -62,6 +62,8 @@ fn loop_config(exp: &Value) -> LoopConfig {
         seed: 0,
         eval_every: None,
         lora: None,
+        precision: Default::default(),
+        loss_scale: None,
     }
 }
 

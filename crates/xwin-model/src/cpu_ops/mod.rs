@@ -14,6 +14,7 @@ pub use heads::{HeadsBackend, split_heads};
 pub use linear::{LinearBackend, linear};
 pub use swiglu::{SwiGluBackend, silu_mul};
 
+use crate::precision::Precision;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, NodeGuard, OpsKind};
 use burn::backend::flex::FlexTensor;
@@ -27,13 +28,32 @@ pub fn fused_ops_apply(device: &Device, dtype: DType) -> bool {
     dtype == DType::F32 && crate::device::is_cpu(device)
 }
 
-/// `layer.forward(x)`, through [`linear`] where the fused ops apply and the layer has no bias
-/// (every Llama projection).
+/// `layer.forward(x)` with its product in `precision`: through [`linear`] where the fused ops
+/// apply (f32 on the CPU) and the layer has no bias (every Llama projection); in half
+/// precision through [`crate::precision::matmul`] (operands cast at use, f32 out).
 ///
 /// # Shapes
 /// - x `[..., d_in]` → `[..., d_out]`
-pub fn project<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+pub fn project<const D: usize>(
+    layer: &burn::nn::Linear,
+    x: Tensor<D>,
+    precision: Precision,
+) -> Tensor<D> {
     let weight = layer.weight.val();
+    if !precision.is_f32() {
+        let dims = x.dims();
+        let d_in = dims[D - 1];
+        let [_, d_out] = weight.dims();
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let y = crate::precision::matmul(x.reshape([rows, d_in]), weight, precision);
+        let y = match &layer.bias {
+            Some(bias) => y + bias.val().unsqueeze::<2>(),
+            None => y,
+        };
+        let mut out = dims;
+        out[D - 1] = d_out;
+        return y.reshape(out);
+    }
     if layer.bias.is_none()
         && weight.dtype() == x.dtype()
         && fused_ops_apply(&x.device(), x.dtype())

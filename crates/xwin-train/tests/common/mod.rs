@@ -33,6 +33,8 @@ pub fn loop_config(lr: f64, schedule: Schedule, warmup: Warmup, grad_accum: usiz
         seed: 0,
         eval_every: None,
         lora: None,
+        precision: Default::default(),
+        loss_scale: None,
     }
 }
 

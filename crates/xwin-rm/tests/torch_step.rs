@@ -6,6 +6,7 @@ use burn::tensor::Device;
 use serde_json::Value;
 use std::path::PathBuf;
 use xwin_model::load_reward_model;
+use xwin_model::params::HfTensor;
 use xwin_rm::{LossConfig, PairBatch, RmObjective, TokenPair, pair_batches};
 use xwin_testkit::assert_close;
 use xwin_train::{AdamWSettings, EpochPlan, LoopConfig, Run, Schedule, Warmup, train};
@@ -87,6 +88,7 @@ fn check(name: &str) {
         loss_scale: None,
     };
     b.ratings = vec![None; 3];
+    let ill_conditioned = small_gradients(&model, &b, &device, 1e-5);
     let mut objective = RmObjective::new(
         vec![b],
         Vec::new(),
@@ -120,11 +122,65 @@ fn check(name: &str) {
     )
     .unwrap();
     let (a, b) = (trained.model.hf_tensors(), reference.hf_tensors());
-    let worst = xwin_testkit::assert_params_close(&format!("{name}: after one step"), &a, &b, 1e-5);
+    // Adam's first step is lr·g/(|g| + eps): where 0 < |g| < 10·eps (1e-5 here), a gradient
+    // that is a cancelling sum (an embedding row) carries float rounding that the step
+    // amplifies up to lr/eps = 1000×, so those few elements (0.04–0.06 %) are counted, not
+    // compared, as in xwin-train's SFT step test (this machine's gemm rounds element 14079 of
+    // the tied embedding so). Exact zeros stay compared.
+    let mut worst = 0.0f32;
+    let mut skipped = 0;
+    for (((n, x), (m, y)), small) in a.iter().zip(&b).zip(&ill_conditioned) {
+        assert_eq!(n, m);
+        let (x, y) = (xwin_testkit::hf_host(x), xwin_testkit::hf_host(y));
+        let keep = |v: &[f32]| -> Vec<f32> {
+            v.iter().zip(small).filter(|(_, s)| !**s).map(|(v, _)| *v).collect()
+        };
+        skipped += small.iter().filter(|s| **s).count();
+        let (x, y) = (keep(&x), keep(&y));
+        assert_close(&format!("{name}: after one step: {n}"), &x, &y, 1e-5);
+        worst = xwin_testkit::nan_max(worst, xwin_testkit::max_abs_diff(&x, &y));
+    }
+    let total: usize = ill_conditioned.iter().map(Vec::len).sum();
+    eprintln!("{name}: {skipped} of {total} elements with 0 < |g| < 1e-5 not compared");
+    assert!(skipped * 200 < total, "{name}: {skipped} of {total} ill-conditioned");
     eprintln!(
         "{name}: |Δloss| {:.2e}, max |Δparam| after one AdamW step {worst:.2e}",
         (log[0].loss - loss).abs()
     );
+}
+
+/// Per parameter (HF order and layout), which elements of our gradient for this step are
+/// nonzero and below `bound` in magnitude.
+fn small_gradients(
+    model: &xwin_model::LlamaForReward,
+    batch: &PairBatch,
+    device: &Device,
+    bound: f32,
+) -> Vec<Vec<bool>> {
+    let mut objective = RmObjective::new(
+        vec![batch.clone()],
+        Vec::new(),
+        EpochPlan::in_order(1, 1, 1),
+        0.0,
+        device.clone(),
+    );
+    let loss = xwin_train::Objective::loss(&mut objective, model, batch).unwrap();
+    let grads = loss.sum.backward();
+    model
+        .hf_tensors()
+        .into_iter()
+        .map(|(_, t)| {
+            let g = match t {
+                HfTensor::Linear(w) => w.grad(&grads).unwrap().transpose().try_to_vec_as::<f32>(),
+                HfTensor::Matrix(m) => m.grad(&grads).unwrap().try_to_vec_as::<f32>(),
+                HfTensor::Vector(v) => v.grad(&grads).unwrap().try_to_vec_as::<f32>(),
+            };
+            g.unwrap()
+                .iter()
+                .map(|g| *g != 0.0 && g.abs() < bound)
+                .collect()
+        })
+        .collect()
 }
 
 #[test]

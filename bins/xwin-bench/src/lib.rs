@@ -89,6 +89,7 @@ pub fn lm_step(batch: usize, seq: usize, grad_accum: usize) -> xwin_train::StepS
         },
         grad_accum,
         adapters: None,
+        checkpointing: false,
     }
 }
 
@@ -119,12 +120,40 @@ pub fn train_step_seconds(
     device: &burn::tensor::Device,
     repeats: usize,
 ) -> f64 {
+    train_step_seconds_with(model, data, device, repeats, false)
+}
+
+/// [`train_step_seconds`], with activation checkpointing when `checkpointing` (each layer
+/// recomputed in the backward, as `[train] gradient_checkpointing` runs it).
+pub fn train_step_seconds_with(
+    model: xwin_model::LlamaForCausalLM,
+    data: &xwin_data::Batch,
+    device: &burn::tensor::Device,
+    repeats: usize,
+    checkpointing: bool,
+) -> f64 {
+    use burn::optim::{GradientsAccumulator, GradientsParams};
     let mut optim = xwin_train::AdamWSettings::default().build();
     let mut model = Some(model);
     median(time(repeats, || {
         let m = model.take().expect("model");
-        let loss = xwin_train::sft_loss(&m, data, device).expect("loss");
-        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
+        let grads = if checkpointing {
+            let ids = m.ids_tensor(&data.ids, device).expect("ids");
+            let layout = xwin_model::BatchLayout::from_attention_mask(&data.attention)
+                .expect("layout");
+            let r = xwin_model::backward_recomputing_layers(&m.model, ids, &layout, 1.0, |h| {
+                Ok((xwin_model::lm_head_nll_mean(&m, h, &data.ids, &data.loss_mask)?, ()))
+            })
+            .expect("checkpointed pass");
+            let mut acc = GradientsAccumulator::new();
+            for pass in r.passes {
+                acc.accumulate(&m, GradientsParams::from_grads(pass, &m));
+            }
+            acc.grads()
+        } else {
+            let loss = xwin_train::sft_loss(&m, data, device).expect("loss");
+            GradientsParams::from_grads(loss.backward(), &m)
+        };
         model = Some(optim.step(1e-4, m, grads));
         device.sync().expect("sync");
     }))

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use xwin_bench::{
     BenchSize, full_loss_batch, lm_step, median, time, token_ids, train_flops_per_token,
-    train_step_seconds,
+    train_step_seconds, train_step_seconds_with,
 };
 use xwin_model::{BatchLayout, GenerationConfig, LlamaForCausalLM, generate, parse_device};
 use xwin_train::{Head, MemoryEstimate};
@@ -57,6 +57,9 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 512)]
         seq: usize,
+        /// Activation checkpointing (each decoder layer recomputed in the backward).
+        #[arg(long)]
+        gradient_checkpointing: bool,
     },
     /// The memory estimate every training stage logs at start, for the model of `--size`
     /// (`7b` for Llama-2-7B) on steps of `batch` rows of `seq` tokens: nothing is allocated.
@@ -73,6 +76,9 @@ enum Command {
         /// LoRA of this rank on all seven projections (the weights frozen).
         #[arg(long)]
         lora_rank: Option<usize>,
+        /// Activation checkpointing (each layer's input kept, one layer recomputed at a time).
+        #[arg(long)]
+        gradient_checkpointing: bool,
     },
     /// Reward-model training step (chosen and rejected in one forward, Bradley–Terry loss,
     /// backward, AdamW): tokens/s and pairs/s.
@@ -152,12 +158,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let config = cli.size.config();
     match cli.command {
-        Command::Train { batch, seq } => {
+        Command::Train {
+            batch,
+            seq,
+            gradient_checkpointing,
+        } => {
             let device = device.autodiff();
             let model = LlamaForCausalLM::random(&config, &device).with_precision(cli.precision);
             let data = full_loss_batch(batch, seq, config.vocab_size);
-            let step_s = train_step_seconds(model, &data, &device, cli.repeats);
-            let estimate = MemoryEstimate::new(&config, &lm_step(batch, seq, 1));
+            let step_s =
+                train_step_seconds_with(model, &data, &device, cli.repeats, gradient_checkpointing);
+            let shape = xwin_train::StepShape {
+                checkpointing: gradient_checkpointing,
+                ..lm_step(batch, seq, 1)
+            };
+            let estimate = MemoryEstimate::new(&config, &shape);
             let tokens_per_s = (batch * seq) as f64 / step_s;
             let model_tflops = train_flops_per_token(&config, seq) * tokens_per_s / 1e12;
             println!(
@@ -180,8 +195,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             grad_accum,
             reward,
             lora_rank,
+            gradient_checkpointing,
         } => {
             let mut shape = lm_step(batch, seq, grad_accum);
+            shape.checkpointing = gradient_checkpointing;
             if reward {
                 shape.head = Head::Score;
             }

@@ -336,7 +336,7 @@ pub fn run_dpo(
         batches.iter().map(|b| (&b.ids[..], &b.mask[..])),
         config.train.grad_accum,
     )
-    .log_estimate(model.config(), config.train.lora.as_ref(), &device);
+    .log_estimate(model.config(), &config.train, &device);
     let run = out.run(
         plan.total_steps(),
         &device,

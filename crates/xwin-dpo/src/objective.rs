@@ -6,9 +6,11 @@
 
 use crate::loss::{LossConfig, PairLogps, pair_loss};
 use burn::module::Module;
-use burn::tensor::Device;
-use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError, sequence_logprobs};
-use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective};
+use burn::tensor::{Device, Gradients, Tensor};
+use xwin_model::{
+    BatchLayout, LlamaForCausalLM, ModelError, backward_recomputing_layers, sequence_logprobs,
+};
+use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective, plain_backward};
 
 /// `P` pairs as `2P` rows: chosen rows `0..P`, rejected rows `P..2P`.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,18 @@ fn forward(
     }
     let layout = BatchLayout::from_attention_mask(&batch.attention)?;
     let hidden = model.hidden_states(model.ids_tensor(&batch.ids, device)?, &layout, None);
+    head(model, hidden, batch, loss)
+}
+
+/// The head's part of [`forward`]: per-sequence log-probabilities and each pair's loss from
+/// the final hidden states.
+fn head(
+    model: &LlamaForCausalLM,
+    hidden: Tensor<3>,
+    batch: &DpoBatch,
+    loss: &LossConfig,
+) -> Result<Forward, ModelError> {
+    let p = batch.pairs();
     let logps = sequence_logprobs(model, hidden, &batch.ids, &batch.mask)?;
     let losses = (0..p)
         .map(|i| {
@@ -79,6 +93,21 @@ fn forward(
         })
         .collect();
     Ok(Forward { logps, losses })
+}
+
+/// The summed loss carrying its gradients (through the log-probabilities) and the summed
+/// metrics of a forward.
+fn attached(f: Forward, batch: &DpoBatch) -> Result<MicroLoss, ModelError> {
+    let p = batch.pairs();
+    let mut grads = vec![0.0f32; 2 * p];
+    for (i, (_, l)) in f.losses.iter().enumerate() {
+        grads[i] = l.d_chosen as f32;
+        grads[p + i] = l.d_rejected as f32;
+    }
+    let total: f64 = f.losses.iter().map(|(_, l)| l.loss).sum();
+    let metrics = metric_sums(&f.losses);
+    let sum = f.logps.attach_loss(total as f32, &grads)?;
+    Ok(MicroLoss { sum, metrics })
 }
 
 /// The objective over fixed micro-batches laid out by an [`EpochPlan`].
@@ -130,17 +159,31 @@ impl Objective<LlamaForCausalLM> for DpoObjective {
         model: &LlamaForCausalLM,
         batch: &DpoBatch,
     ) -> Result<MicroLoss, ModelError> {
-        let f = forward(model, batch, &self.loss, &self.device)?;
-        let p = batch.pairs();
-        let mut grads = vec![0.0f32; 2 * p];
-        for (i, (_, l)) in f.losses.iter().enumerate() {
-            grads[i] = l.d_chosen as f32;
-            grads[p + i] = l.d_rejected as f32;
+        attached(forward(model, batch, &self.loss, &self.device)?, batch)
+    }
+
+    fn loss_and_gradients(
+        &mut self,
+        model: &LlamaForCausalLM,
+        batch: &DpoBatch,
+        divisor: f64,
+        checkpointing: bool,
+    ) -> Result<(MicroLoss, Vec<Gradients>), ModelError> {
+        if !checkpointing {
+            return Ok(plain_backward(self.loss(model, batch)?, divisor));
         }
-        let total: f64 = f.losses.iter().map(|(_, l)| l.loss).sum();
-        let metrics = metric_sums(&f.losses);
-        let sum = f.logps.attach_loss(total as f32, &grads)?;
-        Ok(MicroLoss { sum, metrics })
+        let layout = BatchLayout::from_attention_mask(&batch.attention)?;
+        let ids = model.ids_tensor(&batch.ids, &self.device)?;
+        let config = self.loss;
+        let r = backward_recomputing_layers(&model.model, ids, &layout, divisor, |hidden| {
+            let out = attached(head(model, hidden, batch, &config)?, batch)?;
+            Ok((out.sum, out.metrics))
+        })?;
+        let out = MicroLoss {
+            sum: r.loss,
+            metrics: r.extra,
+        };
+        Ok((out, r.passes))
     }
 
     /// Pair-weighted loss and metrics over the held-out pairs, without a graph.

@@ -50,6 +50,16 @@ fn pairs(exp: &Value) -> Vec<TokenPair> {
 
 #[test]
 fn dpo_step_equals_torch() {
+    dpo_step(false);
+}
+
+/// With activation checkpointing: held to the same tolerances.
+#[test]
+fn checkpointed_dpo_step_equals_torch() {
+    dpo_step(true);
+}
+
+fn dpo_step(gradient_checkpointing: bool) {
     let exp: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("train/dpo_step.json")).unwrap(),
     )
@@ -118,6 +128,7 @@ fn dpo_step_equals_torch() {
         lora: None,
         precision: Default::default(),
         loss_scale: None,
+        gradient_checkpointing,
     };
     let mut objective = DpoObjective::new(
         vec![batch],

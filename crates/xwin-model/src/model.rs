@@ -70,7 +70,7 @@ pub struct DecoderLayer {
 }
 
 /// Per-call context shared by every layer.
-struct LayerInputs<'a> {
+pub(crate) struct LayerInputs<'a> {
     rope: &'a RotaryEmbedding,
     tables: crate::rope::RopeTables,
     mask: KeyMask<'a>,
@@ -78,7 +78,7 @@ struct LayerInputs<'a> {
 }
 
 impl DecoderLayer {
-    fn forward(
+    pub(crate) fn forward(
         &self,
         x: Tensor<3>,
         ctx: &LayerInputs<'_>,
@@ -239,7 +239,11 @@ impl LlamaModel {
         self.norm.forward(x)
     }
 
-    fn layer_inputs<'a>(&'a self, layout: &'a BatchLayout, device: &Device) -> LayerInputs<'a> {
+    pub(crate) fn layer_inputs<'a>(
+        &'a self,
+        layout: &'a BatchLayout,
+        device: &Device,
+    ) -> LayerInputs<'a> {
         LayerInputs {
             rope: &self.rope,
             tables: self.rope.tables(&layout.positions, device),

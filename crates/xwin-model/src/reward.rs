@@ -98,11 +98,41 @@ impl LlamaForReward {
             .collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), device);
         let pooled = self.model.hidden_at(tensor, &layout, index);
-        let rewards = match self.model.precision() {
+        Ok(self.score_rows(pooled).reshape([b]))
+    }
+
+    /// [`Self::rewards`] from the final normed hidden states of every position (what an
+    /// activation-checkpointed pass has; [`Self::rewards`] runs the last MLP at the pooled
+    /// positions only).
+    ///
+    /// # Shapes
+    /// - hidden `[batch, seq, hidden]` → rewards `[batch]`
+    pub fn rewards_from_hidden(
+        &self,
+        hidden: Tensor<3>,
+        attention: &[Vec<bool>],
+    ) -> Result<Tensor<1>> {
+        let [b, s, h] = hidden.dims();
+        let last = last_real_tokens(attention, b, s)?;
+        let rows: Vec<i64> = last
+            .iter()
+            .enumerate()
+            .map(|(r, &t)| (r * s + t) as i64)
+            .collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &hidden.device());
+        let pooled = hidden.reshape([b * s, h]).select(0, index);
+        Ok(self.score_rows(pooled).reshape([b]))
+    }
+
+    /// The score head on pooled rows, its product in the model's precision.
+    ///
+    /// # Shapes
+    /// - pooled `[n, hidden]` → `[n, 1]`
+    fn score_rows(&self, pooled: Tensor<2>) -> Tensor<2> {
+        match self.model.precision() {
             crate::Precision::F32 => self.score.forward(pooled),
             p => crate::precision::matmul(pooled, self.score.weight.val(), p),
-        };
-        Ok(rewards.reshape([b]))
+        }
     }
 
     /// Every parameter under its HF name and layout, in a stable order.

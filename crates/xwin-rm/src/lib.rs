@@ -251,7 +251,7 @@ pub fn run_rm(
     let plan = EpochPlan::new(batches.len(), config.train.grad_accum, b.epochs, b.seed);
     StepShape::score(batches.iter().map(|b| &b.ids[..]), config.train.grad_accum).log_estimate(
         model.config(),
-        config.train.lora.as_ref(),
+        &config.train,
         &device,
     );
     let run = out.run(

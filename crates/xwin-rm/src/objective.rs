@@ -4,11 +4,12 @@
 
 use crate::data::TokenPair;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use xwin_data::{Padding, Rating, length_buckets, pad_rows_to};
-use xwin_model::{LlamaForReward, ModelError};
-use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective};
+use xwin_model::model::ids_tensor;
+use xwin_model::{BatchLayout, LlamaForReward, ModelError, backward_recomputing_layers};
+use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective, plain_backward};
 
 /// The `[loss]` table.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -186,6 +187,33 @@ impl Objective<LlamaForReward> for RmObjective {
         let (w, l) = pair_rewards(model, batch, &self.device)?;
         let (sum, metrics) = bradley_terry(w, l, &batch.margins, self.center);
         Ok(MicroLoss { sum, metrics })
+    }
+
+    fn loss_and_gradients(
+        &mut self,
+        model: &LlamaForReward,
+        batch: &PairBatch,
+        divisor: f64,
+        checkpointing: bool,
+    ) -> Result<(MicroLoss, Vec<Gradients>), ModelError> {
+        if !checkpointing {
+            return Ok(plain_backward(self.loss(model, batch)?, divisor));
+        }
+        let seq = batch.ids.first().map_or(0, Vec::len);
+        model.config().check_context(seq)?;
+        let ids = ids_tensor(&batch.ids, model.config().vocab_size, &self.device)?;
+        let layout = BatchLayout::from_attention_mask(&batch.attention)?;
+        let (n, center) = (batch.pairs(), self.center);
+        let r = backward_recomputing_layers(&model.model, ids, &layout, divisor, |hidden| {
+            let rewards = model.rewards_from_hidden(hidden, &batch.attention)?;
+            let (w, l) = (rewards.clone().slice(0..n), rewards.slice(n..2 * n));
+            Ok(bradley_terry(w, l, &batch.margins, center))
+        })?;
+        let out = MicroLoss {
+            sum: r.loss,
+            metrics: r.extra,
+        };
+        Ok((out, r.passes))
     }
 
     fn tokens(&self, batch: &PairBatch) -> usize {

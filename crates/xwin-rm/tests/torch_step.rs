@@ -39,7 +39,7 @@ fn batch(case: &Value) -> PairBatch {
     batches.remove(0)
 }
 
-fn check(name: &str) {
+fn check(name: &str, gradient_checkpointing: bool) {
     let exp: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("train/rm_step.json")).unwrap(),
     )
@@ -86,6 +86,7 @@ fn check(name: &str) {
         lora: None,
         precision: Default::default(),
         loss_scale: None,
+        gradient_checkpointing,
     };
     b.ratings = vec![None; 3];
     let ill_conditioned = small_gradients(&model, &b, &device, 1e-5);
@@ -185,10 +186,18 @@ fn small_gradients(
 
 #[test]
 fn bradley_terry_step_equals_torch_untied() {
-    check("untied");
+    check("untied", false);
 }
 
 #[test]
 fn bradley_terry_step_equals_torch_tied() {
-    check("tied");
+    check("tied", false);
+}
+
+/// With activation checkpointing (the reward read from every position's hidden states instead
+/// of the pooled shortcut), held to the same tolerances.
+#[test]
+fn bradley_terry_step_equals_torch_checkpointed() {
+    check("untied", true);
+    check("tied", true);
 }

@@ -9,6 +9,7 @@
 //! --size ...`, which prints both; `docs/benchmarks.md`).
 
 use crate::lora::LoraConfig;
+use crate::trainer::LoopConfig;
 use burn::tensor::Device;
 use std::fmt;
 use xwin_model::LlamaConfig;
@@ -47,6 +48,8 @@ pub struct StepShape {
     /// With LoRA (the weights then frozen): the trainable adapter parameters and the
     /// elements of the adapted weights (whose merged copies each forward keeps).
     pub adapters: Option<(usize, usize)>,
+    /// Activation checkpointing: each layer's input kept, one layer's activations at a time.
+    pub checkpointing: bool,
 }
 
 impl StepShape {
@@ -70,6 +73,7 @@ impl StepShape {
             head: Head::Lm { scored },
             grad_accum,
             adapters: None,
+            checkpointing: false,
         }
     }
 
@@ -85,18 +89,21 @@ impl StepShape {
             head: Head::Score,
             grad_accum,
             adapters: None,
+            checkpointing: false,
         }
     }
 
-    /// Logs the estimate for training `config` on steps of this shape (with `lora`'s
-    /// adapters if given), checked against the host's available memory when `device` is the
-    /// CPU.
-    pub fn log_estimate(&self, config: &LlamaConfig, lora: Option<&LoraConfig>, device: &Device) {
+    /// Logs the estimate for training `config` on steps of this shape with `train`'s
+    /// settings (LoRA's adapters, activation checkpointing), checked against the host's
+    /// available memory when `device` is the CPU.
+    pub fn log_estimate(&self, config: &LlamaConfig, train: &LoopConfig, device: &Device) {
         let available = xwin_model::is_cpu(device)
             .then(available_host_memory)
             .flatten();
+        let lora = train.lora.as_ref();
         let shape = Self {
-            adapters: lora.map(|l| (l.parameters(config), l.adapted_weights(config))),
+            adapters: lora.map(|l: &LoraConfig| (l.parameters(config), l.adapted_weights(config))),
+            checkpointing: train.gradient_checkpointing,
             ..*self
         };
         MemoryEstimate::new(config, &shape).log(available);
@@ -148,7 +155,13 @@ impl MemoryEstimate {
         let per_token_layer = 6 * h + 3 * q + 2 * kv + 3 * inter;
         // The embedding output and the final norm's input, normalised input and output.
         let outside_layers = 4 * h;
-        let activations = F32 * tokens * (layers * per_token_layer + outside_layers);
+        // Checkpointed: each layer's input, plus one layer's activations while it is
+        // recomputed and its output's gradient.
+        let activations = if shape.checkpointing {
+            F32 * tokens * (layers * h + per_token_layer + h + outside_layers)
+        } else {
+            F32 * tokens * (layers * per_token_layer + outside_layers)
+        };
         // With LoRA the weights are frozen: moments and gradients are the adapters', and the
         // embedding and head blocks of a full fine-tune are never formed.
         let full = shape.adapters.is_none();

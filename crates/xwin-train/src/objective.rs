@@ -2,7 +2,7 @@
 //! optimizer step, their item counts (trained tokens, pairs) and summed losses with summed
 //! named metrics, and optionally a held-out [`Evaluation`].
 
-use burn::tensor::Tensor;
+use burn::tensor::{Gradients, Tensor};
 
 /// A micro-batch's loss as an objective reports it: sums over its items, never means, so
 /// that the loop can weight every item of an optimizer step equally.
@@ -21,6 +21,16 @@ impl MicroLoss {
             metrics: Vec::new(),
         }
     }
+}
+
+/// `out` with its sum detached, and the one backward pass of `sum / divisor`.
+pub fn plain_backward(out: MicroLoss, divisor: f64) -> (MicroLoss, Vec<Gradients>) {
+    let grads = out.sum.clone().div_scalar(divisor).backward();
+    let detached = MicroLoss {
+        sum: out.sum.detach(),
+        metrics: out.metrics,
+    };
+    (detached, vec![grads])
 }
 
 /// A held-out evaluation: the mean loss per item and named metrics.
@@ -43,6 +53,20 @@ pub trait Objective<M> {
     fn items(&self, batch: &Self::Batch) -> usize;
     /// Summed loss (and summed metrics) of one micro-batch.
     fn loss(&mut self, model: &M, batch: &Self::Batch) -> Result<MicroLoss, Self::Error>;
+    /// The micro-batch's loss (its `sum` detached) and the gradients of `sum / divisor`, as
+    /// backward passes whose gradients add up. With `checkpointing`, an objective that can
+    /// recomputes each decoder layer in the backward instead of keeping its activations
+    /// ([`xwin_model::backward_recomputing_layers`]); the default is one plain backward.
+    fn loss_and_gradients(
+        &mut self,
+        model: &M,
+        batch: &Self::Batch,
+        divisor: f64,
+        checkpointing: bool,
+    ) -> Result<(MicroLoss, Vec<Gradients>), Self::Error> {
+        let _ = checkpointing;
+        Ok(plain_backward(self.loss(model, batch)?, divisor))
+    }
     /// Tokens in a micro-batch, for tokens/s.
     fn tokens(&self, _batch: &Self::Batch) -> usize {
         0

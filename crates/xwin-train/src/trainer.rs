@@ -92,6 +92,11 @@ pub struct LoopConfig {
     /// Dynamic loss scaling; f16 only, where it is on by default with GradScaler's settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScaleConfig>,
+    /// Activation checkpointing (HF's name): keep each decoder layer's input only and
+    /// recompute the layer in the backward. The same gradients up to rounding, so left out of
+    /// the fingerprint: a run may resume with it switched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
 }
 
 impl LoopConfig {
@@ -252,6 +257,7 @@ fn fingerprint(config: &LoopConfig, run: &Run) -> String {
     // eval_every does not change the trajectory, so it may differ between the two halves.
     let trajectory = LoopConfig {
         eval_every: None,
+        gradient_checkpointing: false,
         ..config.clone()
     };
     let text = format!(
@@ -412,19 +418,23 @@ where
         let scale = scaler.map_or(1.0, |s| s.scale);
         let mut losses = Vec::with_capacity(window.len());
         let mut metric_sums: BTreeMap<String, f64> = BTreeMap::new();
+        // Each micro-batch's gradient is that of `sum · scale / items`: the scale is 1 but
+        // with f16 loss scaling.
+        let divisor = items as f64 / scale;
+        let checkpointing = config.gradient_checkpointing;
         for batch in &window {
-            let out = match objective.loss(&model, batch) {
-                Ok(v) => v,
-                Err(e) => return Err((model, TrainError::objective(step, e))),
-            };
-            losses.push(out.sum.clone().detach());
+            let (out, passes) =
+                match objective.loss_and_gradients(&model, batch, divisor, checkpointing) {
+                    Ok(v) => v,
+                    Err(e) => return Err((model, TrainError::objective(step, e))),
+                };
+            losses.push(out.sum);
             for (name, value) in out.metrics {
                 *metric_sums.entry(name).or_default() += value;
             }
-            // `sum · scale / items`: the scale is 1 but with f16 loss scaling.
-            let scaled = out.sum.div_scalar(items as f64 / scale);
-            let grads = GradientsParams::from_grads(scaled.backward(), &model);
-            accumulator.accumulate(&model, grads);
+            for pass in passes {
+                accumulator.accumulate(&model, GradientsParams::from_grads(pass, &model));
+            }
         }
         let mut grads = accumulator.grads();
         if scale != 1.0 {

@@ -64,6 +64,7 @@ fn loop_config(exp: &Value) -> LoopConfig {
         lora: None,
         precision: Default::default(),
         loss_scale: None,
+        gradient_checkpointing: false,
     }
 }
 
@@ -93,10 +94,24 @@ fn objective(exp: &Value, device: &Device) -> SftObjective {
 
 #[test]
 fn four_steps_equal_the_trainer() {
+    four_steps(false);
+}
+
+/// The same four steps with activation checkpointing (each layer recomputed in the backward):
+/// held to the same tolerances against the Trainer.
+#[test]
+fn four_checkpointed_steps_equal_the_trainer() {
+    four_steps(true);
+}
+
+fn four_steps(gradient_checkpointing: bool) {
     let exp = reference();
     let device = Device::flex().autodiff();
     let model = load_causal_lm(fixtures().join("tiny-llama"), &device).unwrap();
-    let config = loop_config(&exp);
+    let config = LoopConfig {
+        gradient_checkpointing,
+        ..loop_config(&exp)
+    };
     let mut obj = objective(&exp, &device);
     let mut log = Vec::new();
     let trained = train(model, &config, &Run::in_memory(4, &device), &mut obj, |m| {

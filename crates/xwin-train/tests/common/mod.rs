@@ -35,6 +35,7 @@ pub fn loop_config(lr: f64, schedule: Schedule, warmup: Warmup, grad_accum: usiz
         lora: None,
         precision: Default::default(),
         loss_scale: None,
+        gradient_checkpointing: false,
     }
 }
 

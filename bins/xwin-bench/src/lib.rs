@@ -139,10 +139,13 @@ pub fn train_step_seconds_with(
         let m = model.take().expect("model");
         let grads = if checkpointing {
             let ids = m.ids_tensor(&data.ids, device).expect("ids");
-            let layout = xwin_model::BatchLayout::from_attention_mask(&data.attention)
-                .expect("layout");
+            let layout =
+                xwin_model::BatchLayout::from_attention_mask(&data.attention).expect("layout");
             let r = xwin_model::backward_recomputing_layers(&m.model, ids, &layout, 1.0, |h| {
-                Ok((xwin_model::lm_head_nll_mean(&m, h, &data.ids, &data.loss_mask)?, ()))
+                Ok((
+                    xwin_model::lm_head_nll_mean(&m, h, &data.ids, &data.loss_mask)?,
+                    (),
+                ))
             })
             .expect("checkpointed pass");
             let mut acc = GradientsAccumulator::new();

@@ -290,7 +290,10 @@ fn precision_flag_runs_the_products_in_half() {
         .zip(&half)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f64, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) });
-    assert!(diff > 0.0 && diff < 0.1, "bf16 vs f32 logits: max |Δ| {diff}");
+    assert!(
+        diff > 0.0 && diff < 0.1,
+        "bf16 vs f32 logits: max |Δ| {diff}"
+    );
 
     let (ok, out, err) = run(&[
         "generate",

@@ -87,9 +87,21 @@ impl Attention {
                 if rotate { rope.apply(t, tables) } else { t }
             }
         };
-        let q = heads(project(&self.q_proj, x.clone(), precision), self.num_heads, true);
-        let mut k = heads(project(&self.k_proj, x.clone(), precision), self.num_kv_heads, true);
-        let mut v = heads(project(&self.v_proj, x, precision), self.num_kv_heads, false);
+        let q = heads(
+            project(&self.q_proj, x.clone(), precision),
+            self.num_heads,
+            true,
+        );
+        let mut k = heads(
+            project(&self.k_proj, x.clone(), precision),
+            self.num_kv_heads,
+            true,
+        );
+        let mut v = heads(
+            project(&self.v_proj, x, precision),
+            self.num_kv_heads,
+            false,
+        );
         if let Some(slot) = cache {
             if let Some(past) = slot.take() {
                 k = Tensor::cat(vec![past.keys, k], 2);

@@ -127,10 +127,14 @@ pub(crate) fn host_logits(
     weight: &Tensor<2>,
     precision: Precision,
 ) -> Result<Vec<f32>> {
-    crate::precision::matmul(selected.clone().detach(), weight.clone().detach(), precision)
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))
+    crate::precision::matmul(
+        selected.clone().detach(),
+        weight.clone().detach(),
+        precision,
+    )
+    .into_data()
+    .try_into_vec::<f32>()
+    .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))
 }
 
 /// `value` carrying the gradients of the head's loss, given `g = ∂loss/∂logits` (`[n,

@@ -374,10 +374,8 @@ impl LlamaForCausalLM {
         let vocab = self.config.vocab_size;
         match (&self.lm_head, self.precision()) {
             (Some(head), Precision::F32) => head.forward(hidden),
-            (Some(head), p) => {
-                precision::matmul(hidden.reshape([b * s, h]), head.weight.val(), p)
-                    .reshape([b, s, vocab])
-            }
+            (Some(head), p) => precision::matmul(hidden.reshape([b * s, h]), head.weight.val(), p)
+                .reshape([b, s, vocab]),
             (None, p) => {
                 let embed = self.model.embed_tokens.weight.val();
                 precision::matmul(hidden.reshape([b * s, h]), embed.transpose(), p)

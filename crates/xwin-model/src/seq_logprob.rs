@@ -10,11 +10,11 @@
 //! the exact gradients (`dH = G·Wᵀ`, `dW = Hᵀ·G`, `G_t = ∂loss/∂sum_row(t) · direction_t`).
 
 use crate::error::{ModelError, Result};
-use crate::fused_loss::{head_weight, host_logits, softmax_rows, target_rows, with_head_gradients};
 use crate::fused_loss::HeadPath;
+use crate::fused_loss::{head_weight, host_logits, softmax_rows, target_rows, with_head_gradients};
 use crate::head_device::{attach_weighted, token_logprobs_on_device};
-use crate::precision::Precision;
 use crate::model::LlamaForCausalLM;
+use crate::precision::Precision;
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
 

@@ -5,11 +5,10 @@
 
 mod common;
 
-use burn::tensor::{Device, Gradients, Int, Tensor};
-use xwin_model::params::HfTensor;
+use burn::tensor::{Device, Int, Tensor};
 use xwin_model::{
-    BatchLayout, HeadPath, LlamaConfig, LlamaForCausalLM, Precision, lm_head_nll,
-    load_causal_lm, sequence_logprobs_on,
+    BatchLayout, HeadPath, LlamaForCausalLM, Precision, lm_head_nll, load_causal_lm,
+    sequence_logprobs_on,
 };
 
 /// Two rows, the second right-padded, targets on most positions.
@@ -20,7 +19,12 @@ fn batch() -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
     ];
     let attention: Vec<Vec<bool>> = ids
         .iter()
-        .map(|r| r.iter().enumerate().map(|(t, _)| t < 8 || r[8] != 0).collect())
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(t, _)| t < 8 || r[8] != 0)
+                .collect()
+        })
         .collect();
     let mask = vec![
         (0..12).map(|t| t >= 3).collect(),
@@ -29,42 +33,23 @@ fn batch() -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
     (ids, attention, mask)
 }
 
-fn model(tied: bool, precision: Precision) -> LlamaForCausalLM {
-    let device = Device::flex().autodiff();
-    let m = if tied {
-        let config = LlamaConfig {
-            tie_word_embeddings: true,
-            ..LlamaConfig::from_file(common::fixtures().join("tiny-llama")).unwrap()
-        };
-        device.seed(3);
-        LlamaForCausalLM::random(&config, &device)
-    } else {
-        load_causal_lm(common::fixtures().join("tiny-llama"), &device).unwrap()
-    };
-    m.with_precision(precision)
-}
-
 fn hidden(m: &LlamaForCausalLM, ids: &[Vec<u32>], attention: &[Vec<bool>]) -> Tensor<3> {
     let device = Device::flex().autodiff();
     let t: Tensor<2, Int> = m.ids_tensor(ids, &device).unwrap();
-    m.hidden_states(t, &BatchLayout::from_attention_mask(attention).unwrap(), None)
-}
-
-fn grads(m: &LlamaForCausalLM, g: &Gradients) -> Vec<(String, Vec<f32>)> {
-    m.hf_tensors()
-        .into_iter()
-        .map(|(n, t)| {
-            let v = match t {
-                HfTensor::Linear(w) | HfTensor::Matrix(w) => w.grad(g).unwrap().try_to_vec_as(),
-                HfTensor::Vector(v) => v.grad(g).unwrap().try_to_vec_as(),
-            };
-            (n, v.unwrap())
-        })
-        .collect()
+    m.hidden_states(
+        t,
+        &BatchLayout::from_attention_mask(attention).unwrap(),
+        None,
+    )
 }
 
 /// Elementwise within `rel` of each tensor's largest entry (NaN fails).
-fn assert_grads_close(ours: &[(String, Vec<f32>)], host: &[(String, Vec<f32>)], rel: f32, what: &str) {
+fn assert_grads_close(
+    ours: &[(String, Vec<f32>)],
+    host: &[(String, Vec<f32>)],
+    rel: f32,
+    what: &str,
+) {
     for ((n, a), (_, b)) in ours.iter().zip(host) {
         let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         let diff = common::max_abs_diff(a, b);
@@ -75,15 +60,17 @@ fn assert_grads_close(ours: &[(String, Vec<f32>)], host: &[(String, Vec<f32>)], 
 const PATHS: [HeadPath; 3] = [
     HeadPath::Device { rows_per_chunk: 1 },
     HeadPath::Device { rows_per_chunk: 5 },
-    HeadPath::Device { rows_per_chunk: 1000 },
+    HeadPath::Device {
+        rows_per_chunk: 1000,
+    },
 ];
 
 fn sft(tied: bool, precision: Precision, path: HeadPath) -> (f32, Vec<(String, Vec<f32>)>) {
     let (ids, attention, mask) = batch();
-    let m = model(tied, precision);
+    let m = common::tiny_llama(tied, precision);
     let loss = lm_head_nll(&m, hidden(&m, &ids, &attention), &ids, &mask, true, path).unwrap();
     let value = loss.clone().into_scalar::<f32>();
-    (value, grads(&m, &loss.backward()))
+    (value, common::grads_by_name(&m, &loss.backward()))
 }
 
 #[test]
@@ -107,12 +94,12 @@ fn device_sft_loss_equals_the_host_path() {
 /// DPO's sums and the gradients of a loss built from them (weights −0.7 and 1.3 per row).
 fn dpo(tied: bool, path: HeadPath) -> (Vec<f64>, Vec<(String, Vec<f32>)>) {
     let (ids, attention, mask) = batch();
-    let m = model(tied, Precision::F32);
+    let m = common::tiny_llama(tied, Precision::F32);
     let lp = sequence_logprobs_on(&m, hidden(&m, &ids, &attention), &ids, &mask, path).unwrap();
     let sums = lp.sums.clone();
     let loss = lp.attach_loss(0.5, &[-0.7, 1.3]).unwrap();
     assert_eq!(loss.clone().into_scalar::<f32>(), 0.5);
-    (sums, grads(&m, &loss.backward()))
+    (sums, common::grads_by_name(&m, &loss.backward()))
 }
 
 #[test]
@@ -123,7 +110,10 @@ fn device_sequence_logprobs_equal_the_host_path() {
             let what = format!("tied {tied}, {path:?}");
             let (sums, ours) = dpo(tied, path);
             for (a, b) in sums.iter().zip(&host_sums) {
-                assert!((a - b).abs() <= 1e-5 * b.abs(), "{what}: sum {a} vs host {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs(),
+                    "{what}: sum {a} vs host {b}"
+                );
             }
             assert_grads_close(&ours, &host, 1e-5, &what);
         }
@@ -137,7 +127,11 @@ fn untracked_device_loss_is_the_value() {
     let m = load_causal_lm(common::fixtures().join("tiny-llama"), &device).unwrap();
     let (ids, attention, mask) = batch();
     let t: Tensor<2, Int> = m.ids_tensor(&ids, &device).unwrap();
-    let h = m.hidden_states(t, &BatchLayout::from_attention_mask(&attention).unwrap(), None);
+    let h = m.hidden_states(
+        t,
+        &BatchLayout::from_attention_mask(&attention).unwrap(),
+        None,
+    );
     let host = lm_head_nll(&m, h.clone(), &ids, &mask, false, HeadPath::Host).unwrap();
     let dev = lm_head_nll(&m, h, &ids, &mask, false, PATHS[1]).unwrap();
     let (a, b) = (dev.into_scalar::<f32>(), host.into_scalar::<f32>());

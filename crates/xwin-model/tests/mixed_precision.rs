@@ -16,8 +16,7 @@ mod common;
 use burn::tensor::{Device, Int, Tensor};
 use common::fixtures;
 use serde_json::Value;
-use xwin_model::params::HfTensor;
-use xwin_model::{BatchLayout, LlamaForCausalLM, Precision, lm_head_nll_mean, load_causal_lm};
+use xwin_model::{BatchLayout, Precision, lm_head_nll_mean, load_causal_lm};
 
 struct Case {
     ids: Vec<Vec<u32>>,
@@ -90,26 +89,8 @@ fn run(c: &Case, precision: Precision) -> Run {
     Run {
         logits: logits.try_into_vec_as::<f32>().unwrap(),
         loss: value,
-        grads: param_grads(&model, &grads),
+        grads: common::grads_by_name(&model, &grads),
     }
-}
-
-fn param_grads(
-    model: &LlamaForCausalLM,
-    grads: &burn::tensor::Gradients,
-) -> Vec<(String, Vec<f32>)> {
-    model
-        .hf_tensors()
-        .into_iter()
-        .map(|(name, t)| {
-            let g = match t {
-                HfTensor::Linear(w) => w.grad(grads).unwrap().transpose().try_to_vec_as(),
-                HfTensor::Matrix(m) => m.grad(grads).unwrap().try_to_vec_as(),
-                HfTensor::Vector(v) => v.grad(grads).unwrap().try_to_vec_as(),
-            };
-            (name, g.unwrap())
-        })
-        .collect()
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
@@ -152,12 +133,28 @@ fn check_forward(precision: Precision, name: &str) {
     assert!(max_abs(&ours32, &torch32) < 1e-4, "f32 logits");
     let drift = max_abs(&torch_l, &torch32);
     let off = max_abs(&ours_l, &torch_l);
-    let ours_drift: Vec<f64> = ours_l.iter().zip(&ours32).map(|(a, b)| f64::from(a - b)).collect();
-    let torch_drift: Vec<f64> = torch_l.iter().zip(&torch32).map(|(a, b)| f64::from(a - b)).collect();
+    let ours_drift: Vec<f64> = ours_l
+        .iter()
+        .zip(&ours32)
+        .map(|(a, b)| f64::from(a - b))
+        .collect();
+    let torch_drift: Vec<f64> = torch_l
+        .iter()
+        .zip(&torch32)
+        .map(|(a, b)| f64::from(a - b))
+        .collect();
     let rho = correlation(&ours_drift, &torch_drift);
-    eprintln!("{name} logits: max |ours − autocast| {off:.3e}, autocast's drift {drift:.3e}, ρ {rho:.3}");
-    assert!(drift > 1e-4, "{name}: the fixture's autocast drift is too small to test against");
-    assert!(off <= 0.25 * drift, "{name}: logits {off} from autocast, drift {drift}");
+    eprintln!(
+        "{name} logits: max |ours − autocast| {off:.3e}, autocast's drift {drift:.3e}, ρ {rho:.3}"
+    );
+    assert!(
+        drift > 1e-4,
+        "{name}: the fixture's autocast drift is too small to test against"
+    );
+    assert!(
+        off <= 0.25 * drift,
+        "{name}: logits {off} from autocast, drift {drift}"
+    );
     assert!(rho >= 0.9, "{name}: drift correlation {rho}");
     let want = c.expected["precisions"][name]["loss"].as_f64().unwrap() as f32;
     assert!(
@@ -177,13 +174,25 @@ fn check_gradients(precision: Precision, name: &str) {
     for ((n, g), (_, g32)) in ours.grads.iter().zip(&ours_f32.grads) {
         let torch = c.torch(&format!("{name}/{n}"));
         let torch32 = c.torch(&format!("f32/{n}"));
-        assert!(max_abs(g32, &torch32) < 1e-4 * (1.0 + max_abs(&torch32, &vec![0.0; torch32.len()])), "f32 {n}");
+        assert!(
+            max_abs(g32, &torch32) < 1e-4 * (1.0 + max_abs(&torch32, &vec![0.0; torch32.len()])),
+            "f32 {n}"
+        );
         let drift = norm_diff(&torch, &torch32);
         let off = norm_diff(g, &torch);
         let scale = norm_diff(&torch, &vec![0.0; torch.len()]);
-        eprintln!("{name} {n}: ‖ours − autocast‖ {off:.3e}, autocast's drift {drift:.3e} ({:.2})", off / drift);
-        assert!(off <= 0.75 * drift + 1e-4 * scale, "{name} {n}: {off} vs drift {drift}");
-        assert!(norm_diff(g, g32) > 0.0, "{name} {n}: the half path did not move the gradient");
+        eprintln!(
+            "{name} {n}: ‖ours − autocast‖ {off:.3e}, autocast's drift {drift:.3e} ({:.2})",
+            off / drift
+        );
+        assert!(
+            off <= 0.75 * drift + 1e-4 * scale,
+            "{name} {n}: {off} vs drift {drift}"
+        );
+        assert!(
+            norm_diff(g, g32) > 0.0,
+            "{name} {n}: the half path did not move the gradient"
+        );
         pooled_ours.extend(g.iter().zip(g32).map(|(a, b)| f64::from(a - b)));
         pooled_torch.extend(torch.iter().zip(&torch32).map(|(a, b)| f64::from(a - b)));
     }

@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
 use xwin_model::{
-    BatchLayout, LlamaConfig, LlamaForCausalLM, Precision, backward_recomputing_layers,
-    lm_head_nll_sum, load_causal_lm,
+    BatchLayout, LlamaForCausalLM, Precision, backward_recomputing_layers, lm_head_nll_sum,
+    load_causal_lm,
 };
 
 fn batch() -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
@@ -19,23 +19,11 @@ fn batch() -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
         vec![1, 80, 22, 500, 13, 14, 90, 2, 0, 0],
     ];
     let attention = vec![vec![true; 10], (0..10).map(|t| t < 8).collect()];
-    let mask = vec![(0..10).map(|t| t >= 2).collect(), (0..10).map(|t| (2..8).contains(&t)).collect()];
+    let mask = vec![
+        (0..10).map(|t| t >= 2).collect(),
+        (0..10).map(|t| (2..8).contains(&t)).collect(),
+    ];
     (ids, attention, mask)
-}
-
-fn model(tied: bool, precision: Precision) -> LlamaForCausalLM {
-    let device = Device::flex().autodiff();
-    let m = if tied {
-        let config = LlamaConfig {
-            tie_word_embeddings: true,
-            ..LlamaConfig::from_file(common::fixtures().join("tiny-llama")).unwrap()
-        };
-        device.seed(5);
-        LlamaForCausalLM::random(&config, &device)
-    } else {
-        load_causal_lm(common::fixtures().join("tiny-llama"), &device).unwrap()
-    };
-    m.with_precision(precision)
 }
 
 /// Every parameter's gradient, in the module's parameter order (labelled by parameter id).
@@ -44,7 +32,8 @@ fn in_order(m: &LlamaForCausalLM, grads: &GradientsParams) -> Vec<(String, Vec<f
     impl burn::module::ModuleVisitor for Collect<'_> {
         fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
             if let Some(g) = self.0.get::<D>(p.id) {
-                self.1.push((p.id.to_string(), g.try_to_vec_as::<f32>().unwrap()));
+                self.1
+                    .push((p.id.to_string(), g.try_to_vec_as::<f32>().unwrap()));
             }
         }
     }
@@ -55,7 +44,7 @@ fn in_order(m: &LlamaForCausalLM, grads: &GradientsParams) -> Vec<(String, Vec<f
 
 fn check(tied: bool, precision: Precision) {
     let (ids, attention, mask) = batch();
-    let m = model(tied, precision);
+    let m = common::tiny_llama(tied, precision);
     let device = Device::flex().autodiff();
     let layout = BatchLayout::from_attention_mask(&attention).unwrap();
     let ids_t: Tensor<2, Int> = m.ids_tensor(&ids, &device).unwrap();
@@ -72,7 +61,10 @@ fn check(tied: bool, precision: Precision) {
     .unwrap();
     assert_eq!(r.passes.len(), m.config().num_hidden_layers + 2);
     let loss = r.loss.into_scalar::<f32>();
-    assert!((loss - plain_loss).abs() <= 1e-5 * plain_loss.abs(), "{loss} vs {plain_loss}");
+    assert!(
+        (loss - plain_loss).abs() <= 1e-5 * plain_loss.abs(),
+        "{loss} vs {plain_loss}"
+    );
     let mut acc = burn::optim::GradientsAccumulator::<LlamaForCausalLM>::new();
     for pass in r.passes {
         acc.accumulate(&m, GradientsParams::from_grads(pass, &m));
@@ -84,7 +76,10 @@ fn check(tied: bool, precision: Precision) {
     for ((n, a), (_, b)) in ours.iter().zip(&theirs) {
         let scale = b.iter().fold(0.0f32, |s, x| s.max(x.abs()));
         let diff = common::max_abs_diff(a, b);
-        assert!(scale > 0.0 && diff <= 1e-5 * scale, "tied {tied} {precision} param {n}: {diff} vs {scale}");
+        assert!(
+            scale > 0.0 && diff <= 1e-5 * scale,
+            "tied {tied} {precision} param {n}: {diff} vs {scale}"
+        );
     }
 }
 

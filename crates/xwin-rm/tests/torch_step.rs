@@ -134,7 +134,11 @@ fn check(name: &str, gradient_checkpointing: bool) {
         assert_eq!(n, m);
         let (x, y) = (xwin_testkit::hf_host(x), xwin_testkit::hf_host(y));
         let keep = |v: &[f32]| -> Vec<f32> {
-            v.iter().zip(small).filter(|(_, s)| !**s).map(|(v, _)| *v).collect()
+            v.iter()
+                .zip(small)
+                .filter(|(_, s)| !**s)
+                .map(|(v, _)| *v)
+                .collect()
         };
         skipped += small.iter().filter(|s| **s).count();
         let (x, y) = (keep(&x), keep(&y));
@@ -143,7 +147,10 @@ fn check(name: &str, gradient_checkpointing: bool) {
     }
     let total: usize = ill_conditioned.iter().map(Vec::len).sum();
     eprintln!("{name}: {skipped} of {total} elements with 0 < |g| < 1e-5 not compared");
-    assert!(skipped * 200 < total, "{name}: {skipped} of {total} ill-conditioned");
+    assert!(
+        skipped * 200 < total,
+        "{name}: {skipped} of {total} ill-conditioned"
+    );
     eprintln!(
         "{name}: |Δloss| {:.2e}, max |Δparam| after one AdamW step {worst:.2e}",
         (log[0].loss - loss).abs()

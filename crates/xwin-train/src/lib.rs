@@ -5,9 +5,11 @@
 pub mod checkpoint;
 pub mod epochs;
 pub mod fused_adamw;
+pub mod loop_config;
 pub mod lora;
 pub mod loss_scale;
 pub mod memory;
+pub mod metrics;
 pub mod objective;
 pub mod optim;
 pub mod schedule;

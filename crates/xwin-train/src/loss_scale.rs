@@ -104,7 +104,14 @@ mod tests {
             [512.0, 512.0, 512.0, 256.0, 256.0, 256.0, 512.0, 512.0]
         );
         assert_eq!(s.good_steps, 1);
-        assert!(LossScaleConfig { init: 0.0, ..config }.check().is_err());
+        assert!(
+            LossScaleConfig {
+                init: 0.0,
+                ..config
+            }
+            .check()
+            .is_err()
+        );
         assert!(
             LossScaleConfig {
                 growth_interval: 0,

@@ -58,7 +58,9 @@ pub fn grad_norm<M: burn::module::Module>(module: &M, grads: &GradientsParams) -
     }
     burn::tensor::Tensor::cat(squares, 0)
         .try_into_vec_as::<f32>()
-        .map_or(f64::NAN, |v| v.iter().map(|&s| f64::from(s)).sum::<f64>().sqrt())
+        .map_or(f64::NAN, |v| {
+            v.iter().map(|&s| f64::from(s)).sum::<f64>().sqrt()
+        })
 }
 
 /// Each gradient's squared sum, as 1-element tensors left on the device (in the module's

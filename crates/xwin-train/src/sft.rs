@@ -308,7 +308,10 @@ impl Objective<LlamaForCausalLM> for SftObjective {
         let ids = model.ids_tensor(&batch.ids, &self.device)?;
         let layout = BatchLayout::from_attention_mask(&batch.attention)?;
         let r = backward_recomputing_layers(&model.model, ids, &layout, divisor, |hidden| {
-            Ok((lm_head_nll_sum(model, hidden, &batch.ids, &batch.loss_mask)?, ()))
+            Ok((
+                lm_head_nll_sum(model, hidden, &batch.ids, &batch.loss_mask)?,
+                (),
+            ))
         })?;
         Ok((MicroLoss::new(r.loss), r.passes))
     }

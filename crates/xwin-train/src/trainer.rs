@@ -7,19 +7,19 @@ use crate::checkpoint::{
     CheckpointError, Checkpointing, LoopState, list_checkpoints, load_checkpoint, save_checkpoint,
 };
 use crate::lora::LoraConfig;
-use crate::loss_scale::{LossScale, LossScaleConfig};
-use crate::optim::{AdamWSettings, grad_square_sums};
-use crate::schedule::{Schedule, Warmup};
+use crate::loss_scale::LossScale;
+use crate::optim::grad_square_sums;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use xwin_data::JsonlWriter;
-use xwin_model::Precision;
 
+pub use crate::loop_config::LoopConfig;
+pub use crate::metrics::StepMetrics;
+use crate::metrics::truncate_metrics;
 use crate::objective::{Evaluation, Objective};
 
 /// Errors of the loop.
@@ -57,127 +57,6 @@ impl TrainError {
             source: Box::new(e),
         }
     }
-}
-
-/// Optimisation settings shared by every stage (the `[train]` table).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoopConfig {
-    /// Peak learning rate.
-    pub lr: f64,
-    pub schedule: Schedule,
-    pub warmup: Warmup,
-    /// Micro-batches per optimizer step (effective batch = micro-batch × this).
-    #[serde(default = "one")]
-    pub grad_accum: usize,
-    /// Clip the global gradient norm to this value.
-    #[serde(default)]
-    pub max_grad_norm: Option<f64>,
-    #[serde(default)]
-    pub adamw: AdamWSettings,
-    /// Seeds the backend's random numbers, re-seeded every step from (seed, step) so that a
-    /// resumed run draws what the uninterrupted one would have.
-    #[serde(default)]
-    pub seed: u64,
-    /// Run the objective's evaluation every this many steps (and after the last).
-    #[serde(default)]
-    pub eval_every: Option<usize>,
-    /// Train low-rank adapters instead of the weights (merged into them at the end).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lora: Option<LoraConfig>,
-    /// Precision of the matrix products (`"f32"`, `"bf16"`, `"f16"`); parameters, optimizer
-    /// state and losses stay f32. Left out of the fingerprint when f32.
-    #[serde(default, skip_serializing_if = "Precision::is_f32")]
-    pub precision: Precision,
-    /// Dynamic loss scaling; f16 only, where it is on by default with GradScaler's settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss_scale: Option<LossScaleConfig>,
-    /// Activation checkpointing (HF's name): keep each decoder layer's input only and
-    /// recompute the layer in the backward. The same gradients up to rounding, so left out of
-    /// the fingerprint: a run may resume with it switched.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub gradient_checkpointing: bool,
-}
-
-impl LoopConfig {
-    /// The loss scaler's settings when the run scales its loss (f16), or why the table is
-    /// refused.
-    pub fn loss_scaling(&self) -> Result<Option<LossScaleConfig>, String> {
-        match (self.precision, self.loss_scale) {
-            (Precision::F16, scale) => {
-                let scale = scale.unwrap_or_default();
-                scale.check()?;
-                Ok(Some(scale))
-            }
-            (other, Some(_)) => Err(format!(
-                "train.loss_scale: only with precision = \"f16\" ({other} needs no loss scaling)"
-            )),
-            (_, None) => Ok(None),
-        }
-    }
-}
-
-fn one() -> usize {
-    1
-}
-
-/// What one optimizer step did; one line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepMetrics {
-    pub step: usize,
-    pub total_steps: usize,
-    /// Loss of the optimizer step: the sum over every loss item (trained token, pair) of its
-    /// micro-batches divided by their number, as `transformers` ≥ 4.46 computes it with
-    /// `num_items_in_batch`; comparable with the evaluation loss.
-    pub loss: f32,
-    /// Loss items in this step (what `loss` is averaged over).
-    #[serde(default)]
-    pub items: usize,
-    pub lr: f64,
-    /// Global gradient norm before clipping (unscaled); `null` in JSON on a skipped step.
-    #[serde(deserialize_with = "nan_for_null_f64")]
-    pub grad_norm: f64,
-    /// f16: the loss scale this step ran with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss_scale: Option<f64>,
-    /// f16: the gradients overflowed, so the step was skipped (parameters unchanged).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub skipped: bool,
-    /// Tokens in this step's micro-batches (as the objective counts them).
-    pub tokens: usize,
-    pub tokens_per_s: f64,
-    /// Held-out loss, on steps where evaluation ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eval_loss: Option<f64>,
-    /// The objective's named metrics, averaged over the step's items like the loss. JSON has
-    /// no NaN: a non-finite value is written as `null` and read back as NaN.
-    #[serde(
-        default,
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "nan_for_null"
-    )]
-    pub metrics: BTreeMap<String, f64>,
-    /// The evaluation's named metrics, on steps where evaluation ran.
-    #[serde(
-        default,
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "nan_for_null"
-    )]
-    pub eval_metrics: BTreeMap<String, f64>,
-}
-
-/// Reads a number written as `null` (serde_json's form of a non-finite value) as NaN.
-fn nan_for_null_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
-/// Reads a metrics map whose non-finite values were written as `null`.
-fn nan_for_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
-    let raw = BTreeMap::<String, Option<f64>>::deserialize(d)?;
-    Ok(raw
-        .into_iter()
-        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
-        .collect())
 }
 
 /// One run of the loop: its length and where its files go.
@@ -267,23 +146,6 @@ fn fingerprint(config: &LoopConfig, run: &Run) -> String {
         run.fingerprint
     );
     format!("{:016x}", xwin_data::stable_hash(text.as_bytes()))
-}
-
-/// Keeps the metrics lines up to `step` (the ones a resumed run does not redo).
-fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| xwin_data::DataError::io(path, e))?;
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= step))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept).map_err(|e| xwin_data::DataError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| xwin_data::DataError::io(path, e))?;
-    Ok(())
 }
 
 /// Runs the loop to `run.total_steps`, continuing from the newest checkpoint in the run's
@@ -379,7 +241,9 @@ where
         None => None,
         Some(path) => {
             let opened = if resumed_from.is_some() {
-                truncate_metrics(path, start).and_then(|()| Ok(JsonlWriter::append(path)?))
+                truncate_metrics(path, start)
+                    .and_then(|()| JsonlWriter::append(path))
+                    .map_err(TrainError::from)
             } else {
                 JsonlWriter::create(path).map_err(TrainError::from)
             };
@@ -464,7 +328,11 @@ where
         if let (Some(s), Some(c)) = (scaler.as_mut(), scaling.as_ref()) {
             s.update(overflowed, c);
             if overflowed {
-                tracing::warn!(step = step + 1, scale, "f16 gradients overflowed: step skipped");
+                tracing::warn!(
+                    step = step + 1,
+                    scale,
+                    "f16 gradients overflowed: step skipped"
+                );
             }
         }
         if let Some(max) = config.max_grad_norm

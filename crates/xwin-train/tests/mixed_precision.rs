@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use xwin_data::Batch;
 use xwin_model::{LlamaForCausalLM, Precision, load_causal_lm};
 use xwin_train::{
-    Checkpointing, CheckpointPolicy, FnObjective, LoopConfig, LossScaleConfig, Run, Schedule,
+    CheckpointPolicy, Checkpointing, FnObjective, LoopConfig, LossScaleConfig, Run, Schedule,
     StepMetrics, Warmup, sft_loss, train,
 };
 
@@ -114,18 +114,37 @@ fn check_curve(ours: &[StepMetrics], torch: &[f32], tol: f32, what: &str) -> f32
 #[test]
 fn six_steps_follow_torch_autocast() {
     let exp = expected();
-    let (_, f32_log) = run(tiny(Precision::F32), &config(Precision::F32, None), 6, None, None);
+    let (_, f32_log) = run(
+        tiny(Precision::F32),
+        &config(Precision::F32, None),
+        6,
+        None,
+        None,
+    );
     check_curve(&f32_log, &curve(&exp, "f32"), 1e-4, "f32");
 
-    let (_, bf16_log) = run(tiny(Precision::Bf16), &config(Precision::Bf16, None), 6, None, None);
+    let (_, bf16_log) = run(
+        tiny(Precision::Bf16),
+        &config(Precision::Bf16, None),
+        6,
+        None,
+        None,
+    );
     let torch_bf16 = curve(&exp, "bf16");
     let gap = xwin_testkit::max_abs_diff(&torch_bf16, &curve(&exp, "f32"));
     let tol = 4e-3f32.min(0.9 * gap);
     check_curve(&bf16_log, &torch_bf16, tol, "bf16");
 
-    let (_, f16_log) = run(tiny(Precision::F16), &config(Precision::F16, None), 6, None, None);
+    let (_, f16_log) = run(
+        tiny(Precision::F16),
+        &config(Precision::F16, None),
+        6,
+        None,
+        None,
+    );
     check_curve(&f16_log, &curve(&exp, "f16"), 2e-3, "f16 + loss scaling");
-    let scales: Vec<f64> = serde_json::from_value(exp["precisions"]["f16"]["scales"].clone()).unwrap();
+    let scales: Vec<f64> =
+        serde_json::from_value(exp["precisions"]["f16"]["scales"].clone()).unwrap();
     let ours: Vec<f64> = f16_log.iter().map(|m| m.loss_scale.unwrap()).collect();
     assert_eq!(ours, scales, "GradScaler's scales");
     assert!(f16_log.iter().all(|m| !m.skipped));
@@ -140,10 +159,21 @@ fn f16_overflow_skips_steps_and_halves_the_scale() {
         init: 2f64.powi(24),
         growth_interval: 1000,
     };
-    let (model, log) = run(tiny(Precision::F16), &config(Precision::F16, Some(huge)), 14, None, None);
+    let (model, log) = run(
+        tiny(Precision::F16),
+        &config(Precision::F16, Some(huge)),
+        14,
+        None,
+        None,
+    );
     let model = model.unwrap();
     let skipped = log.iter().take_while(|m| m.skipped).count();
-    eprintln!("skipped {skipped}: scales {:?}", log.iter().map(|m| m.loss_scale.unwrap()).collect::<Vec<_>>());
+    eprintln!(
+        "skipped {skipped}: scales {:?}",
+        log.iter()
+            .map(|m| m.loss_scale.unwrap())
+            .collect::<Vec<_>>()
+    );
     assert!(
         (2..12).contains(&skipped),
         "a scale of 2^24 must overflow f16 gradients for a few steps"
@@ -161,8 +191,13 @@ fn f16_overflow_skips_steps_and_halves_the_scale() {
         growth_interval: 1000,
     };
     let real = 14 - skipped;
-    let (direct, direct_log) =
-        run(tiny(Precision::F16), &config(Precision::F16, Some(fitting)), real, None, None);
+    let (direct, direct_log) = run(
+        tiny(Precision::F16),
+        &config(Precision::F16, Some(fitting)),
+        real,
+        None,
+        None,
+    );
     assert!(direct_log.iter().all(|m| !m.skipped));
     let ours: Vec<f32> = log[skipped..].iter().map(|m| m.loss).collect();
     let theirs: Vec<f32> = direct_log.iter().map(|m| m.loss).collect();
@@ -180,7 +215,13 @@ fn crashed_f16_run_resumes_with_its_loss_scale() {
     };
     let config = config(Precision::F16, Some(scaling));
     let whole_dir = tempfile::tempdir().unwrap();
-    let (whole, _) = run(tiny(Precision::F16), &config, 8, Some(whole_dir.path()), None);
+    let (whole, _) = run(
+        tiny(Precision::F16),
+        &config,
+        8,
+        Some(whole_dir.path()),
+        None,
+    );
     let dir = tempfile::tempdir().unwrap();
     let (crashed, _) = run(tiny(Precision::F16), &config, 8, Some(dir.path()), Some(5));
     assert!(crashed.unwrap_err().contains("simulated crash"));
@@ -200,7 +241,12 @@ fn crashed_f16_run_resumes_with_its_loss_scale() {
     assert_eq!(a.len(), 8);
     assert_eq!(a, b);
     let scales: Vec<f64> = a.iter().map(|m| m.loss_scale.unwrap()).collect();
-    assert_eq!(scales, [1024.0, 1024.0, 2048.0, 2048.0, 4096.0, 4096.0, 8192.0, 8192.0]);
+    assert_eq!(
+        scales,
+        [
+            1024.0, 1024.0, 2048.0, 2048.0, 4096.0, 4096.0, 8192.0, 8192.0
+        ]
+    );
     assert_eq!(hf_weights(&whole.unwrap()), hf_weights(&resumed.unwrap()));
 }
 
@@ -210,6 +256,9 @@ fn loss_scale_without_f16_is_refused() {
     let config = config(Precision::Bf16, Some(LossScaleConfig::default()));
     let (result, log) = run(tiny(Precision::Bf16), &config, 2, None, None);
     let err = result.unwrap_err();
-    assert!(err.contains("train.loss_scale") && err.contains("bf16"), "{err}");
+    assert!(
+        err.contains("train.loss_scale") && err.contains("bf16"),
+        "{err}"
+    );
     assert!(log.is_empty());
 }

@@ -49,3 +49,49 @@ pub fn probe_logits(
         .try_into_vec_as::<f32>()
         .unwrap()
 }
+
+/// The tiny-llama fixture on an autodiff device in `precision`; with `tied`, the same
+/// checkpoint loaded as a tied-embedding model (its `lm_head` skipped), so that every call
+/// gives the same weights (burn's random numbers are process-global: a seeded random init
+/// races with the other tests of the file).
+pub fn tiny_llama(tied: bool, precision: xwin_model::Precision) -> xwin_model::LlamaForCausalLM {
+    let device = burn::tensor::Device::flex().autodiff();
+    let src = fixtures().join("tiny-llama");
+    let model = if tied {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap())
+                .unwrap();
+        config["tie_word_embeddings"] = Value::Bool(true);
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        std::fs::copy(
+            src.join("model.safetensors"),
+            dir.path().join("model.safetensors"),
+        )
+        .unwrap();
+        xwin_model::load_causal_lm(dir.path(), &device).unwrap()
+    } else {
+        xwin_model::load_causal_lm(&src, &device).unwrap()
+    };
+    model.with_precision(precision)
+}
+
+/// Each parameter's gradient by HF name, in HF's layout (linear weights `[out, in]`).
+pub fn grads_by_name(
+    model: &xwin_model::LlamaForCausalLM,
+    grads: &burn::tensor::Gradients,
+) -> Vec<(String, Vec<f32>)> {
+    use xwin_model::params::HfTensor;
+    model
+        .hf_tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let g = match t {
+                HfTensor::Linear(w) => w.grad(grads).unwrap().transpose().try_to_vec_as(),
+                HfTensor::Matrix(m) => m.grad(grads).unwrap().try_to_vec_as(),
+                HfTensor::Vector(v) => v.grad(grads).unwrap().try_to_vec_as(),
+            };
+            (name, g.unwrap())
+        })
+        .collect()
+}

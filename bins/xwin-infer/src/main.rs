@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use xwin_model::{
     Architecture, BatchLayout, GenerationConfig, ModelError, SamplingConfig, SaveDtype,
-    SaveOptions, Tokenizer, generate, load_causal_lm, load_reward_model, parse_device,
+    SaveOptions, Tokenizer, generate, load_causal_lm_in, load_reward_model, parse_device,
     save_causal_lm, save_reward_model, span_logprobs,
 };
 
@@ -127,7 +127,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
     match cli.command {
         Command::Logits { model, ids } => {
             let device = parse_device(&model.device)?;
-            let llm = load_causal_lm(&model.model, &device)?.with_precision(model.precision);
+            let llm = load_causal_lm_in(&model.model, &device, model.precision)?;
             let mut out = Vec::new();
             // One forward per sequence keeps ragged batches exact and the output unpadded.
             for arg in &ids {
@@ -156,7 +156,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
             stop_at_eos,
         } => {
             let device = parse_device(&model.device)?;
-            let llm = load_causal_lm(&model.model, &device)?.with_precision(model.precision);
+            let llm = load_causal_lm_in(&model.model, &device, model.precision)?;
             let prompts = ids
                 .iter()
                 .map(|a| parse_ids(a))
@@ -211,7 +211,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
                 let rm = load_reward_model(&model.model, &device)?.with_precision(model.precision);
                 save_reward_model(&rm, &out, options, &[])?;
             } else {
-                let llm = load_causal_lm(&model.model, &device)?.with_precision(model.precision);
+                let llm = load_causal_lm_in(&model.model, &device, model.precision)?;
                 save_causal_lm(&llm, &out, options)?;
             }
             Ok(json!({ "saved": out }))
@@ -233,7 +233,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, ModelError> {
         }
         Command::Logprobs { model, ids, from } => {
             let device = parse_device(&model.device)?;
-            let llm = load_causal_lm(&model.model, &device)?.with_precision(model.precision);
+            let llm = load_causal_lm_in(&model.model, &device, model.precision)?;
             let requests = ids
                 .iter()
                 .map(|a| parse_ids(a).map(|r| (r, from)))

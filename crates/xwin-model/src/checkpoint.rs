@@ -3,7 +3,8 @@
 
 use crate::error::{ModelError, Result};
 use crate::params::ParamSource;
-use burn::tensor::{Device, Tensor, TensorData};
+use crate::precision::Precision;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,9 @@ pub struct Checkpoint {
     /// Tensor name → index into `shards`.
     index: BTreeMap<String, usize>,
     used: BTreeSet<String>,
+    /// The dtype linear weights are held in on the device (f32 unless half-precision
+    /// inference asked for bf16/f16).
+    linear_dtype: DType,
 }
 
 impl Checkpoint {
@@ -48,7 +52,16 @@ impl Checkpoint {
             shards,
             index,
             used: BTreeSet::new(),
+            linear_dtype: DType::F32,
         })
+    }
+
+    /// Holds linear weights (projections, an untied LM head) on the device in `precision`'s
+    /// half dtype only, converted on the host: half-precision inference without an f32 copy
+    /// of them on the device. Embeddings and norm weights stay f32, as autocast reads them.
+    pub fn with_linear_weights_in(mut self, precision: Precision) -> Self {
+        self.linear_dtype = precision.half().map_or(DType::F32, DType::from);
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -127,11 +140,14 @@ impl Checkpoint {
 impl ParamSource for Checkpoint {
     fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Tensor<2>> {
         let hf = self.read_f32(name, &[d_out, d_in])?;
-        let data = transpose(&hf, d_out, d_in);
-        Ok(Tensor::from_data(
-            TensorData::new(data, [d_in, d_out]),
-            &self.device,
-        ))
+        let data = TensorData::new(transpose(&hf, d_out, d_in), [d_in, d_out]);
+        // Converted here, on the host: the device never holds an f32 copy.
+        let data = match self.linear_dtype {
+            DType::F32 => data,
+            half => data.convert_dtype(half),
+        };
+        let dtype = data.dtype();
+        Ok(Tensor::from_data(data, (&self.device, dtype)))
     }
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>> {

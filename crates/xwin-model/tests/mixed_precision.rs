@@ -220,3 +220,52 @@ fn bf16_gradients_follow_autocast() {
 fn f16_gradients_follow_autocast() {
     check_gradients(Precision::F16, "f16");
 }
+
+/// Half-precision weights for inference (`load_causal_lm_in`): projections and the LM head
+/// held in bf16/f16 only, embedding and norms in f32; the logits and greedy tokens equal bit
+/// for bit those of f32 weights cast at use (the same half values reach the same products).
+#[test]
+fn half_weights_equal_f32_weights_cast_at_use() {
+    use xwin_model::params::HfTensor;
+    use xwin_model::{GenerationConfig, generate, load_causal_lm_in};
+    let device = Device::flex();
+    let dir = fixtures().join("tiny-llama");
+    let c = case();
+    let layout = BatchLayout::from_attention_mask(&c.attention).unwrap();
+    for precision in [Precision::Bf16, Precision::F16] {
+        let cast = load_causal_lm(&dir, &device)
+            .unwrap()
+            .with_precision(precision);
+        let half = load_causal_lm_in(&dir, &device, precision).unwrap();
+        let want = precision.half().map(burn::tensor::DType::from).unwrap();
+        for (name, t) in half.hf_tensors() {
+            let dtype = match t {
+                HfTensor::Linear(w) => w.dtype(),
+                HfTensor::Matrix(m) => m.dtype(),
+                HfTensor::Vector(v) => v.dtype(),
+            };
+            let expected = if name.ends_with("proj.weight") || name == "lm_head.weight" {
+                want
+            } else {
+                burn::tensor::DType::F32
+            };
+            assert_eq!(dtype, expected, "{precision}: {name}");
+        }
+        let logits = |m: &xwin_model::LlamaForCausalLM| -> Vec<f32> {
+            let ids = m.ids_tensor(&c.ids, &device).unwrap();
+            m.forward(ids, &layout, None)
+                .try_into_vec_as::<f32>()
+                .unwrap()
+        };
+        assert_eq!(logits(&half), logits(&cast), "{precision}: logits");
+        let config = GenerationConfig {
+            max_new_tokens: 12,
+            ..GenerationConfig::default()
+        };
+        let prompt = vec![c.ids[0][..6].to_vec()];
+        let a = generate(&half, &prompt, &config, &device).unwrap();
+        let b = generate(&cast, &prompt, &config, &device).unwrap();
+        assert!(!a[0][0].is_empty());
+        assert_eq!(a, b, "{precision}: greedy tokens");
+    }
+}

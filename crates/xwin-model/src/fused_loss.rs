@@ -8,7 +8,9 @@
 //! surrogate whose gradients with respect to the hidden states and the head weight are the
 //! exact ones (`dH = G·Wᵀ`, `dW = Hᵀ·G` with `G = (softmax − onehot) / targets`), plus the exact
 //! loss value. The result is the same loss and gradients as the composite path (tested), which
-//! remains in [`crate::logprob`] for per-sequence log-probabilities.
+//! remains in [`crate::logprob`] for per-sequence log-probabilities. That host pass is the CPU's
+//! ([`HeadPath::Auto`]); on a GPU the same loss runs as device ops in row chunks
+//! ([`crate::head_device`]), since reading the logits back costs more there than it saves.
 
 use crate::error::{ModelError, Result};
 use crate::model::LlamaForCausalLM;

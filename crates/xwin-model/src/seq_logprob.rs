@@ -1,8 +1,9 @@
 //! Per-sequence log-probabilities fused with the LM head: DPO's quantity, `Σ_t log p(y_t | y_<t)`
 //! over each row's response tokens, without a vocabulary-sized autodiff graph.
 //!
-//! As in [`crate::fused_loss`], the logits exist only on the host, for positions with a
-//! target, and one parallel pass per row gives each token's log-probability and the direction
+//! As in [`crate::fused_loss`], the logits exist only for positions with a target: on the CPU
+//! one parallel pass per row on the host, elsewhere row chunks on the device
+//! ([`crate::head_device`]), give each token's log-probability and the direction
 //! `∂ log p / ∂ logits = onehot − softmax`. A loss built from the per-row sums (DPO and its
 //! variants are) knows its derivative with respect to each sum only after seeing them, so the
 //! gradient is attached afterwards: [`SequenceLogProbs::attach_loss`] takes the loss value
@@ -10,8 +11,9 @@
 //! the exact gradients (`dH = G·Wᵀ`, `dW = Hᵀ·G`, `G_t = ∂loss/∂sum_row(t) · direction_t`).
 
 use crate::error::{ModelError, Result};
-use crate::fused_loss::HeadPath;
-use crate::fused_loss::{head_weight, host_logits, softmax_rows, target_rows, with_head_gradients};
+use crate::fused_loss::{
+    HeadPath, head_weight, host_logits, softmax_rows, target_rows, with_head_gradients,
+};
 use crate::head_device::{attach_weighted, token_logprobs_on_device};
 use crate::model::LlamaForCausalLM;
 use crate::precision::Precision;

@@ -129,7 +129,7 @@ pub(crate) fn host_logits(
     weight: &Tensor<2>,
     precision: Precision,
 ) -> Result<Vec<f32>> {
-    crate::precision::matmul(
+    matmul(
         selected.clone().detach(),
         weight.clone().detach(),
         precision,
@@ -141,7 +141,7 @@ pub(crate) fn host_logits(
 
 /// `value` carrying the gradients of the head's loss, given `g = ∂loss/∂logits` (`[n,
 /// vocab]`) for the scored hidden rows `selected` (`[n, hidden]`) and the head `weight`
-/// (`[hidden, vocab]`): `dH = g·Wᵀ`, `dW = Hᵀ·g`, through a surrogate whose value is dropped.
+/// (`[hidden, vocab]`): `dH = g·Wᵀ`, `dW = Hᵀ·g`, through [`attach_head_gradients`].
 /// A frozen head (LoRA) gets no `[hidden, vocab]` gradient block. Both products run in
 /// `precision`, as the backward of autocast's head product does.
 pub(crate) fn with_head_gradients(
@@ -152,10 +152,25 @@ pub(crate) fn with_head_gradients(
     precision: Precision,
 ) -> Tensor<1> {
     let d_hidden = matmul(g.clone(), weight.clone().detach().transpose(), precision);
-    let mut surrogate = (selected.clone() * d_hidden).sum();
-    if weight.is_tracked() {
-        let d_weight = matmul(selected.detach().transpose(), g, precision);
-        surrogate = surrogate + (weight * d_weight).sum();
+    let d_weight = weight
+        .is_tracked()
+        .then(|| matmul(selected.clone().detach().transpose(), g, precision));
+    attach_head_gradients(value, selected, weight, d_hidden, d_weight)
+}
+
+/// `value` with the gradients `d_hidden` for `selected` and `d_weight` for `weight` (none
+/// for a frozen head) attached, through the surrogate `Σ H·dH + Σ W·dW` whose own value is
+/// cancelled. The host and the device head paths both end here.
+pub(crate) fn attach_head_gradients(
+    value: Tensor<1>,
+    selected: Tensor<2>,
+    weight: Tensor<2>,
+    d_hidden: Tensor<2>,
+    d_weight: Option<Tensor<2>>,
+) -> Tensor<1> {
+    let mut surrogate = (selected * d_hidden).sum();
+    if let Some(dw) = d_weight {
+        surrogate = surrogate + (weight * dw).sum();
     }
     surrogate.clone() - surrogate.detach() + value
 }

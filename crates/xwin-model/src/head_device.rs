@@ -7,6 +7,7 @@
 //! loss needs as numbers). The gradients are attached through the same surrogate as on the
 //! host, so both paths give the same loss and gradients (tested).
 
+use crate::fused_loss::attach_head_gradients;
 use crate::precision::{Precision, matmul};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
@@ -46,6 +47,48 @@ fn chunk_softmax(
     (g, nll)
 }
 
+/// The gradient products of a head's loss, gathered chunk by chunk: `dH` per chunk (their
+/// rows are the chunk's) and `dW` summed over chunks (not formed for a frozen head).
+struct HeadGrads {
+    d_hidden: Vec<Tensor<2>>,
+    d_weight: Option<Tensor<2>>,
+    weight_trains: bool,
+    precision: Precision,
+}
+
+impl HeadGrads {
+    fn new(weight: &Tensor<2>, precision: Precision) -> Self {
+        Self {
+            d_hidden: Vec::new(),
+            d_weight: None,
+            weight_trains: weight.is_tracked(),
+            precision,
+        }
+    }
+
+    /// Adds a chunk: scored rows `x` (detached), the detached head `w`, `g = ∂loss/∂logits`.
+    ///
+    /// # Shapes
+    /// - x `[c, hidden]`, w `[hidden, vocab]`, g `[c, vocab]`
+    fn push(&mut self, x: Tensor<2>, w: Tensor<2>, g: Tensor<2>) {
+        self.d_hidden
+            .push(matmul(g.clone(), w.transpose(), self.precision));
+        if self.weight_trains {
+            let dw = matmul(x.transpose(), g, self.precision);
+            self.d_weight = Some(match self.d_weight.take() {
+                Some(acc) => acc + dw,
+                None => dw,
+            });
+        }
+    }
+
+    /// `value` carrying the gathered gradients ([`attach_head_gradients`]).
+    fn attach(self, value: Tensor<1>, selected: Tensor<2>, weight: Tensor<2>) -> Tensor<1> {
+        let d_hidden = Tensor::cat(self.d_hidden, 0);
+        attach_head_gradients(value, selected, weight, d_hidden, self.d_weight)
+    }
+}
+
 /// The head's loss over the scored rows, on the device: the sum of each row's negative
 /// log-likelihood times `scale`, carrying the exact gradients for `selected` and `weight`
 /// (none for a frozen head) when they are tracked.
@@ -63,29 +106,20 @@ pub fn nll_sum_on_device(
     let tracked = selected.is_tracked() || weight.is_tracked();
     let (x, w) = (selected.clone().detach(), weight.clone().detach());
     let mut loss = Vec::new();
-    let mut d_hidden = Vec::new();
-    let mut d_weight: Option<Tensor<2>> = None;
+    let mut grads = HeadGrads::new(&weight, precision);
     for (start, part) in chunks(targets, rows_per_chunk) {
         let xc = x.clone().slice(start..start + part.len());
         let (g, nll) = chunk_softmax(xc.clone(), w.clone(), part, precision);
         loss.push(nll.sum());
         if tracked {
-            let g = g.mul_scalar(scale);
-            d_hidden.push(matmul(g.clone(), w.clone().transpose(), precision));
-            if weight.is_tracked() {
-                let dw = matmul(xc.transpose(), g, precision);
-                d_weight = Some(match d_weight {
-                    Some(acc) => acc + dw,
-                    None => dw,
-                });
-            }
+            grads.push(xc, w.clone(), g.mul_scalar(scale));
         }
     }
     let value = Tensor::cat(loss, 0).sum().mul_scalar(scale);
     if !tracked {
         return value;
     }
-    attach(value, selected, weight, Tensor::cat(d_hidden, 0), d_weight)
+    grads.attach(value, selected, weight)
 }
 
 /// Each scored row's log-probability of its target on the device, and the chunks of
@@ -127,8 +161,7 @@ pub fn attach_weighted(
 ) -> Tensor<1> {
     let device = selected.device();
     let (x, w) = (selected.clone().detach(), weight.clone().detach());
-    let mut d_hidden = Vec::new();
-    let mut d_weight: Option<Tensor<2>> = None;
+    let mut grads = HeadGrads::new(&weight, precision);
     let mut start = 0;
     for direction in directions {
         let c = direction.dims()[0];
@@ -136,35 +169,10 @@ pub fn attach_weighted(
             TensorData::new(weights[start..start + c].to_vec(), [c, 1]),
             &device,
         );
-        let g = direction * k;
-        d_hidden.push(matmul(g.clone(), w.clone().transpose(), precision));
-        if weight.is_tracked() {
-            let xc = x.clone().slice(start..start + c);
-            let dw = matmul(xc.transpose(), g, precision);
-            d_weight = Some(match d_weight {
-                Some(acc) => acc + dw,
-                None => dw,
-            });
-        }
+        grads.push(x.clone().slice(start..start + c), w.clone(), direction * k);
         start += c;
     }
-    attach(value, selected, weight, Tensor::cat(d_hidden, 0), d_weight)
-}
-
-/// The surrogate `Σ H·dH + Σ W·dW`, whose gradients are `dH` and `dW`, added to `value` with
-/// its own value cancelled.
-fn attach(
-    value: Tensor<1>,
-    selected: Tensor<2>,
-    weight: Tensor<2>,
-    d_hidden: Tensor<2>,
-    d_weight: Option<Tensor<2>>,
-) -> Tensor<1> {
-    let mut surrogate = (selected * d_hidden).sum();
-    if let Some(dw) = d_weight {
-        surrogate = surrogate + (weight * dw).sum();
-    }
-    surrogate.clone() - surrogate.detach() + value
+    grads.attach(value, selected, weight)
 }
 
 /// `(first row, targets)` of each chunk of at most `rows` rows.

@@ -370,16 +370,16 @@ impl LlamaForCausalLM {
 
     /// Projects hidden states to vocabulary logits (f32, the product in the model's precision).
     pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        let [b, s, h] = hidden.dims();
-        let vocab = self.config.vocab_size;
         match (&self.lm_head, self.precision()) {
             (Some(head), Precision::F32) => head.forward(hidden),
-            (Some(head), p) => precision::matmul(hidden.reshape([b * s, h]), head.weight.val(), p)
-                .reshape([b, s, vocab]),
-            (None, p) => {
-                let embed = self.model.embed_tokens.weight.val();
-                precision::matmul(hidden.reshape([b * s, h]), embed.transpose(), p)
-                    .reshape([b, s, vocab])
+            (_, p) => {
+                let [b, s, h] = hidden.dims();
+                let weight = crate::fused_loss::head_weight(self);
+                precision::matmul(hidden.reshape([b * s, h]), weight, p).reshape([
+                    b,
+                    s,
+                    self.config.vocab_size,
+                ])
             }
         }
     }

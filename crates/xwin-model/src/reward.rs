@@ -85,20 +85,19 @@ impl LlamaForReward {
         attention: &[Vec<bool>],
         device: &Device,
     ) -> Result<Tensor<1>> {
-        let seq = ids.first().map_or(0, Vec::len);
-        self.config.check_context(seq)?;
-        let last = last_real_tokens(attention, ids.len(), seq)?;
-        let tensor: Tensor<2, Int> = ids_tensor(ids, self.config.vocab_size, device)?;
+        let tensor = self.ids_tensor(ids, device)?;
+        let [b, seq] = tensor.dims();
+        let index = pooled_rows(attention, b, seq, device)?;
         let layout = BatchLayout::from_attention_mask(attention)?;
-        let b = ids.len();
-        let rows: Vec<i64> = last
-            .iter()
-            .enumerate()
-            .map(|(r, &t)| (r * seq + t) as i64)
-            .collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), device);
         let pooled = self.model.hidden_at(tensor, &layout, index);
         Ok(self.score_rows(pooled).reshape([b]))
+    }
+
+    /// Uploads token ids (`[batch][seq]`, equal lengths) after checking them against the
+    /// vocabulary and the length against the context.
+    pub fn ids_tensor(&self, ids: &[Vec<u32>], device: &Device) -> Result<Tensor<2, Int>> {
+        self.config.check_context(ids.first().map_or(0, Vec::len))?;
+        ids_tensor(ids, self.config.vocab_size, device)
     }
 
     /// [`Self::rewards`] from the final normed hidden states of every position (what an
@@ -113,13 +112,7 @@ impl LlamaForReward {
         attention: &[Vec<bool>],
     ) -> Result<Tensor<1>> {
         let [b, s, h] = hidden.dims();
-        let last = last_real_tokens(attention, b, s)?;
-        let rows: Vec<i64> = last
-            .iter()
-            .enumerate()
-            .map(|(r, &t)| (r * s + t) as i64)
-            .collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &hidden.device());
+        let index = pooled_rows(attention, b, s, &hidden.device())?;
         let pooled = hidden.reshape([b * s, h]).select(0, index);
         Ok(self.score_rows(pooled).reshape([b]))
     }
@@ -142,6 +135,24 @@ impl LlamaForReward {
         out.push((SCORE.into(), HfTensor::Linear(self.score.weight.val())));
         out
     }
+}
+
+/// The flat position (`row × seq + t`) of each row's last real token: where the reward is read.
+///
+/// # Shapes
+/// - attention `[batch][seq]` → `[batch]`
+fn pooled_rows(
+    attention: &[Vec<bool>],
+    batch: usize,
+    seq: usize,
+    device: &Device,
+) -> Result<Tensor<1, Int>> {
+    let rows: Vec<i64> = last_real_tokens(attention, batch, seq)?
+        .iter()
+        .enumerate()
+        .map(|(r, &t)| (r * seq + t) as i64)
+        .collect();
+    Ok(Tensor::from_data(TensorData::new(rows, [batch]), device))
 }
 
 /// Index of the last true entry of each attention row.

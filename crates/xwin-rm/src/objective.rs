@@ -7,7 +7,6 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use xwin_data::{Padding, Rating, length_buckets, pad_rows_to};
-use xwin_model::model::ids_tensor;
 use xwin_model::{BatchLayout, LlamaForReward, ModelError, backward_recomputing_layers};
 use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective, plain_backward};
 
@@ -199,9 +198,7 @@ impl Objective<LlamaForReward> for RmObjective {
         if !checkpointing {
             return Ok(plain_backward(self.loss(model, batch)?, divisor));
         }
-        let seq = batch.ids.first().map_or(0, Vec::len);
-        model.config().check_context(seq)?;
-        let ids = ids_tensor(&batch.ids, model.config().vocab_size, &self.device)?;
+        let ids = model.ids_tensor(&batch.ids, &self.device)?;
         let layout = BatchLayout::from_attention_mask(&batch.attention)?;
         let (n, center) = (batch.pairs(), self.center);
         let r = backward_recomputing_layers(&model.model, ids, &layout, divisor, |hidden| {

@@ -133,25 +133,25 @@ pub fn train_step_seconds_with(
     checkpointing: bool,
 ) -> f64 {
     use burn::optim::{GradientsAccumulator, GradientsParams};
+    use xwin_train::Objective;
     let mut optim = xwin_train::AdamWSettings::default().build();
+    // The checkpointed pass as the SFT stage runs it, on the mean over the batch's targets.
+    let mut sft = xwin_train::SftObjective::new(
+        vec![data.clone()],
+        Vec::new(),
+        xwin_train::EpochPlan::in_order(1, 1, 1),
+        device.clone(),
+    );
+    let targets = xwin_train::num_targets(data) as f64;
     let mut model = Some(model);
     median(time(repeats, || {
         let m = model.take().expect("model");
         let grads = if checkpointing {
-            let ids = m.ids_tensor(&data.ids, device).expect("ids");
-            let layout =
-                xwin_model::BatchLayout::from_attention_mask(&data.attention).expect("layout");
-            let r = xwin_model::backward_recomputing_layers(&m.model, ids, &layout, 1.0, |h| {
-                Ok((
-                    xwin_model::lm_head_nll_mean(&m, h, &data.ids, &data.loss_mask)?,
-                    (),
-                ))
-            })
-            .expect("checkpointed pass");
+            let (_, passes) = sft
+                .loss_recomputing_layers(&m, data, targets)
+                .expect("checkpointed pass");
             let mut acc = GradientsAccumulator::new();
-            for pass in r.passes {
-                acc.accumulate(&m, GradientsParams::from_grads(pass, &m));
-            }
+            xwin_train::accumulate_passes(&mut acc, &m, passes);
             acc.grads()
         } else {
             let loss = xwin_train::sft_loss(&m, data, device).expect("loss");

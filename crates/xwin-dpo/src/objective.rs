@@ -7,10 +7,8 @@
 use crate::loss::{LossConfig, PairLogps, pair_loss};
 use burn::module::Module;
 use burn::tensor::{Device, Gradients, Tensor};
-use xwin_model::{
-    BatchLayout, LlamaForCausalLM, ModelError, backward_recomputing_layers, sequence_logprobs,
-};
-use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective, plain_backward};
+use xwin_model::{BatchLayout, LlamaForCausalLM, ModelError, sequence_logprobs};
+use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective, recomputed_loss};
 
 /// `P` pairs as `2P` rows: chosen rows `0..P`, rejected rows `P..2P`.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,28 +160,18 @@ impl Objective<LlamaForCausalLM> for DpoObjective {
         attached(forward(model, batch, &self.loss, &self.device)?, batch)
     }
 
-    fn loss_and_gradients(
+    fn loss_recomputing_layers(
         &mut self,
         model: &LlamaForCausalLM,
         batch: &DpoBatch,
         divisor: f64,
-        checkpointing: bool,
     ) -> Result<(MicroLoss, Vec<Gradients>), ModelError> {
-        if !checkpointing {
-            return Ok(plain_backward(self.loss(model, batch)?, divisor));
-        }
         let layout = BatchLayout::from_attention_mask(&batch.attention)?;
         let ids = model.ids_tensor(&batch.ids, &self.device)?;
         let config = self.loss;
-        let r = backward_recomputing_layers(&model.model, ids, &layout, divisor, |hidden| {
-            let out = attached(head(model, hidden, batch, &config)?, batch)?;
-            Ok((out.sum, out.metrics))
-        })?;
-        let out = MicroLoss {
-            sum: r.loss,
-            metrics: r.extra,
-        };
-        Ok((out, r.passes))
+        recomputed_loss(&model.model, ids, &layout, divisor, |hidden| {
+            attached(head(model, hidden, batch, &config)?, batch)
+        })
     }
 
     /// Pair-weighted loss and metrics over the held-out pairs, without a graph.

@@ -7,8 +7,8 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use xwin_data::{Padding, Rating, length_buckets, pad_rows_to};
-use xwin_model::{BatchLayout, LlamaForReward, ModelError, backward_recomputing_layers};
-use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective, plain_backward};
+use xwin_model::{BatchLayout, LlamaForReward, ModelError};
+use xwin_train::{EpochPlan, Evaluation, MicroLoss, Objective, recomputed_loss};
 
 /// The `[loss]` table.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -188,29 +188,21 @@ impl Objective<LlamaForReward> for RmObjective {
         Ok(MicroLoss { sum, metrics })
     }
 
-    fn loss_and_gradients(
+    fn loss_recomputing_layers(
         &mut self,
         model: &LlamaForReward,
         batch: &PairBatch,
         divisor: f64,
-        checkpointing: bool,
     ) -> Result<(MicroLoss, Vec<Gradients>), ModelError> {
-        if !checkpointing {
-            return Ok(plain_backward(self.loss(model, batch)?, divisor));
-        }
         let ids = model.ids_tensor(&batch.ids, &self.device)?;
         let layout = BatchLayout::from_attention_mask(&batch.attention)?;
         let (n, center) = (batch.pairs(), self.center);
-        let r = backward_recomputing_layers(&model.model, ids, &layout, divisor, |hidden| {
+        recomputed_loss(&model.model, ids, &layout, divisor, |hidden| {
             let rewards = model.rewards_from_hidden(hidden, &batch.attention)?;
             let (w, l) = (rewards.clone().slice(0..n), rewards.slice(n..2 * n));
-            Ok(bradley_terry(w, l, &batch.margins, center))
-        })?;
-        let out = MicroLoss {
-            sum: r.loss,
-            metrics: r.extra,
-        };
-        Ok((out, r.passes))
+            let (sum, metrics) = bradley_terry(w, l, &batch.margins, center);
+            Ok(MicroLoss { sum, metrics })
+        })
     }
 
     fn tokens(&self, batch: &PairBatch) -> usize {

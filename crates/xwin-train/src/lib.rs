@@ -24,7 +24,10 @@ pub use fused_adamw::FusedAdamW;
 pub use lora::LoraConfig;
 pub use loss_scale::{LossScale, LossScaleConfig};
 pub use memory::{Head, MemoryEstimate, StepShape, available_host_memory};
-pub use objective::{Evaluation, FnObjective, MessageError, MicroLoss, Objective, plain_backward};
+pub use objective::{
+    Evaluation, FnObjective, MessageError, MicroLoss, Objective, accumulate_passes, plain_backward,
+    recomputed_loss,
+};
 pub use optim::AdamWSettings;
 pub use schedule::{Schedule, Warmup};
 pub use sft::{

@@ -2,7 +2,10 @@
 //! optimizer step, their item counts (trained tokens, pairs) and summed losses with summed
 //! named metrics, and optionally a held-out [`Evaluation`].
 
-use burn::tensor::{Gradients, Tensor};
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Gradients, Int, Tensor};
+use xwin_model::{BatchLayout, LlamaModel, ModelError, backward_recomputing_layers};
 
 /// A micro-batch's loss as an objective reports it: sums over its items, never means, so
 /// that the loop can weight every item of an optimizer step equally.
@@ -33,6 +36,40 @@ pub fn plain_backward(out: MicroLoss, divisor: f64) -> (MicroLoss, Vec<Gradients
     (detached, vec![grads])
 }
 
+/// A checkpointed pass through `decoder` ([`backward_recomputing_layers`]) as an objective
+/// reports it: `head` gives the micro-batch's loss and metrics from the final hidden states.
+///
+/// # Shapes
+/// - ids `[batch, seq]`; head gets hidden `[batch, seq, hidden]`
+pub fn recomputed_loss(
+    decoder: &LlamaModel,
+    ids: Tensor<2, Int>,
+    layout: &BatchLayout,
+    divisor: f64,
+    head: impl FnOnce(Tensor<3>) -> Result<MicroLoss, ModelError>,
+) -> Result<(MicroLoss, Vec<Gradients>), ModelError> {
+    let r = backward_recomputing_layers(decoder, ids, layout, divisor, |hidden| {
+        head(hidden).map(|out| (out.sum, out.metrics))
+    })?;
+    let out = MicroLoss {
+        sum: r.loss,
+        metrics: r.extra,
+    };
+    Ok((out, r.passes))
+}
+
+/// Adds each backward pass's gradients to `accumulator` (a checkpointed pass gives several;
+/// a parameter in more than one, such as a tied embedding, gets their sum).
+pub fn accumulate_passes<M: Module>(
+    accumulator: &mut GradientsAccumulator<M>,
+    model: &M,
+    passes: Vec<Gradients>,
+) {
+    for pass in passes {
+        accumulator.accumulate(model, GradientsParams::from_grads(pass, model));
+    }
+}
+
 /// A held-out evaluation: the mean loss per item and named metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evaluation {
@@ -53,18 +90,17 @@ pub trait Objective<M> {
     fn items(&self, batch: &Self::Batch) -> usize;
     /// Summed loss (and summed metrics) of one micro-batch.
     fn loss(&mut self, model: &M, batch: &Self::Batch) -> Result<MicroLoss, Self::Error>;
-    /// The micro-batch's loss (its `sum` detached) and the gradients of `sum / divisor`, as
-    /// backward passes whose gradients add up. With `checkpointing`, an objective that can
-    /// recomputes each decoder layer in the backward instead of keeping its activations
-    /// ([`xwin_model::backward_recomputing_layers`]); the default is one plain backward.
-    fn loss_and_gradients(
+    /// [`Objective::loss`] with activation checkpointing (`[train] gradient_checkpointing`):
+    /// the micro-batch's loss (its `sum` detached) and the gradients of `sum / divisor` as
+    /// backward passes whose gradients add up, each decoder layer recomputed in the backward
+    /// instead of keeping its activations (see [`recomputed_loss`]). The default, for an
+    /// objective that cannot recompute, is one plain backward.
+    fn loss_recomputing_layers(
         &mut self,
         model: &M,
         batch: &Self::Batch,
         divisor: f64,
-        checkpointing: bool,
     ) -> Result<(MicroLoss, Vec<Gradients>), Self::Error> {
-        let _ = checkpointing;
         Ok(plain_backward(self.loss(model, batch)?, divisor))
     }
     /// Tokens in a micro-batch, for tokens/s.

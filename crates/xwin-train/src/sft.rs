@@ -5,7 +5,7 @@
 use crate::checkpoint::CheckpointPolicy;
 use crate::epochs::EpochPlan;
 use crate::memory::StepShape;
-use crate::objective::{Evaluation, MicroLoss, Objective, plain_backward};
+use crate::objective::{Evaluation, MicroLoss, Objective, recomputed_loss};
 use crate::sft_loss::{num_targets, sft_loss_sum};
 pub use crate::stage::ModelSection;
 use crate::stage::{StageDir, StageError, defaults, export_model, run_fingerprint};
@@ -19,10 +19,7 @@ use xwin_data::{
     for_each_conversation, is_validation, length_buckets, load_tokenizer, pad_batch_to,
     split_into_blocks, tokenize,
 };
-use xwin_model::{
-    BatchLayout, LlamaForCausalLM, backward_recomputing_layers, lm_head_nll_sum, load_causal_lm,
-    parse_device,
-};
+use xwin_model::{BatchLayout, LlamaForCausalLM, lm_head_nll_sum, load_causal_lm, parse_device};
 
 /// The `[data]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,25 +292,17 @@ impl Objective<LlamaForCausalLM> for SftObjective {
         sft_loss_sum(model, batch, &self.device).map(MicroLoss::new)
     }
 
-    fn loss_and_gradients(
+    fn loss_recomputing_layers(
         &mut self,
         model: &LlamaForCausalLM,
         batch: &Batch,
         divisor: f64,
-        checkpointing: bool,
     ) -> Result<(MicroLoss, Vec<Gradients>), Self::Error> {
-        if !checkpointing {
-            return Ok(plain_backward(self.loss(model, batch)?, divisor));
-        }
         let ids = model.ids_tensor(&batch.ids, &self.device)?;
         let layout = BatchLayout::from_attention_mask(&batch.attention)?;
-        let r = backward_recomputing_layers(&model.model, ids, &layout, divisor, |hidden| {
-            Ok((
-                lm_head_nll_sum(model, hidden, &batch.ids, &batch.loss_mask)?,
-                (),
-            ))
-        })?;
-        Ok((MicroLoss::new(r.loss), r.passes))
+        recomputed_loss(&model.model, ids, &layout, divisor, |hidden| {
+            lm_head_nll_sum(model, hidden, &batch.ids, &batch.loss_mask).map(MicroLoss::new)
+        })
     }
 
     fn tokens(&self, batch: &Batch) -> usize {

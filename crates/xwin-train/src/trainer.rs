@@ -20,7 +20,7 @@ use xwin_data::JsonlWriter;
 pub use crate::loop_config::LoopConfig;
 pub use crate::metrics::StepMetrics;
 use crate::metrics::truncate_metrics;
-use crate::objective::{Evaluation, Objective};
+use crate::objective::{Evaluation, Objective, accumulate_passes, plain_backward};
 
 /// Errors of the loop.
 #[derive(Debug, thiserror::Error)]
@@ -180,11 +180,11 @@ where
     if let Some(Err(e)) = config.lora.as_ref().map(LoraConfig::check) {
         return Err((model, TrainError::Config(e)));
     }
-    let scaling = match config.loss_scaling() {
-        Ok(s) => s,
+    // f16's loss scaler: its state and its settings.
+    let mut scaler = match config.loss_scaling() {
+        Ok(settings) => settings.map(|c| (LossScale::new(&c), c)),
         Err(e) => return Err((model, TrainError::Config(e))),
     };
-    let mut scaler = scaling.as_ref().map(LossScale::new);
     let fingerprint = fingerprint(config, run);
     let mut optim = config.adamw.build();
     // Adapters before resuming: a checkpoint of a LoRA run holds them. Their initial draw
@@ -228,8 +228,8 @@ where
                 }
                 Err(e) => return Err((fallback, e.into())),
             }
-            if scaler.is_some() {
-                scaler = state.loss_scale.or(scaler);
+            if let (Some((s, _)), Some(saved)) = (scaler.as_mut(), state.loss_scale) {
+                *s = saved;
             }
             tracing::info!(step, path = %path.display(), loss = state.loss, "resuming");
             start = step;
@@ -279,26 +279,29 @@ where
             return Err((model, e));
         }
         let mut accumulator = GradientsAccumulator::<M>::new();
-        let scale = scaler.map_or(1.0, |s| s.scale);
+        let scale = scaler.map_or(1.0, |(s, _)| s.scale);
         let mut losses = Vec::with_capacity(window.len());
         let mut metric_sums: BTreeMap<String, f64> = BTreeMap::new();
         // Each micro-batch's gradient is that of `sum · scale / items`: the scale is 1 but
         // with f16 loss scaling.
         let divisor = items as f64 / scale;
-        let checkpointing = config.gradient_checkpointing;
         for batch in &window {
-            let (out, passes) =
-                match objective.loss_and_gradients(&model, batch, divisor, checkpointing) {
-                    Ok(v) => v,
-                    Err(e) => return Err((model, TrainError::objective(step, e))),
-                };
+            let pass = if config.gradient_checkpointing {
+                objective.loss_recomputing_layers(&model, batch, divisor)
+            } else {
+                objective
+                    .loss(&model, batch)
+                    .map(|out| plain_backward(out, divisor))
+            };
+            let (out, passes) = match pass {
+                Ok(v) => v,
+                Err(e) => return Err((model, TrainError::objective(step, e))),
+            };
             losses.push(out.sum);
             for (name, value) in out.metrics {
                 *metric_sums.entry(name).or_default() += value;
             }
-            for pass in passes {
-                accumulator.accumulate(&model, GradientsParams::from_grads(pass, &model));
-            }
+            accumulate_passes(&mut accumulator, &model, passes);
         }
         let mut grads = accumulator.grads();
         if scale != 1.0 {
@@ -325,7 +328,7 @@ where
             };
             return Err((model, e));
         }
-        if let (Some(s), Some(c)) = (scaler.as_mut(), scaling.as_ref()) {
+        if let Some((s, c)) = scaler.as_mut() {
             s.update(overflowed, c);
             if overflowed {
                 tracing::warn!(
@@ -400,7 +403,7 @@ where
                 total_steps: run.total_steps,
                 fingerprint: fingerprint.clone(),
                 loss,
-                loss_scale: scaler,
+                loss_scale: scaler.map(|(s, _)| s),
             };
             match save_checkpoint(&ckpt.dir, &model, &optim, &state, ckpt.policy.keep_last) {
                 Ok(path) => {

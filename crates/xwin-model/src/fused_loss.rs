@@ -13,8 +13,8 @@
 //! ([`crate::head_device`]), since reading the logits back costs more there than it saves.
 
 use crate::error::{ModelError, Result};
+use crate::head_host::HeadProducts;
 use crate::model::LlamaForCausalLM;
-use crate::precision::{Precision, matmul};
 use crate::vecmath::{exp_shifted, row_max, row_sum};
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -109,53 +109,14 @@ pub fn lm_head_nll(
             rows_per_chunk,
         ));
     }
-    let logits = host_logits(&selected, &weight, precision)?;
+    let products = HeadProducts::new(model, &selected)?;
+    let logits = products.logits(&selected, &weight)?;
     let (grad, loss_sum) = softmax_xent_grad(logits, &targets, vocab, (1.0 / divisor) as f32);
     let value = Tensor::<1>::from_floats([(loss_sum / divisor) as f32], &device);
     if !selected.is_tracked() && !weight.is_tracked() {
         return Ok(value);
     }
-    let g = Tensor::<2>::from_data(TensorData::new(grad, [n, vocab]), &device);
-    Ok(with_head_gradients(value, selected, weight, g, precision))
-}
-
-/// The head's logits for the scored rows `selected`, read to the host: f32, the product in
-/// `precision` (autocast's logits, then `.float()`).
-///
-/// # Shapes
-/// - selected `[n, hidden]`, weight `[hidden, vocab]` → `n · vocab` values
-pub(crate) fn host_logits(
-    selected: &Tensor<2>,
-    weight: &Tensor<2>,
-    precision: Precision,
-) -> Result<Vec<f32>> {
-    matmul(
-        selected.clone().detach(),
-        weight.clone().detach(),
-        precision,
-    )
-    .into_data()
-    .try_into_vec::<f32>()
-    .map_err(|e| ModelError::InvalidInput(format!("logits: {e:?}")))
-}
-
-/// `value` carrying the gradients of the head's loss, given `g = ∂loss/∂logits` (`[n,
-/// vocab]`) for the scored hidden rows `selected` (`[n, hidden]`) and the head `weight`
-/// (`[hidden, vocab]`): `dH = g·Wᵀ`, `dW = Hᵀ·g`, through [`attach_head_gradients`].
-/// A frozen head (LoRA) gets no `[hidden, vocab]` gradient block. Both products run in
-/// `precision`, as the backward of autocast's head product does.
-pub(crate) fn with_head_gradients(
-    value: Tensor<1>,
-    selected: Tensor<2>,
-    weight: Tensor<2>,
-    g: Tensor<2>,
-    precision: Precision,
-) -> Tensor<1> {
-    let d_hidden = matmul(g.clone(), weight.clone().detach().transpose(), precision);
-    let d_weight = weight
-        .is_tracked()
-        .then(|| matmul(selected.clone().detach().transpose(), g, precision));
-    attach_head_gradients(value, selected, weight, d_hidden, d_weight)
+    Ok(products.attach(value, selected, weight, grad))
 }
 
 /// `value` with the gradients `d_hidden` for `selected` and `d_weight` for `weight` (none

@@ -19,6 +19,7 @@ pub mod error;
 pub mod fused_loss;
 pub mod generate;
 pub mod head_device;
+mod head_host;
 pub mod layout;
 pub mod logprob;
 mod matmul;

@@ -11,10 +11,9 @@
 //! the exact gradients (`dH = G·Wᵀ`, `dW = Hᵀ·G`, `G_t = ∂loss/∂sum_row(t) · direction_t`).
 
 use crate::error::{ModelError, Result};
-use crate::fused_loss::{
-    HeadPath, head_weight, host_logits, softmax_rows, target_rows, with_head_gradients,
-};
+use crate::fused_loss::{HeadPath, head_weight, softmax_rows, target_rows};
 use crate::head_device::{attach_weighted, token_logprobs_on_device};
+use crate::head_host::HeadProducts;
 use crate::model::LlamaForCausalLM;
 use crate::precision::Precision;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -36,7 +35,8 @@ pub struct SequenceLogProbs {
 
 /// `onehot − softmax` of each target token (`[tokens, vocab]`), where the path keeps it.
 enum Direction {
-    Host(Vec<f32>),
+    /// On the host, with the products that turn it into gradients.
+    Host(Vec<f32>, HeadProducts),
     /// Row chunks on the device ([`crate::head_device`]).
     Device(Vec<Tensor<2>>),
 }
@@ -100,14 +100,16 @@ pub fn sequence_logprobs_on(
             (Direction::Device(chunks), logps)
         }
         _ => {
+            let products = HeadProducts::new(model, &selected)?;
             let logits = if n == 0 {
                 Vec::new()
             } else {
-                host_logits(&selected, &weight, precision)?
+                products.logits(&selected, &weight)?
             };
             // Scale −1: each row becomes `onehot − softmax`, the direction of `log p`.
             let (direction, nll) = softmax_rows(logits, &targets, vocab, -1.0);
-            (Direction::Host(direction), nll.iter().map(|l| -l).collect())
+            let logps = nll.iter().map(|l| -l).collect();
+            (Direction::Host(direction, products), logps)
         }
     };
     let mut sums = vec![0.0f64; b];
@@ -143,8 +145,8 @@ impl SequenceLogProbs {
         if n == 0 || (!self.selected.is_tracked() && !self.weight.is_tracked()) {
             return Ok(value);
         }
-        let mut g = match self.direction {
-            Direction::Host(g) => g,
+        let (mut g, products) = match self.direction {
+            Direction::Host(g, products) => (g, products),
             Direction::Device(chunks) => {
                 let weights: Vec<f32> = self.row_of.iter().map(|&r| grads[r]).collect();
                 return Ok(attach_weighted(
@@ -163,13 +165,6 @@ impl SequenceLogProbs {
                 let k = grads[r];
                 row.iter_mut().for_each(|x| *x *= k);
             });
-        let g = Tensor::<2>::from_data(TensorData::new(g, [n, self.vocab]), &device);
-        Ok(with_head_gradients(
-            value,
-            self.selected,
-            self.weight,
-            g,
-            self.precision,
-        ))
+        Ok(products.attach(value, self.selected, self.weight, g))
     }
 }

@@ -15,7 +15,7 @@
 //! so no row is empty; its output is never read). A row that sees nothing gives 0.
 
 use crate::matmul::{Operand, Output, product};
-use crate::vecmath::{dot, exp_shifted, row_max, row_sum};
+use crate::vecmath::{dot, exp_shifted, min_items_per_task, row_max, row_sum};
 use rayon::prelude::*;
 
 /// Query rows per block: 64 rows × 512 keys of f32 scores is 128 KiB, two such buffers (scores
@@ -163,9 +163,12 @@ pub fn forward(x: Inputs<'_>) -> Forward {
     if out.is_empty() {
         return Forward { out, lse };
     }
+    // Two products per head (causal halves aside): q·kᵀ and P·v.
+    let min_heads = min_items_per_task(2 * d.seq_q * d.seq_k * dh);
     out.par_chunks_mut(d.seq_q * dh)
         .zip(lse.par_chunks_mut(d.seq_q))
         .enumerate()
+        .with_min_len(min_heads)
         .for_each(|(bh, (out, lse))| {
             let (b, h) = (bh / d.heads, bh % d.heads);
             let v = x.kv(x.v, b, h);

@@ -164,6 +164,18 @@ fn sigmoid(g: f32) -> f32 {
 /// Elements per parallel task of the elementwise kernels.
 const CHUNK: usize = 1 << 14;
 
+/// Least work (elements touched or multiply-adds) worth a Rayon task of its own. Handing work
+/// to the pool wakes a worker and puts the caller to sleep on a latch (tens of µs in a VM); in
+/// batched decoding every op is small, and context switches were 30 % of a step's samples in
+/// `perf` (`STEPS_ONLY=1 cargo run -p xwin-bench --example decode_parts`).
+const TASK_MIN_WORK: usize = 1 << 17;
+
+/// `with_min_len` for a parallel iterator whose items each cost `work_per_item`: the fewest
+/// items a task takes so that small calls run on the calling thread, whole.
+pub(crate) fn min_items_per_task(work_per_item: usize) -> usize {
+    (TASK_MIN_WORK / work_per_item.max(1)).max(1)
+}
+
 /// A new buffer of `len` elements, each written once by `fill`, without zeroing it first (a
 /// zero fill of every kernel output was 5 % of a training step, on one core).
 ///

@@ -5,7 +5,7 @@
 //! and a sum, each tracked.
 
 use super::{f32s, flex, record};
-use crate::vecmath::written;
+use crate::vecmath::{min_items_per_task, written};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -111,7 +111,8 @@ fn transform(d: Dims, src: &[f32], tables: Tables<'_>, inverse: bool) -> Vec<f32
         .collect();
     let fill = |dst: &mut [MaybeUninit<f32>]| {
         let dst_ptr = SharedOutput(dst.as_mut_ptr());
-        rows.par_iter().for_each(|&(b, s)| {
+        let min_rows = min_items_per_task(heads * hd);
+        rows.par_iter().with_min_len(min_rows).for_each(|&(b, s)| {
             let dst_ptr = &dst_ptr;
             let t = (b * seq + s) * hd;
             for h in 0..heads {

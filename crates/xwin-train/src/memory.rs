@@ -125,8 +125,8 @@ pub struct MemoryEstimate {
     pub accumulated: u64,
     /// What the forward pass keeps for the backward pass.
     pub activations: u64,
-    /// The head's share: for the LM head, the fused loss's `[scored, vocab]` logits and
-    /// probabilities and its head-sized gradient block.
+    /// The head's share: for the LM head, the fused loss's `[scored, vocab]` logits (its
+    /// gradient computed in place) and its head-sized gradient block.
     pub head: u64,
     pub runtime: u64,
 }
@@ -166,12 +166,12 @@ impl MemoryEstimate {
         // embedding and head blocks of a full fine-tune are never formed.
         let full = shape.adapters.is_none();
         let head = match shape.head {
-            // The logits and probabilities-minus-one-hot `[n, vocab]` (both live while the
-            // loss is computed), the weight's gradient block `[h, vocab]` (when it trains),
-            // the scored hidden rows and their gradient `[n, h]`.
+            // The logits `[n, vocab]`, turned into probabilities minus one-hot in place, the
+            // weight's gradient block `[h, vocab]` (when it trains), the scored hidden rows
+            // and their gradient `[n, h]`.
             Head::Lm { scored } => {
                 let n = scored as u64;
-                F32 * (2 * n * vocab + if full { h * vocab } else { 0 } + 2 * n * h)
+                F32 * (n * vocab + if full { h * vocab } else { 0 } + 2 * n * h)
             }
             Head::Score => 0,
         };

@@ -121,14 +121,14 @@ impl Attention {
             // Half-precision products, f32 softmax (HF upcasts it): the composite, on every
             // backend; our fused CPU kernel and burn's kernel compute in one dtype.
             let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
-            let bias = mask.bias(q.dims()[2], k.dims()[2], self.num_heads, &device);
+            let bias = mask.bias(q.dims()[2], k.dims()[2], &device);
             attention_with_bias_in(q, k, v, bias, precision)
         } else if fused {
             let keys = k.dims()[2];
             fused_causal_attention(q, k, v, mask.key_valid(keys, &device))
         } else if q.is_tracked() {
             let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
-            let bias = mask.bias(q.dims()[2], k.dims()[2], self.num_heads, &device);
+            let bias = mask.bias(q.dims()[2], k.dims()[2], &device);
             attention_with_bias(q, k, v, bias)
         } else {
             let options = AttentionModuleOptions {
@@ -195,7 +195,8 @@ const EMPTY_ROW: f64 = 1e-15;
 /// [`attention_with_bias`].
 ///
 /// # Shapes
-/// - key_valid `[batch, keys]`; padding and bias `[batch, heads, seq, keys]` (true = hidden)
+/// - key_valid `[batch, keys]`; padding `[batch, heads, seq, keys]` (true = hidden); bias
+///   `[batch, 1, seq, keys]`
 #[derive(Debug)]
 pub struct KeyMask<'a> {
     layout: &'a BatchLayout,
@@ -231,9 +232,13 @@ impl<'a> KeyMask<'a> {
             .clone()
     }
 
-    fn bias(&self, seq_q: usize, seq_k: usize, heads: usize, device: &Device) -> Tensor<4> {
+    /// `[batch or 1, 1, seq_q, seq_k]`, broadcast over the heads where it is added: one copy
+    /// per batch row rather than one per head.
+    fn bias(&self, seq_q: usize, seq_k: usize, device: &Device) -> Tensor<4> {
         self.bias
-            .get_or_init(|| attention_bias(seq_q, seq_k, self.padding(heads, device), device))
+            .get_or_init(|| {
+                attention_bias(seq_q, seq_k, self.layout.padding_mask(1, device), device)
+            })
             .clone()
     }
 }

@@ -90,6 +90,9 @@ pub fn lm_step(batch: usize, seq: usize, grad_accum: usize) -> xwin_train::StepS
         grad_accum,
         adapters: None,
         checkpointing: false,
+        score_elements: batch * seq * seq,
+        dense_attention: false,
+        half_precision: false,
     }
 }
 

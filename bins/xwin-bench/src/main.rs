@@ -146,6 +146,32 @@ enum Command {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     xwin_alloc::keep_freed_memory();
     let cli = Cli::parse();
+    if let Command::Memory {
+        batch,
+        seq,
+        grad_accum,
+        reward,
+        lora_rank,
+        gradient_checkpointing,
+    } = cli.command
+    {
+        // Nothing is allocated: the device's kind is enough, compiled in or not.
+        let on_cpu = cli.device.split(':').next() == Some("cpu");
+        let config = cli.size.config();
+        let mut shape = lm_step(batch, seq, grad_accum);
+        shape.checkpointing = gradient_checkpointing;
+        shape.dense_attention = !on_cpu || !cli.precision.is_f32();
+        shape.half_precision = !cli.precision.is_f32();
+        if reward {
+            shape.head = Head::Score;
+        }
+        if let Some(rank) = lora_rank {
+            let lora = xwin_train::LoraConfig::on_all_projections(rank, 2.0 * rank as f64);
+            shape.adapters = Some((lora.parameters(&config), lora.adapted_weights(&config)));
+        }
+        print!("{}", MemoryEstimate::new(&config, &shape));
+        return Ok(());
+    }
     let device: Device = parse_device(&cli.device)?;
     // Which burn backend ran, for the labels: a wgpu run must not say "flex".
     let backend = match cli.device.split(':').next().unwrap_or("cpu") {
@@ -170,6 +196,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 train_step_seconds_with(model, &data, &device, cli.repeats, gradient_checkpointing);
             let shape = xwin_train::StepShape {
                 checkpointing: gradient_checkpointing,
+                dense_attention: !xwin_model::is_cpu(&device) || !cli.precision.is_f32(),
+                half_precision: !cli.precision.is_f32(),
                 ..lm_step(batch, seq, 1)
             };
             let estimate = MemoryEstimate::new(&config, &shape);
@@ -189,25 +217,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
             );
         }
-        Command::Memory {
-            batch,
-            seq,
-            grad_accum,
-            reward,
-            lora_rank,
-            gradient_checkpointing,
-        } => {
-            let mut shape = lm_step(batch, seq, grad_accum);
-            shape.checkpointing = gradient_checkpointing;
-            if reward {
-                shape.head = Head::Score;
-            }
-            if let Some(rank) = lora_rank {
-                let lora = xwin_train::LoraConfig::on_all_projections(rank, 2.0 * rank as f64);
-                shape.adapters = Some((lora.parameters(&config), lora.adapted_weights(&config)));
-            }
-            print!("{}", MemoryEstimate::new(&config, &shape));
-        }
+        Command::Memory { .. } => unreachable!("handled before the device is opened"),
         Command::Rm { pairs, seq } => {
             let device = device.autodiff();
             let s = xwin_bench::rm_step_seconds(&config, pairs, seq, &device, cli.repeats);

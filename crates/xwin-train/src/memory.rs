@@ -50,6 +50,14 @@ pub struct StepShape {
     pub adapters: Option<(usize, usize)>,
     /// Activation checkpointing: each layer's input kept, one layer's activations at a time.
     pub checkpointing: bool,
+    /// The largest micro-batch's `Σ rows padded_length²`: one head's attention scores.
+    pub score_elements: usize,
+    /// Whether attention keeps its `[heads, seq, keys]` scores for the backward pass: the
+    /// composite that trains off the CPU and in half precision does, the CPU's f32 kernel
+    /// keeps none ([`StepShape::log_estimate`] sets it from the device and precision).
+    pub dense_attention: bool,
+    /// Products in bf16/f16 (`[train] precision`): the graph also keeps their half operands.
+    pub half_precision: bool,
 }
 
 impl StepShape {
@@ -59,9 +67,10 @@ impl StepShape {
         batches: impl IntoIterator<Item = (&'a [Vec<u32>], &'a [Vec<bool>])>,
         grad_accum: usize,
     ) -> Self {
-        let (mut tokens, mut scored) = (0, 0);
+        let (mut tokens, mut scored, mut score_elements) = (0, 0, 0);
         for (ids, mask) in batches {
             tokens = tokens.max(ids.iter().map(Vec::len).sum());
+            score_elements = score_elements.max(square_lengths(ids));
             scored = scored.max(
                 mask.iter()
                     .map(|r| r.iter().skip(1).filter(|m| **m).count())
@@ -74,28 +83,34 @@ impl StepShape {
             grad_accum,
             adapters: None,
             checkpointing: false,
+            score_elements,
+            dense_attention: false,
+            half_precision: false,
         }
     }
 
     /// The largest micro-batch of rows `ids` trained through a reward model's score head.
     pub fn score<'a>(batches: impl IntoIterator<Item = &'a [Vec<u32>]>, grad_accum: usize) -> Self {
-        let tokens = batches
-            .into_iter()
-            .map(|ids| ids.iter().map(Vec::len).sum())
-            .max()
-            .unwrap_or(0);
+        let (mut tokens, mut score_elements) = (0, 0);
+        for ids in batches {
+            tokens = tokens.max(ids.iter().map(Vec::len).sum());
+            score_elements = score_elements.max(square_lengths(ids));
+        }
         Self {
             tokens,
             head: Head::Score,
             grad_accum,
             adapters: None,
             checkpointing: false,
+            score_elements,
+            dense_attention: false,
+            half_precision: false,
         }
     }
 
     /// Logs the estimate for training `config` on steps of this shape with `train`'s
-    /// settings (LoRA's adapters, activation checkpointing), checked against the host's
-    /// available memory when `device` is the CPU.
+    /// settings (LoRA's adapters, activation checkpointing, the precision) on `device`,
+    /// checked against the host's available memory when `device` is the CPU.
     pub fn log_estimate(&self, config: &LlamaConfig, train: &LoopConfig, device: &Device) {
         let available = xwin_model::is_cpu(device)
             .then(available_host_memory)
@@ -104,6 +119,8 @@ impl StepShape {
         let shape = Self {
             adapters: lora.map(|l: &LoraConfig| (l.parameters(config), l.adapted_weights(config))),
             checkpointing: train.gradient_checkpointing,
+            dense_attention: !xwin_model::is_cpu(device) || !train.precision.is_f32(),
+            half_precision: !train.precision.is_f32(),
             ..*self
         };
         MemoryEstimate::new(config, &shape).log(available);
@@ -125,6 +142,10 @@ pub struct MemoryEstimate {
     pub accumulated: u64,
     /// What the forward pass keeps for the backward pass.
     pub activations: u64,
+    /// Attention's scores where the composite keeps them ([`StepShape::dense_attention`]).
+    pub scores: u64,
+    /// The half-precision operands the products keep ([`StepShape::half_precision`]).
+    pub half_copies: u64,
     /// The head's share: for the LM head, the fused loss's `[scored, vocab]` logits (its
     /// gradient computed in place) and its head-sized gradient block.
     pub head: u64,
@@ -162,6 +183,31 @@ impl MemoryEstimate {
         } else {
             F32 * tokens * (layers * per_token_layer + outside_layers)
         };
+        // The composite keeps exp(scores) and the probabilities per layer (the raw scores are
+        // live while those are computed); checkpointed, one layer's at a time.
+        let per_layer = F32 * config.num_attention_heads as u64 * shape.score_elements as u64;
+        let scores = match (shape.dense_attention, shape.checkpointing) {
+            (false, _) => 0,
+            (true, true) => 3 * per_layer,
+            (true, false) => (2 * layers + 1) * per_layer,
+        };
+        // Half precision, as autocast's graph: each product keeps its operands cast to half —
+        // the projections' weights, per token and layer the inputs of the seven projections
+        // (q, k and v cast the same normalised input apart, as do gate and up) and attention's
+        // q, k, v, and the composite's half probabilities. Checkpointed, one layer's.
+        let half_copies = if shape.half_precision {
+            let kept_layers = if shape.checkpointing { 1 } else { layers };
+            let layer_weights = 2 * h * q + 2 * h * kv + 3 * h * inter;
+            let per_token = 5 * h + 2 * q + 2 * kv + inter;
+            let probabilities = if shape.dense_attention {
+                per_layer / F32
+            } else {
+                0
+            };
+            2 * (kept_layers * (layer_weights + tokens * per_token + probabilities) + h * vocab)
+        } else {
+            0
+        };
         // With LoRA the weights are frozen: moments and gradients are the adapters', and the
         // embedding and head blocks of a full fine-tune are never formed.
         let full = shape.adapters.is_none();
@@ -188,6 +234,8 @@ impl MemoryEstimate {
             gradients,
             accumulated,
             activations,
+            scores,
+            half_copies,
             head,
             runtime: RUNTIME_BYTES,
         }
@@ -197,7 +245,8 @@ impl MemoryEstimate {
     /// plus the larger of the forward's saved tensors (at the end of the forward pass) and a
     /// full set of gradients (at the end of the backward pass, the saved tensors freed).
     pub fn live(&self) -> u64 {
-        let transient = (self.activations + self.head).max(self.gradients);
+        let transient =
+            (self.activations + self.scores + self.half_copies + self.head).max(self.gradients);
         self.weights + self.optimizer + self.accumulated + transient
     }
 
@@ -223,7 +272,7 @@ impl MemoryEstimate {
             weights_gib = gib(self.weights),
             optimizer_gib = gib(self.optimizer),
             gradients_gib = gib(self.gradients + self.accumulated),
-            activations_gib = gib(self.activations + self.head),
+            activations_gib = gib(self.activations + self.scores + self.half_copies + self.head),
             "memory estimate"
         );
         if let Some(available) = available.filter(|&a| self.peak() > a) {
@@ -249,11 +298,22 @@ impl fmt::Display for MemoryEstimate {
         row(f, "gradients", self.gradients)?;
         row(f, "accumulated gradients", self.accumulated)?;
         row(f, "saved activations (largest batch)", self.activations)?;
+        if self.scores > 0 {
+            row(f, "attention scores (composite)", self.scores)?;
+        }
+        if self.half_copies > 0 {
+            row(f, "half-precision operands", self.half_copies)?;
+        }
         row(f, "head (fused loss)", self.head)?;
         row(f, "allocator slack", self.slack())?;
         row(f, "runtime", self.runtime)?;
         row(f, "peak", self.peak())
     }
+}
+
+/// `Σ len²` over the rows of one micro-batch.
+fn square_lengths(ids: &[Vec<u32>]) -> usize {
+    ids.iter().map(|row| row.len() * row.len()).sum()
 }
 
 /// Memory the system can still give this process (Linux `MemAvailable`), for the CPU.

@@ -91,7 +91,7 @@ pub fn lm_step(batch: usize, seq: usize, grad_accum: usize) -> xwin_train::StepS
         adapters: None,
         checkpointing: false,
         score_elements: batch * seq * seq,
-        dense_attention: false,
+        off_cpu: false,
         half_precision: false,
     }
 }

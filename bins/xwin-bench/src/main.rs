@@ -160,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let config = cli.size.config();
         let mut shape = lm_step(batch, seq, grad_accum);
         shape.checkpointing = gradient_checkpointing;
-        shape.dense_attention = !on_cpu || !cli.precision.is_f32();
+        shape.off_cpu = !on_cpu;
         shape.half_precision = !cli.precision.is_f32();
         if reward {
             shape.head = Head::Score;
@@ -196,7 +196,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 train_step_seconds_with(model, &data, &device, cli.repeats, gradient_checkpointing);
             let shape = xwin_train::StepShape {
                 checkpointing: gradient_checkpointing,
-                dense_attention: !xwin_model::is_cpu(&device) || !cli.precision.is_f32(),
+                off_cpu: !xwin_model::is_cpu(&device),
                 half_precision: !cli.precision.is_f32(),
                 ..lm_step(batch, seq, 1)
             };

@@ -52,11 +52,12 @@ pub struct StepShape {
     pub checkpointing: bool,
     /// The largest micro-batch's `Σ rows padded_length²`: one head's attention scores.
     pub score_elements: usize,
-    /// Whether attention keeps its `[heads, seq, keys]` scores for the backward pass: the
-    /// composite that trains off the CPU and in half precision does, the CPU's f32 kernel
-    /// keeps none ([`StepShape::log_estimate`] sets it from the device and precision).
-    pub dense_attention: bool,
-    /// Products in bf16/f16 (`[train] precision`): the graph also keeps their half operands.
+    /// Training off the CPU (a GPU): attention is the composite, which keeps its `[heads,
+    /// seq, keys]` scores for the backward pass (the CPU's f32 kernel keeps none), and the LM
+    /// head's loss runs in row chunks on the device. [`StepShape::log_estimate`] sets it.
+    pub off_cpu: bool,
+    /// Products in bf16/f16 (`[train] precision`): the graph also keeps their half operands,
+    /// and attention is the composite on every device.
     pub half_precision: bool,
 }
 
@@ -84,7 +85,7 @@ impl StepShape {
             adapters: None,
             checkpointing: false,
             score_elements,
-            dense_attention: false,
+            off_cpu: false,
             half_precision: false,
         }
     }
@@ -103,9 +104,14 @@ impl StepShape {
             adapters: None,
             checkpointing: false,
             score_elements,
-            dense_attention: false,
+            off_cpu: false,
             half_precision: false,
         }
+    }
+
+    /// Whether attention keeps its scores for the backward pass (the composite's).
+    pub fn dense_attention(&self) -> bool {
+        self.off_cpu || self.half_precision
     }
 
     /// Logs the estimate for training `config` on steps of this shape with `train`'s
@@ -119,7 +125,7 @@ impl StepShape {
         let shape = Self {
             adapters: lora.map(|l: &LoraConfig| (l.parameters(config), l.adapted_weights(config))),
             checkpointing: train.gradient_checkpointing,
-            dense_attention: !xwin_model::is_cpu(device) || !train.precision.is_f32(),
+            off_cpu: !xwin_model::is_cpu(device),
             half_precision: !train.precision.is_f32(),
             ..*self
         };
@@ -186,7 +192,7 @@ impl MemoryEstimate {
         // The composite keeps exp(scores) and the probabilities per layer (the raw scores are
         // live while those are computed); checkpointed, one layer's at a time.
         let per_layer = F32 * config.num_attention_heads as u64 * shape.score_elements as u64;
-        let scores = match (shape.dense_attention, shape.checkpointing) {
+        let scores = match (shape.dense_attention(), shape.checkpointing) {
             (false, _) => 0,
             (true, true) => 3 * per_layer,
             (true, false) => (2 * layers + 1) * per_layer,
@@ -199,7 +205,7 @@ impl MemoryEstimate {
             let kept_layers = if shape.checkpointing { 1 } else { layers };
             let layer_weights = 2 * h * q + 2 * h * kv + 3 * h * inter;
             let per_token = 5 * h + 2 * q + 2 * kv + inter;
-            let probabilities = if shape.dense_attention {
+            let probabilities = if shape.dense_attention() {
                 per_layer / F32
             } else {
                 0
@@ -212,12 +218,18 @@ impl MemoryEstimate {
         // embedding and head blocks of a full fine-tune are never formed.
         let full = shape.adapters.is_none();
         let head = match shape.head {
-            // The logits `[n, vocab]`, turned into probabilities minus one-hot in place, the
-            // weight's gradient block `[h, vocab]` (when it trains), the scored hidden rows
-            // and their gradient `[n, h]`.
+            // The logits `[n, vocab]`, turned into probabilities minus one-hot in place (off
+            // the CPU a chunk of them at a time, and the chunk's logits beside), the weight's
+            // gradient block `[h, vocab]` (when it trains), the scored hidden rows and their
+            // gradient `[n, h]`.
             Head::Lm { scored } => {
                 let n = scored as u64;
-                F32 * (n * vocab + if full { h * vocab } else { 0 } + 2 * n * h)
+                let logits = if shape.off_cpu {
+                    2 * (n * vocab).min(xwin_model::head_device::CHUNK_LOGITS as u64)
+                } else {
+                    n * vocab
+                };
+                F32 * (logits + if full { h * vocab } else { 0 } + 2 * n * h)
             }
             Head::Score => 0,
         };

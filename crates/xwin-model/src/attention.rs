@@ -3,6 +3,7 @@
 use crate::cpu_ops::{fused_causal_attention, fused_ops_apply, project, split_heads};
 use crate::error::Result;
 use crate::layout::BatchLayout;
+use crate::lean_attention::lean_attention;
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
 use crate::precision::{self, Precision};
@@ -115,8 +116,8 @@ impl Attention {
         let device = q.device();
         // On the CPU, training and inference both run our fused kernel (7× burn's composite
         // under autodiff, 9× burn's inference kernel; docs/benchmarks.md). Elsewhere training
-        // builds a graph, where our composite beats burn's fallback (see `attention_with_bias`),
-        // and inference keeps burn's kernel.
+        // runs the lean op (the composite's values and gradients, keeping no score matrix for
+        // the backward pass) and inference keeps burn's kernel.
         let out = if !precision.is_f32() {
             // Half-precision products, f32 softmax (HF upcasts it): the composite, on every
             // backend; our fused CPU kernel and burn's kernel compute in one dtype.
@@ -127,9 +128,11 @@ impl Attention {
             let keys = k.dims()[2];
             fused_causal_attention(q, k, v, mask.key_valid(keys, &device))
         } else if q.is_tracked() {
+            // Training off the CPU: probabilities recomputed in the backward pass instead of
+            // kept ([`crate::lean_attention`]).
             let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
             let bias = mask.bias(q.dims()[2], k.dims()[2], &device);
-            attention_with_bias(q, k, v, bias)
+            lean_attention(q, k, v, bias)
         } else {
             let options = AttentionModuleOptions {
                 scale: None,

@@ -21,6 +21,7 @@ pub mod generate;
 pub mod head_device;
 mod head_host;
 pub mod layout;
+pub mod lean_attention;
 pub mod logprob;
 mod matmul;
 pub mod mlp;

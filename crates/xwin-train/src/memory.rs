@@ -52,12 +52,13 @@ pub struct StepShape {
     pub checkpointing: bool,
     /// The largest micro-batch's `Σ rows padded_length²`: one head's attention scores.
     pub score_elements: usize,
-    /// Training off the CPU (a GPU): attention is the composite, which keeps its `[heads,
-    /// seq, keys]` scores for the backward pass (the CPU's f32 kernel keeps none), and the LM
-    /// head's loss runs in row chunks on the device. [`StepShape::log_estimate`] sets it.
+    /// Training off the CPU (a GPU): attention is [`xwin_model::lean_attention`] (one chunk
+    /// of scores at a time, none kept) and the LM head's loss runs in row chunks on the
+    /// device. [`StepShape::log_estimate`] sets it.
     pub off_cpu: bool,
     /// Products in bf16/f16 (`[train] precision`): the graph also keeps their half operands,
-    /// and attention is the composite on every device.
+    /// and attention is the composite on every device, which keeps its `[heads, seq, keys]`
+    /// scores for the backward pass.
     pub half_precision: bool,
 }
 
@@ -109,11 +110,6 @@ impl StepShape {
         }
     }
 
-    /// Whether attention keeps its scores for the backward pass (the composite's).
-    pub fn dense_attention(&self) -> bool {
-        self.off_cpu || self.half_precision
-    }
-
     /// Logs the estimate for training `config` on steps of this shape with `train`'s
     /// settings (LoRA's adapters, activation checkpointing, the precision) on `device`,
     /// checked against the host's available memory when `device` is the CPU.
@@ -148,7 +144,8 @@ pub struct MemoryEstimate {
     pub accumulated: u64,
     /// What the forward pass keeps for the backward pass.
     pub activations: u64,
-    /// Attention's scores where the composite keeps them ([`StepShape::dense_attention`]).
+    /// Attention's scores: those the composite keeps (half precision), or one chunk's of the
+    /// lean op (f32 off the CPU).
     pub scores: u64,
     /// The half-precision operands the products keep ([`StepShape::half_precision`]).
     pub half_copies: u64,
@@ -189,13 +186,19 @@ impl MemoryEstimate {
         } else {
             F32 * tokens * (layers * per_token_layer + outside_layers)
         };
-        // The composite keeps exp(scores) and the probabilities per layer (the raw scores are
-        // live while those are computed); checkpointed, one layer's at a time.
-        let per_layer = F32 * config.num_attention_heads as u64 * shape.score_elements as u64;
-        let scores = match (shape.dense_attention(), shape.checkpointing) {
-            (false, _) => 0,
-            (true, true) => 3 * per_layer,
-            (true, false) => (2 * layers + 1) * per_layer,
+        // The composite keeps three score-sized f32 tensors per layer (measured: 618 MiB for
+        // six layers of 32 MiB scores, `cargo run -p xwin-bench --example attention_memory`),
+        // plus one live while they are computed; checkpointed, one layer's at a time. The lean
+        // op keeps none: one chunk's scores, probabilities and their gradients live at a time.
+        let score_elements = config.num_attention_heads as u64 * shape.score_elements as u64;
+        let per_layer = F32 * score_elements;
+        let scores = match (shape.half_precision, shape.off_cpu, shape.checkpointing) {
+            (true, _, true) => 4 * per_layer,
+            (true, _, false) => (3 * layers + 1) * per_layer,
+            (false, true, _) => {
+                4 * F32 * score_elements.min(xwin_model::lean_attention::CHUNK_SCORES as u64)
+            }
+            (false, false, _) => 0,
         };
         // Half precision, as autocast's graph: each product keeps its operands cast to half —
         // the projections' weights, per token and layer the inputs of the seven projections
@@ -205,12 +208,7 @@ impl MemoryEstimate {
             let kept_layers = if shape.checkpointing { 1 } else { layers };
             let layer_weights = 2 * h * q + 2 * h * kv + 3 * h * inter;
             let per_token = 5 * h + 2 * q + 2 * kv + inter;
-            let probabilities = if shape.dense_attention() {
-                per_layer / F32
-            } else {
-                0
-            };
-            2 * (kept_layers * (layer_weights + tokens * per_token + probabilities) + h * vocab)
+            2 * (kept_layers * (layer_weights + tokens * per_token + score_elements) + h * vocab)
         } else {
             0
         };

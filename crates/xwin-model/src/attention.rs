@@ -3,7 +3,7 @@
 use crate::cpu_ops::{fused_causal_attention, fused_ops_apply, project, split_heads};
 use crate::error::Result;
 use crate::layout::BatchLayout;
-use crate::lean_attention::lean_attention;
+use crate::lean_attention::{lean_attention, lean_attention_in};
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
 use crate::precision::{self, Precision};
@@ -119,11 +119,17 @@ impl Attention {
         // runs the lean op (the composite's values and gradients, keeping no score matrix for
         // the backward pass) and inference keeps burn's kernel.
         let out = if !precision.is_f32() {
-            // Half-precision products, f32 softmax (HF upcasts it): the composite, on every
-            // backend; our fused CPU kernel and burn's kernel compute in one dtype.
+            // Half-precision products, f32 softmax (HF upcasts it), on every backend (our fused
+            // CPU kernel and burn's kernel compute in one dtype): training through the lean op
+            // (the composite's values and gradients, keeping no score matrix), inference
+            // through the composite.
             let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
             let bias = mask.bias(q.dims()[2], k.dims()[2], &device);
-            attention_with_bias_in(q, k, v, bias, precision)
+            if q.is_tracked() {
+                lean_attention_in(q, k, v, bias, precision)
+            } else {
+                attention_with_bias_in(q, k, v, bias, precision)
+            }
         } else if fused {
             let keys = k.dims()[2];
             fused_causal_attention(q, k, v, mask.key_valid(keys, &device))

@@ -57,8 +57,7 @@ pub struct StepShape {
     /// device. [`StepShape::log_estimate`] sets it.
     pub off_cpu: bool,
     /// Products in bf16/f16 (`[train] precision`): the graph also keeps their half operands,
-    /// and attention is the composite on every device, which keeps its `[heads, seq, keys]`
-    /// scores for the backward pass.
+    /// and attention is the lean op on every device.
     pub half_precision: bool,
 }
 
@@ -144,8 +143,7 @@ pub struct MemoryEstimate {
     pub accumulated: u64,
     /// What the forward pass keeps for the backward pass.
     pub activations: u64,
-    /// Attention's scores: those the composite keeps (half precision), or one chunk's of the
-    /// lean op (f32 off the CPU).
+    /// Attention's scores: one chunk's of the lean op (off the CPU or in half precision).
     pub scores: u64,
     /// The half-precision operands the products keep ([`StepShape::half_precision`]).
     pub half_copies: u64,
@@ -186,29 +184,25 @@ impl MemoryEstimate {
         } else {
             F32 * tokens * (layers * per_token_layer + outside_layers)
         };
-        // The composite keeps three score-sized f32 tensors per layer (measured: 618 MiB for
-        // six layers of 32 MiB scores, `cargo run -p xwin-bench --example attention_memory`),
-        // plus one live while they are computed; checkpointed, one layer's at a time. The lean
-        // op keeps none: one chunk's scores, probabilities and their gradients live at a time.
+        // The lean attention keeps no scores for the backward pass: one chunk's scores,
+        // probabilities and their gradients live at a time (the CPU's f32 kernel: a block in
+        // cache). The composite it replaced kept three f32 score matrices per layer (`cargo
+        // run -p xwin-bench --example attention_memory`).
         let score_elements = config.num_attention_heads as u64 * shape.score_elements as u64;
-        let per_layer = F32 * score_elements;
-        let scores = match (shape.half_precision, shape.off_cpu, shape.checkpointing) {
-            (true, _, true) => 4 * per_layer,
-            (true, _, false) => (3 * layers + 1) * per_layer,
-            (false, true, _) => {
-                4 * F32 * score_elements.min(xwin_model::lean_attention::CHUNK_SCORES as u64)
-            }
-            (false, false, _) => 0,
+        let scores = if shape.off_cpu || shape.half_precision {
+            4 * F32 * score_elements.min(xwin_model::lean_attention::CHUNK_SCORES as u64)
+        } else {
+            0
         };
         // Half precision, as autocast's graph: each product keeps its operands cast to half —
         // the projections' weights, per token and layer the inputs of the seven projections
-        // (q, k and v cast the same normalised input apart, as do gate and up) and attention's
-        // q, k, v, and the composite's half probabilities. Checkpointed, one layer's.
+        // (q, k and v cast the same normalised input apart, as do gate and up). Checkpointed,
+        // one layer's.
         let half_copies = if shape.half_precision {
             let kept_layers = if shape.checkpointing { 1 } else { layers };
             let layer_weights = 2 * h * q + 2 * h * kv + 3 * h * inter;
-            let per_token = 5 * h + 2 * q + 2 * kv + inter;
-            2 * (kept_layers * (layer_weights + tokens * per_token + score_elements) + h * vocab)
+            let per_token = 5 * h + 2 * q + inter;
+            2 * (kept_layers * (layer_weights + tokens * per_token) + h * vocab)
         } else {
             0
         };
@@ -309,7 +303,7 @@ impl fmt::Display for MemoryEstimate {
         row(f, "accumulated gradients", self.accumulated)?;
         row(f, "saved activations (largest batch)", self.activations)?;
         if self.scores > 0 {
-            row(f, "attention scores (composite)", self.scores)?;
+            row(f, "attention scores (one chunk)", self.scores)?;
         }
         if self.half_copies > 0 {
             row(f, "half-precision operands", self.half_copies)?;

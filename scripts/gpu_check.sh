@@ -33,7 +33,7 @@ done
 for p in bf16 f16; do
   timeout 150 .gpu/xwin-bench train --device wgpu --size 760m --batch 8 --repeats 5 --precision "$p" --peak-tflops 989 2>&1 | tee "$out/xwin_wgpu_${p}_train_760m.json"
 done
-.gpu/xwin-bench memory --size 7b-2l --batch 4 --seq 1024 | tee "$out/xwin_estimate_7b2l.txt"
+.gpu/xwin-bench --device wgpu memory --size 7b-2l --batch 4 --seq 1024 | tee "$out/xwin_estimate_7b2l.txt"
 nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$out/gpu_mem_7b2l.log" &
 sampler=$!
 timeout 150 .gpu/xwin-bench train --device wgpu --size 7b-2l --batch 4 --seq 1024 --repeats 2 2>&1 | tee "$out/xwin_wgpu_train_7b2l.json"

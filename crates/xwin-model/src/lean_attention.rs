@@ -1,9 +1,10 @@
 //! Causal attention for training off the CPU that keeps no `[batch, heads, seq, keys]` tensor
 //! for the backward pass.
 //!
-//! The composite ([`crate::attention::attention_with_bias`]) leaves autodiff `exp(scores)` and
-//! the probabilities of every layer: two f32 score matrices per layer, 4 GiB per layer for one
-//! 4096-token Llama-2-7B sequence, 128 GiB over its 32 layers. Here, as in FlashAttention, the
+//! The composite ([`crate::attention::attention_with_bias`]) leaves autodiff three score-sized
+//! f32 tensors per layer (measured, `cargo run -p xwin-bench --example attention_memory`): 6 GiB
+//! per layer for one 4096-token Llama-2-7B sequence, 192 GiB over its 32 layers. Here, as in
+//! FlashAttention, the
 //! forward keeps only its inputs and each query row's log-sum-exp; the backward recomputes the
 //! probabilities from them (`p = exp(s − lse)`, one more `q·kᵀ`) and forms the gradients.
 //! Both passes walk the query rows in chunks of at most [`CHUNK_SCORES`] score elements, so no

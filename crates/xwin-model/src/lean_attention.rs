@@ -117,6 +117,28 @@ struct Inputs<B: Backend> {
     precision: Precision,
 }
 
+impl<B: Backend> Inputs<B> {
+    fn new(
+        q: FloatTensor<B>,
+        k: FloatTensor<B>,
+        v: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        scale: f32,
+        rows_per_chunk: usize,
+        precision: Precision,
+    ) -> Self {
+        Self {
+            q,
+            k,
+            v,
+            bias,
+            scale,
+            rows_per_chunk,
+            precision,
+        }
+    }
+}
+
 /// What the backward pass recomputes from: the inputs and each query row's log-sum-exp.
 #[derive(Debug, Clone)]
 struct Saved<B: Backend> {
@@ -232,52 +254,29 @@ fn backward<B: Backend>(
     (B::float_cat(d_q, 2), d_k, d_v)
 }
 
-impl LeanAttentionBackend for Flex {
-    fn xwin_lean_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        scale: f32,
-        rows_per_chunk: usize,
-        precision: Precision,
-    ) -> FloatTensor<Self> {
-        let inputs = Inputs {
-            q,
-            k,
-            v,
-            bias,
-            scale,
-            rows_per_chunk,
-            precision,
-        };
-        forward::<Self>(&inputs).0
-    }
+/// The forward alone (no graph) on an execution backend.
+macro_rules! inference_backend {
+    ($backend:ty) => {
+        impl LeanAttentionBackend for $backend {
+            fn xwin_lean_attention(
+                q: FloatTensor<Self>,
+                k: FloatTensor<Self>,
+                v: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+                scale: f32,
+                rows_per_chunk: usize,
+                precision: Precision,
+            ) -> FloatTensor<Self> {
+                let inputs = Inputs::new(q, k, v, bias, scale, rows_per_chunk, precision);
+                forward::<Self>(&inputs).0
+            }
+        }
+    };
 }
 
+inference_backend!(Flex);
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-impl LeanAttentionBackend for burn::backend::Cube {
-    fn xwin_lean_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        scale: f32,
-        rows_per_chunk: usize,
-        precision: Precision,
-    ) -> FloatTensor<Self> {
-        let inputs = Inputs {
-            q,
-            k,
-            v,
-            bias,
-            scale,
-            rows_per_chunk,
-            precision,
-        };
-        forward::<Self>(&inputs).0
-    }
-}
+inference_backend!(burn::backend::Cube);
 
 /// The backward step; its state is [`Saved`].
 #[derive(Debug)]
@@ -310,15 +309,16 @@ impl<B: Backend, C: CheckpointStrategy> LeanAttentionBackend for Autodiff<B, C> 
     ) -> FloatTensor<Self> {
         // The bias is a constant (no gradient flows to it).
         let guards = [q.node(), k.node(), v.node()];
-        let inputs = Inputs {
-            q: q.into_primitive(),
-            k: k.into_primitive(),
-            v: v.into_primitive(),
-            bias: bias.into_primitive(),
+        let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+        let inputs = Inputs::new(
+            q,
+            k,
+            v,
+            bias.into_primitive(),
             scale,
             rows_per_chunk,
             precision,
-        };
+        );
         let (out, lse) = forward::<B>(&inputs);
         match LeanBackward.prepare::<C>(guards).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(Saved { inputs, lse }, out),

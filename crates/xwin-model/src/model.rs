@@ -95,7 +95,7 @@ impl DecoderLayer {
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let attn = self.self_attn.forward(
-            self.input_layernorm.forward(x.clone()),
+            crate::cpu_ops::rms_norm(&self.input_layernorm, x.clone(), ctx.precision),
             ctx.rope,
             &ctx.tables,
             &ctx.mask,
@@ -107,9 +107,10 @@ impl DecoderLayer {
 
     /// The residual MLP half of the layer.
     fn mlp_block(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
-        let mlp = self
-            .mlp
-            .forward(self.post_attention_layernorm.forward(x.clone()), precision);
+        let mlp = self.mlp.forward(
+            crate::cpu_ops::rms_norm(&self.post_attention_layernorm, x.clone(), precision),
+            precision,
+        );
         x + mlp
     }
 
@@ -236,7 +237,7 @@ impl LlamaModel {
                 }
             }
         }
-        self.norm.forward(x)
+        crate::cpu_ops::rms_norm(&self.norm, x, self.precision)
     }
 
     pub(crate) fn layer_inputs<'a>(
@@ -287,7 +288,7 @@ impl LlamaModel {
                 x.reshape([b * s, h]).select(0, rows)
             }
         };
-        self.norm.forward(picked)
+        crate::cpu_ops::rms_norm(&self.norm, picked, self.precision)
     }
 
     pub(crate) fn hf_tensors(&self, out: &mut HfTensors) {

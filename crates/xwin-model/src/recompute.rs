@@ -57,7 +57,11 @@ pub fn backward_recomputing_layers<T>(
 
     // The head's pass: final norm, head and loss, from a leaf on the top hidden state.
     let top = x.autodiff().require_grad();
-    let (loss, extra) = head(model.norm.forward(top.clone()))?;
+    let (loss, extra) = head(crate::cpu_ops::rms_norm(
+        &model.norm,
+        top.clone(),
+        model.precision(),
+    ))?;
     let value = loss.clone().detach();
     let pass = loss.div_scalar(divisor).backward();
     let mut upstream = leaf_grad(&top, &pass)?;

@@ -7,11 +7,13 @@
 mod attention;
 mod heads;
 mod linear;
+mod rms_norm;
 mod swiglu;
 
 pub use attention::{CausalAttentionBackend, fused_causal_attention};
 pub use heads::{HeadsBackend, split_heads};
 pub use linear::{LinearBackend, linear};
+pub use rms_norm::{RmsNormBackend, rms_norm};
 pub use swiglu::{SwiGluBackend, silu_mul};
 
 use crate::precision::Precision;

@@ -20,8 +20,7 @@ fn check(batch: usize, seq: usize, d: usize) {
     norm.gamma = Param::from_tensor(gamma);
     // Rows of different scales: the per-row normalisation must follow each.
     let scale = Tensor::<3>::random([batch, seq, 1], Distribution::Uniform(0.01, 30.0), &device);
-    let x = (Tensor::<3>::random([batch, seq, d], Distribution::Normal(0.0, 1.0), &device)
-        * scale)
+    let x = (Tensor::<3>::random([batch, seq, d], Distribution::Normal(0.0, 1.0), &device) * scale)
         .detach()
         .require_grad();
     let w = Tensor::<3>::random([batch, seq, d], Distribution::Normal(0.0, 1.0), &device);

@@ -3,7 +3,7 @@
 use crate::cpu_ops::{fused_causal_attention, fused_ops_apply, project, split_heads};
 use crate::error::Result;
 use crate::layout::BatchLayout;
-use crate::lean_attention::{lean_attention, lean_attention_in};
+use crate::lean_attention::lean_attention_in;
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
 use crate::params::{HfTensor, HfTensors, ParamSource, linear};
 use crate::precision::{self, Precision};
@@ -114,31 +114,27 @@ impl Attention {
             });
         }
         let device = q.device();
-        // On the CPU, training and inference both run our fused kernel (7× burn's composite
-        // under autodiff, 9× burn's inference kernel; docs/benchmarks.md). Elsewhere training
-        // runs the lean op (the composite's values and gradients, keeping no score matrix for
-        // the backward pass) and inference keeps burn's kernel.
-        let out = if !precision.is_f32() {
-            // Half-precision products, f32 softmax (HF upcasts it), on every backend (our fused
-            // CPU kernel and burn's kernel compute in one dtype): training through the lean op
-            // (the composite's values and gradients, keeping no score matrix), inference
-            // through the composite.
+        // Key/value heads repeated and the additive bias: what the lean op and the composite read.
+        let dense = |k, v| {
             let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
             let bias = mask.bias(q.dims()[2], k.dims()[2], &device);
-            if q.is_tracked() {
-                lean_attention_in(q, k, v, bias, precision)
-            } else {
-                attention_with_bias_in(q, k, v, bias, precision)
-            }
-        } else if fused {
+            (k, v, bias)
+        };
+        // On the CPU in f32, training and inference both run our fused kernel (7× burn's
+        // composite under autodiff, 9× burn's inference kernel; docs/benchmarks.md). Other
+        // training (other backends, half precision anywhere) runs the lean op: the composite's
+        // values and gradients, keeping no score matrix for the backward pass. Inference keeps
+        // burn's kernel in f32 and the composite in half precision (f32 softmax, as HF upcasts
+        // it; our fused kernel and burn's compute in one dtype).
+        let out = if fused && precision.is_f32() {
             let keys = k.dims()[2];
             fused_causal_attention(q, k, v, mask.key_valid(keys, &device))
         } else if q.is_tracked() {
-            // Training off the CPU: probabilities recomputed in the backward pass instead of
-            // kept ([`crate::lean_attention`]).
-            let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
-            let bias = mask.bias(q.dims()[2], k.dims()[2], &device);
-            lean_attention(q, k, v, bias)
+            let (k, v, bias) = dense(k, v);
+            lean_attention_in(q, k, v, bias, precision)
+        } else if !precision.is_f32() {
+            let (k, v, bias) = dense(k, v);
+            attention_with_bias_in(q, k, v, bias, precision)
         } else {
             let options = AttentionModuleOptions {
                 scale: None,

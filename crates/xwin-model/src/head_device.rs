@@ -47,9 +47,10 @@ fn chunk_softmax(
     (g, nll)
 }
 
-/// The gradient products of a head's loss, gathered chunk by chunk: `dH` per chunk (their
-/// rows are the chunk's) and `dW` summed over chunks (not formed for a frozen head).
-struct HeadGrads {
+/// The gradient products of a head's loss as tensor ops, gathered chunk by chunk: `dH` per
+/// chunk (their rows are the chunk's) and `dW` summed over chunks (not formed for a frozen
+/// head). The device path's chunks, and the host path's one chunk in half precision.
+pub(crate) struct HeadGrads {
     d_hidden: Vec<Tensor<2>>,
     d_weight: Option<Tensor<2>>,
     weight_trains: bool,
@@ -57,7 +58,7 @@ struct HeadGrads {
 }
 
 impl HeadGrads {
-    fn new(weight: &Tensor<2>, precision: Precision) -> Self {
+    pub(crate) fn new(weight: &Tensor<2>, precision: Precision) -> Self {
         Self {
             d_hidden: Vec::new(),
             d_weight: None,
@@ -70,7 +71,7 @@ impl HeadGrads {
     ///
     /// # Shapes
     /// - x `[c, hidden]`, w `[hidden, vocab]`, g `[c, vocab]`
-    fn push(&mut self, x: Tensor<2>, w: Tensor<2>, g: Tensor<2>) {
+    pub(crate) fn push(&mut self, x: Tensor<2>, w: Tensor<2>, g: Tensor<2>) {
         self.d_hidden
             .push(matmul(g.clone(), w.transpose(), self.precision));
         if self.weight_trains {
@@ -83,7 +84,12 @@ impl HeadGrads {
     }
 
     /// `value` carrying the gathered gradients ([`attach_head_gradients`]).
-    fn attach(self, value: Tensor<1>, selected: Tensor<2>, weight: Tensor<2>) -> Tensor<1> {
+    pub(crate) fn attach(
+        self,
+        value: Tensor<1>,
+        selected: Tensor<2>,
+        weight: Tensor<2>,
+    ) -> Tensor<1> {
         let d_hidden = Tensor::cat(self.d_hidden, 0);
         attach_head_gradients(value, selected, weight, d_hidden, self.d_weight)
     }

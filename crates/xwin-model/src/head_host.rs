@@ -10,8 +10,9 @@
 //! products (`cargo run -p xwin-bench --example head_parts`). Half precision (emulated on the
 //! CPU) keeps burn's products, cast at use as autocast does.
 
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::fused_loss::attach_head_gradients;
+use crate::head_device::HeadGrads;
 use crate::matmul::{Operand, split_product};
 use crate::model::LlamaForCausalLM;
 use crate::precision::{Precision, matmul};
@@ -81,8 +82,8 @@ impl HeadProducts {
         }
         let [_, hidden] = selected.dims();
         Ok(Self::Host(HostOperands {
-            selected: read(selected, "scored hidden rows")?,
-            weight: read(&weight, "LM head weight")?,
+            selected: read(selected)?,
+            weight: read(&weight)?,
             vocab_major,
             hidden,
             vocab: model.config().vocab_size,
@@ -101,14 +102,11 @@ impl HeadProducts {
                 Operand::rows(&ops.selected, ops.hidden),
                 ops.w(),
             )),
-            Self::Burn(precision) => read(
-                &matmul(
-                    selected.clone().detach(),
-                    weight.clone().detach(),
-                    *precision,
-                ),
-                "logits",
-            ),
+            Self::Burn(precision) => read(&matmul(
+                selected.clone().detach(),
+                weight.clone().detach(),
+                *precision,
+            )),
         }
     }
 
@@ -126,7 +124,7 @@ impl HeadProducts {
         let device = selected.device();
         let [n, hidden] = selected.dims();
         let [_, vocab] = weight.dims();
-        let (d_hidden, d_weight) = match self {
+        match self {
             Self::Host(ops) => {
                 let g_op = Operand::rows(&g, vocab);
                 let d_hidden = split_product((n, hidden, vocab), g_op, ops.w_t());
@@ -140,28 +138,21 @@ impl HeadProducts {
                 });
                 let d_hidden =
                     Tensor::<2>::from_data(TensorData::new(d_hidden, [n, hidden]), &device);
-                (d_hidden, d_weight)
+                attach_head_gradients(value, selected, weight, d_hidden, d_weight)
             }
             Self::Burn(precision) => {
-                // Both products in `precision`, as the backward of autocast's head product.
+                // One chunk of the device path's products, in `precision` as the backward of
+                // autocast's head product.
                 let g = Tensor::<2>::from_data(TensorData::new(g, [n, vocab]), &device);
-                let d_hidden = matmul(g.clone(), weight.clone().detach().transpose(), precision);
-                let d_weight = weight
-                    .is_tracked()
-                    .then(|| matmul(selected.clone().detach().transpose(), g, precision));
-                (d_hidden, d_weight)
+                let mut grads = HeadGrads::new(&weight, precision);
+                grads.push(selected.clone().detach(), weight.clone().detach(), g);
+                grads.attach(value, selected, weight)
             }
-        };
-        attach_head_gradients(value, selected, weight, d_hidden, d_weight)
+        }
     }
 }
 
 /// A tensor's elements as f32 on the host.
-fn read<const D: usize>(tensor: &Tensor<D>, what: &str) -> Result<Vec<f32>> {
-    tensor
-        .clone()
-        .detach()
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::InvalidInput(format!("{what}: {e:?}")))
+fn read<const D: usize>(tensor: &Tensor<D>) -> Result<Vec<f32>> {
+    Ok(tensor.clone().detach().try_into_vec_as::<f32>()?)
 }

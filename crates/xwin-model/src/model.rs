@@ -371,12 +371,12 @@ impl LlamaForCausalLM {
 
     /// Projects hidden states to vocabulary logits (f32, the product in the model's precision).
     pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match (&self.lm_head, self.precision()) {
-            (Some(head), Precision::F32) => crate::cpu_ops::project(head, hidden, Precision::F32),
-            (_, p) => {
+        match &self.lm_head {
+            Some(head) => crate::cpu_ops::project(head, hidden, self.precision()),
+            None => {
                 let [b, s, h] = hidden.dims();
                 let weight = crate::fused_loss::head_weight(self);
-                precision::matmul(hidden.reshape([b * s, h]), weight, p).reshape([
+                precision::matmul(hidden.reshape([b * s, h]), weight, self.precision()).reshape([
                     b,
                     s,
                     self.config.vocab_size,

@@ -30,15 +30,14 @@ pub struct SequenceLogProbs {
     direction: Direction,
     row_of: Vec<usize>,
     vocab: usize,
-    precision: Precision,
 }
 
 /// `onehot − softmax` of each target token (`[tokens, vocab]`), where the path keeps it.
 enum Direction {
     /// On the host, with the products that turn it into gradients.
     Host(Vec<f32>, HeadProducts),
-    /// Row chunks on the device ([`crate::head_device`]).
-    Device(Vec<Tensor<2>>),
+    /// Row chunks on the device ([`crate::head_device`]), and the products' precision.
+    Device(Vec<Tensor<2>>, Precision),
 }
 
 /// Log-probability sums of the tokens where `mask[b][t]` holds (t ≥ 1), per row, given the
@@ -77,7 +76,6 @@ pub fn sequence_logprobs_on(
         counts[r] += 1;
     }
     let weight = head_weight(model);
-    let precision = model.precision();
     let selected = if n == 0 {
         Tensor::<2>::zeros([0, h], &device)
     } else {
@@ -90,14 +88,12 @@ pub fn sequence_logprobs_on(
                 selected.clone(),
                 weight.clone(),
                 &targets,
-                precision,
+                model.precision(),
                 rows_per_chunk,
             );
-            let logps = logps
-                .try_into_vec_as::<f32>()
-                .map_err(|e| ModelError::InvalidInput(format!("log-probabilities: {e:?}")))?;
+            let logps = logps.try_into_vec_as::<f32>()?;
             let logps: Vec<f64> = logps.into_iter().map(f64::from).collect();
-            (Direction::Device(chunks), logps)
+            (Direction::Device(chunks, model.precision()), logps)
         }
         _ => {
             let products = HeadProducts::new(model, &selected)?;
@@ -124,7 +120,6 @@ pub fn sequence_logprobs_on(
         direction,
         row_of,
         vocab,
-        precision,
     })
 }
 
@@ -147,7 +142,7 @@ impl SequenceLogProbs {
         }
         let (mut g, products) = match self.direction {
             Direction::Host(g, products) => (g, products),
-            Direction::Device(chunks) => {
+            Direction::Device(chunks, precision) => {
                 let weights: Vec<f32> = self.row_of.iter().map(|&r| grads[r]).collect();
                 return Ok(attach_weighted(
                     value,
@@ -155,7 +150,7 @@ impl SequenceLogProbs {
                     self.weight,
                     chunks,
                     &weights,
-                    self.precision,
+                    precision,
                 ));
             }
         };

@@ -158,10 +158,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Nothing is allocated: the device's kind is enough, compiled in or not.
         let on_cpu = cli.device.split(':').next() == Some("cpu");
         let config = cli.size.config();
-        let mut shape = lm_step(batch, seq, grad_accum);
-        shape.checkpointing = gradient_checkpointing;
-        shape.off_cpu = !on_cpu;
-        shape.half_precision = !cli.precision.is_f32();
+        let mut shape = lm_step(batch, seq, grad_accum).trained_as(
+            !on_cpu,
+            cli.precision,
+            gradient_checkpointing,
+        );
         if reward {
             shape.head = Head::Score;
         }
@@ -194,12 +195,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let data = full_loss_batch(batch, seq, config.vocab_size);
             let step_s =
                 train_step_seconds_with(model, &data, &device, cli.repeats, gradient_checkpointing);
-            let shape = xwin_train::StepShape {
-                checkpointing: gradient_checkpointing,
-                off_cpu: !xwin_model::is_cpu(&device),
-                half_precision: !cli.precision.is_f32(),
-                ..lm_step(batch, seq, 1)
-            };
+            let off_cpu = !xwin_model::is_cpu(&device);
+            let shape =
+                lm_step(batch, seq, 1).trained_as(off_cpu, cli.precision, gradient_checkpointing);
             let estimate = MemoryEstimate::new(&config, &shape);
             let tokens_per_s = (batch * seq) as f64 / step_s;
             let model_tflops = train_flops_per_token(&config, seq) * tokens_per_s / 1e12;

@@ -102,9 +102,16 @@ pub fn pair_rewards(
     batch: &PairBatch,
     device: &Device,
 ) -> Result<(Tensor<1>, Tensor<1>), ModelError> {
+    Ok(split_pairs(
+        model.rewards(&batch.ids, &batch.attention, device)?,
+        batch,
+    ))
+}
+
+/// A batch's rewards (chosen rows first) as the chosen and the rejected halves.
+fn split_pairs(rewards: Tensor<1>, batch: &PairBatch) -> (Tensor<1>, Tensor<1>) {
     let n = batch.pairs();
-    let rewards = model.rewards(&batch.ids, &batch.attention, device)?;
-    Ok((rewards.clone().slice(0..n), rewards.slice(n..2 * n)))
+    (rewards.clone().slice(0..n), rewards.slice(n..2 * n))
 }
 
 /// Summed loss of a batch and its summed metrics, from the two reward vectors.
@@ -169,6 +176,16 @@ impl RmObjective {
     }
 }
 
+/// A micro-batch's summed Bradley–Terry loss and metrics from its (chosen, rejected) rewards.
+fn pair_loss(
+    (chosen, rejected): (Tensor<1>, Tensor<1>),
+    batch: &PairBatch,
+    center: f64,
+) -> MicroLoss {
+    let (sum, metrics) = bradley_terry(chosen, rejected, &batch.margins, center);
+    MicroLoss { sum, metrics }
+}
+
 impl Objective<LlamaForReward> for RmObjective {
     type Batch = PairBatch;
     type Error = ModelError;
@@ -183,9 +200,8 @@ impl Objective<LlamaForReward> for RmObjective {
     }
 
     fn loss(&mut self, model: &LlamaForReward, batch: &PairBatch) -> Result<MicroLoss, ModelError> {
-        let (w, l) = pair_rewards(model, batch, &self.device)?;
-        let (sum, metrics) = bradley_terry(w, l, &batch.margins, self.center);
-        Ok(MicroLoss { sum, metrics })
+        let rewards = pair_rewards(model, batch, &self.device)?;
+        Ok(pair_loss(rewards, batch, self.center))
     }
 
     fn loss_recomputing_layers(
@@ -196,12 +212,10 @@ impl Objective<LlamaForReward> for RmObjective {
     ) -> Result<(MicroLoss, Vec<Gradients>), ModelError> {
         let ids = model.ids_tensor(&batch.ids, &self.device)?;
         let layout = BatchLayout::from_attention_mask(&batch.attention)?;
-        let (n, center) = (batch.pairs(), self.center);
+        let center = self.center;
         recomputed_loss(&model.model, ids, &layout, divisor, |hidden| {
             let rewards = model.rewards_from_hidden(hidden, &batch.attention)?;
-            let (w, l) = (rewards.clone().slice(0..n), rewards.slice(n..2 * n));
-            let (sum, metrics) = bradley_terry(w, l, &batch.margins, center);
-            Ok(MicroLoss { sum, metrics })
+            Ok(pair_loss(split_pairs(rewards, batch), batch, center))
         })
     }
 

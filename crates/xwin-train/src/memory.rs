@@ -12,7 +12,7 @@ use crate::lora::LoraConfig;
 use crate::trainer::LoopConfig;
 use burn::tensor::Device;
 use std::fmt;
-use xwin_model::LlamaConfig;
+use xwin_model::{LlamaConfig, Precision};
 
 const F32: u64 = 4;
 const GIB: f64 = (1u64 << 30) as f64;
@@ -109,20 +109,27 @@ impl StepShape {
         }
     }
 
+    /// This shape trained off the CPU or on it (`off_cpu`), with the products in `precision`,
+    /// with or without activation checkpointing.
+    pub fn trained_as(self, off_cpu: bool, precision: Precision, checkpointing: bool) -> Self {
+        Self {
+            off_cpu,
+            half_precision: !precision.is_f32(),
+            checkpointing,
+            ..self
+        }
+    }
+
     /// Logs the estimate for training `config` on steps of this shape with `train`'s
     /// settings (LoRA's adapters, activation checkpointing, the precision) on `device`,
     /// checked against the host's available memory when `device` is the CPU.
     pub fn log_estimate(&self, config: &LlamaConfig, train: &LoopConfig, device: &Device) {
-        let available = xwin_model::is_cpu(device)
-            .then(available_host_memory)
-            .flatten();
+        let on_cpu = xwin_model::is_cpu(device);
+        let available = on_cpu.then(available_host_memory).flatten();
         let lora = train.lora.as_ref();
         let shape = Self {
             adapters: lora.map(|l: &LoraConfig| (l.parameters(config), l.adapted_weights(config))),
-            checkpointing: train.gradient_checkpointing,
-            off_cpu: !xwin_model::is_cpu(device),
-            half_precision: !train.precision.is_f32(),
-            ..*self
+            ..self.trained_as(!on_cpu, train.precision, train.gradient_checkpointing)
         };
         MemoryEstimate::new(config, &shape).log(available);
     }

@@ -52,15 +52,29 @@ impl AdamWSettings {
 /// Global L2 norm of all gradients (what clipping compares against): the f32 squared sum of
 /// each gradient, added in f64.
 pub fn grad_norm<M: burn::module::Module>(module: &M, grads: &GradientsParams) -> f64 {
-    let squares = grad_square_sums(module, grads);
-    if squares.is_empty() {
-        return 0.0;
+    read_with_norm(Vec::new(), grad_square_sums(module, grads)).1
+}
+
+/// Reads `values` and the squared sums `squares` (1-element tensors) in one transfer; returns
+/// the values and the norm the squares make (f64 sum of the f32 squared sums). A failed read
+/// gives NaN for all of them.
+pub(crate) fn read_with_norm(
+    values: Vec<burn::tensor::Tensor<1>>,
+    squares: Vec<burn::tensor::Tensor<1>>,
+) -> (Vec<f32>, f64) {
+    let (n, m) = (values.len(), squares.len());
+    if n + m == 0 {
+        return (Vec::new(), 0.0);
     }
-    burn::tensor::Tensor::cat(squares, 0)
+    let all: Vec<_> = values.into_iter().chain(squares).collect();
+    let read = burn::tensor::Tensor::cat(all, 0)
         .try_into_vec_as::<f32>()
-        .map_or(f64::NAN, |v| {
-            v.iter().map(|&s| f64::from(s)).sum::<f64>().sqrt()
-        })
+        .unwrap_or_default();
+    if read.len() != n + m {
+        return (vec![f32::NAN; n], f64::NAN);
+    }
+    let norm_sq: f64 = read[n..].iter().map(|&s| f64::from(s)).sum();
+    (read[..n].to_vec(), norm_sq.sqrt())
 }
 
 /// Each gradient's squared sum, as 1-element tensors left on the device (in the module's

@@ -8,7 +8,7 @@ use crate::checkpoint::{
 };
 use crate::lora::LoraConfig;
 use crate::loss_scale::LossScale;
-use crate::optim::grad_square_sums;
+use crate::optim::{grad_square_sums, read_with_norm};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
@@ -110,21 +110,6 @@ fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, factor: f64) 
         }
     }
     module.visit(&mut Scale { grads, factor });
-}
-
-/// Reads the step's micro-batch losses and the gradients' squared sums in one transfer;
-/// returns the losses and the global norm (f64 sum of the f32 squared sums).
-fn read_step(losses: Vec<Tensor<1>>, squares: Vec<Tensor<1>>) -> (Vec<f32>, f64) {
-    let n = losses.len();
-    let all: Vec<Tensor<1>> = losses.into_iter().chain(squares).collect();
-    let values = Tensor::cat(all, 0)
-        .try_into_vec_as::<f32>()
-        .unwrap_or_default();
-    if values.len() < n {
-        return (vec![f32::NAN; n], f64::NAN);
-    }
-    let norm_sq: f64 = values[n..].iter().map(|&s| f64::from(s)).sum();
-    (values[..n].to_vec(), norm_sq.sqrt())
 }
 
 /// A well-mixed seed for (seed, step).
@@ -309,7 +294,7 @@ where
         }
         // One read from the device per step: the micro-batches' losses and each gradient's
         // squared sum together (a read per tensor stalls a GPU's queue every time).
-        let (micro_losses, norm) = read_step(losses, grad_square_sums(&model, &grads));
+        let (micro_losses, norm) = read_with_norm(losses, grad_square_sums(&model, &grads));
         if let Some(&loss) = micro_losses.iter().find(|l| !l.is_finite()) {
             let e = TrainError::NonFinite {
                 step,

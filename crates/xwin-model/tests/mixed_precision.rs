@@ -30,16 +30,10 @@ fn case() -> Case {
     let dir = fixtures().join("train");
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("mixed.json")).unwrap()).unwrap();
-    let grid = |key: &str| -> Vec<Vec<bool>> {
-        let rows: Vec<Vec<u8>> = serde_json::from_value(expected[key].clone()).unwrap();
-        rows.iter()
-            .map(|r| r.iter().map(|&m| m == 1).collect())
-            .collect()
-    };
     Case {
         ids: serde_json::from_value(expected["input_ids"].clone()).unwrap(),
-        attention: grid("attention_mask"),
-        mask: grid("loss_mask"),
+        attention: xwin_testkit::bool_grid(&expected, "attention_mask"),
+        mask: xwin_testkit::bool_grid(&expected, "loss_mask"),
         torch: std::fs::read(dir.join("mixed_grads.safetensors")).unwrap(),
         expected,
     }
@@ -116,7 +110,8 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Logits and loss: nearer to autocast than autocast is to f32, drifting the same way.
-fn check_forward(precision: Precision, name: &str) {
+fn check_forward(precision: Precision) {
+    let name = precision.name();
     let c = case();
     let ours = run(&c, precision);
     let ours_f32 = run(&c, Precision::F32);
@@ -166,7 +161,8 @@ fn check_forward(precision: Precision, name: &str) {
 
 /// Every gradient: within 0.75 × autocast's own drift of autocast (plus 1e-4 of its norm),
 /// pooled drift correlated, and moved from our f32 gradient.
-fn check_gradients(precision: Precision, name: &str) {
+fn check_gradients(precision: Precision) {
+    let name = precision.name();
     let c = case();
     let ours = run(&c, precision);
     let ours_f32 = run(&c, Precision::F32);
@@ -203,22 +199,22 @@ fn check_gradients(precision: Precision, name: &str) {
 
 #[test]
 fn bf16_logits_and_loss_follow_autocast() {
-    check_forward(Precision::Bf16, "bf16");
+    check_forward(Precision::Bf16);
 }
 
 #[test]
 fn f16_logits_and_loss_follow_autocast() {
-    check_forward(Precision::F16, "f16");
+    check_forward(Precision::F16);
 }
 
 #[test]
 fn bf16_gradients_follow_autocast() {
-    check_gradients(Precision::Bf16, "bf16");
+    check_gradients(Precision::Bf16);
 }
 
 #[test]
 fn f16_gradients_follow_autocast() {
-    check_gradients(Precision::F16, "f16");
+    check_gradients(Precision::F16);
 }
 
 /// Half-precision weights for inference (`load_causal_lm_in`): projections and the LM head

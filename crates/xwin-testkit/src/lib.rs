@@ -4,10 +4,12 @@
 //! checked against.
 
 pub mod compare;
+pub mod fixture;
 pub mod process;
 pub mod reference;
 pub mod shared;
 pub mod test_server;
 
 pub use compare::{assert_close, assert_params_close, hf_host, max_abs_diff, nan_max};
+pub use fixture::bool_grid;
 pub use shared::shared_data;

@@ -26,16 +26,10 @@ fn expected() -> Value {
 
 /// The fixture's right-padded batch.
 fn batch(exp: &Value) -> Batch {
-    let grid = |key: &str| -> Vec<Vec<bool>> {
-        let rows: Vec<Vec<u8>> = serde_json::from_value(exp[key].clone()).unwrap();
-        rows.iter()
-            .map(|r| r.iter().map(|&m| m == 1).collect())
-            .collect()
-    };
     Batch {
         ids: serde_json::from_value(exp["input_ids"].clone()).unwrap(),
-        attention: grid("attention_mask"),
-        loss_mask: grid("loss_mask"),
+        attention: xwin_testkit::bool_grid(exp, "attention_mask"),
+        loss_mask: xwin_testkit::bool_grid(exp, "loss_mask"),
     }
 }
 
@@ -114,34 +108,17 @@ fn check_curve(ours: &[StepMetrics], torch: &[f32], tol: f32, what: &str) -> f32
 #[test]
 fn six_steps_follow_torch_autocast() {
     let exp = expected();
-    let (_, f32_log) = run(
-        tiny(Precision::F32),
-        &config(Precision::F32, None),
-        6,
-        None,
-        None,
-    );
+    let six_steps = |p: Precision| run(tiny(p), &config(p, None), 6, None, None).1;
+    let f32_log = six_steps(Precision::F32);
     check_curve(&f32_log, &curve(&exp, "f32"), 1e-4, "f32");
 
-    let (_, bf16_log) = run(
-        tiny(Precision::Bf16),
-        &config(Precision::Bf16, None),
-        6,
-        None,
-        None,
-    );
+    let bf16_log = six_steps(Precision::Bf16);
     let torch_bf16 = curve(&exp, "bf16");
     let gap = xwin_testkit::max_abs_diff(&torch_bf16, &curve(&exp, "f32"));
     let tol = 4e-3f32.min(0.9 * gap);
     check_curve(&bf16_log, &torch_bf16, tol, "bf16");
 
-    let (_, f16_log) = run(
-        tiny(Precision::F16),
-        &config(Precision::F16, None),
-        6,
-        None,
-        None,
-    );
+    let f16_log = six_steps(Precision::F16);
     check_curve(&f16_log, &curve(&exp, "f16"), 2e-3, "f16 + loss scaling");
     let scales: Vec<f64> =
         serde_json::from_value(exp["precisions"]["f16"]["scales"].clone()).unwrap();

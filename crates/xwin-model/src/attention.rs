@@ -2,6 +2,7 @@
 
 use crate::cpu_ops::{fused_causal_attention, fused_ops_apply, project, split_heads};
 use crate::error::Result;
+use crate::kv_cache::LayerCache;
 use crate::layout::BatchLayout;
 use crate::lean_attention::lean_attention_in;
 use crate::names::{K_PROJ, O_PROJ, Q_PROJ, V_PROJ, join};
@@ -41,16 +42,6 @@ impl AttentionConfig {
     }
 }
 
-/// Keys and values of one layer for the positions seen so far (rotary already applied).
-///
-/// # Shapes
-/// - keys, values: `[batch, kv_heads, seq_so_far, head_dim]`
-#[derive(Debug, Clone)]
-pub struct LayerCache {
-    pub keys: Tensor<4>,
-    pub values: Tensor<4>,
-}
-
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share each key/value head.
 ///
 /// # Shapes
@@ -74,7 +65,7 @@ impl Attention {
         rope: &RotaryEmbedding,
         tables: &RopeTables,
         mask: &KeyMask<'_>,
-        cache: Option<&mut Option<LayerCache>>,
+        cache: Option<&mut LayerCache>,
         precision: Precision,
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
@@ -103,15 +94,8 @@ impl Attention {
             self.num_kv_heads,
             false,
         );
-        if let Some(slot) = cache {
-            if let Some(past) = slot.take() {
-                k = Tensor::cat(vec![past.keys, k], 2);
-                v = Tensor::cat(vec![past.values, v], 2);
-            }
-            *slot = Some(LayerCache {
-                keys: k.clone(),
-                values: v.clone(),
-            });
+        if let Some(layer) = cache {
+            (k, v) = layer.append(k, v);
         }
         let device = q.device();
         // Key/value heads repeated and the additive bias: what the lean op and the composite read.

@@ -70,6 +70,10 @@ pub struct Inputs<'a> {
     pub q: &'a [f32],
     pub k: &'a [f32],
     pub v: &'a [f32],
+    /// Elements from one `[seq_k, head_dim]` key (and value) head to the next: `seq_k ·
+    /// head_dim` when contiguous, more when they are the filled part of a KV cache's longer
+    /// buffer (read in place, not copied out each decode step).
+    pub kv_stride: usize,
     pub key_valid: Option<&'a [f32]>,
     pub scale: f32,
 }
@@ -78,17 +82,33 @@ impl Inputs<'_> {
     fn check(&self) {
         let d = self.dims;
         assert!(
-            d.kv_heads > 0 && d.heads % d.kv_heads == 0,
+            d.kv_heads > 0 && d.heads.is_multiple_of(d.kv_heads),
             "{d:?}: heads not a multiple of kv heads"
         );
         assert!(d.seq_k >= d.seq_q, "{d:?}: fewer keys than queries");
         assert_eq!(self.q.len(), d.batch * d.heads * d.seq_q * d.head_dim, "q");
-        assert_eq!(
-            self.k.len(),
-            d.batch * d.kv_heads * d.seq_k * d.head_dim,
-            "k"
+        let head = d.seq_k * d.head_dim;
+        assert!(
+            self.kv_stride >= head,
+            "{d:?}: kv_stride {}",
+            self.kv_stride
         );
-        assert_eq!(self.v.len(), self.k.len(), "v");
+        let blocks = d.batch * d.kv_heads;
+        let needed = if blocks == 0 {
+            0
+        } else {
+            (blocks - 1) * self.kv_stride + head
+        };
+        assert!(
+            self.k.len() >= needed,
+            "k holds {} of {needed}",
+            self.k.len()
+        );
+        assert!(
+            self.v.len() >= needed,
+            "v holds {} of {needed}",
+            self.v.len()
+        );
         if let Some(valid) = self.key_valid {
             assert_eq!(valid.len(), d.batch * d.seq_k, "key_valid");
         }
@@ -142,9 +162,8 @@ impl Inputs<'_> {
     /// Key or value head read by query head `h` of batch row `b`.
     fn kv<'s>(&self, t: &'s [f32], b: usize, h: usize) -> &'s [f32] {
         let d = self.dims;
-        let size = d.seq_k * d.head_dim;
-        let at = (b * d.kv_heads + h / d.group()) * size;
-        &t[at..at + size]
+        let at = (b * d.kv_heads + h / d.group()) * self.kv_stride;
+        &t[at..at + d.seq_k * d.head_dim]
     }
 }
 
@@ -199,8 +218,8 @@ pub fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], d_out: &[f32]) -> Gradi
     assert_eq!(out.len(), x.q.len(), "out");
     assert_eq!(lse.len(), d.batch * d.heads * d.seq_q, "lse");
     let mut d_q = vec![0.0f32; x.q.len()];
-    let mut d_k = vec![0.0f32; x.k.len()];
-    let mut d_v = vec![0.0f32; x.v.len()];
+    let mut d_k = vec![0.0f32; d.batch * d.kv_heads * d.seq_k * dh];
+    let mut d_v = vec![0.0f32; d_k.len()];
     if d_q.is_empty() || d_k.is_empty() {
         return Gradients { d_q, d_k, d_v };
     }

@@ -1,8 +1,9 @@
 //! Batched autoregressive generation with a KV cache.
 
 use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
 use crate::layout::BatchLayout;
-use crate::model::{KvCache, LlamaForCausalLM};
+use crate::model::LlamaForCausalLM;
 use crate::sampling::SamplingConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
@@ -127,7 +128,11 @@ pub fn generate(
         .map(|p| (0..max_len).map(|t| t >= max_len - p.len()).collect())
         .collect();
     let mut layout = BatchLayout::from_attention_mask(&mask)?;
-    let mut cache = KvCache::new(model.config().num_hidden_layers);
+    // Never more room than the longest row can use.
+    let mut cache = KvCache::with_max_positions(
+        model.config().num_hidden_layers,
+        max_len + config.max_new_tokens,
+    );
     let mut ids = model.ids_tensor(&padded, device)?;
     let vocab = model.config().vocab_size;
 

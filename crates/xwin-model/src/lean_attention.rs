@@ -117,28 +117,6 @@ struct Inputs<B: Backend> {
     precision: Precision,
 }
 
-impl<B: Backend> Inputs<B> {
-    fn new(
-        q: FloatTensor<B>,
-        k: FloatTensor<B>,
-        v: FloatTensor<B>,
-        bias: FloatTensor<B>,
-        scale: f32,
-        rows_per_chunk: usize,
-        precision: Precision,
-    ) -> Self {
-        Self {
-            q,
-            k,
-            v,
-            bias,
-            scale,
-            rows_per_chunk,
-            precision,
-        }
-    }
-}
-
 /// What the backward pass recomputes from: the inputs and each query row's log-sum-exp.
 #[derive(Debug, Clone)]
 struct Saved<B: Backend> {
@@ -267,7 +245,15 @@ macro_rules! inference_backend {
                 rows_per_chunk: usize,
                 precision: Precision,
             ) -> FloatTensor<Self> {
-                let inputs = Inputs::new(q, k, v, bias, scale, rows_per_chunk, precision);
+                let inputs = Inputs {
+                    q,
+                    k,
+                    v,
+                    bias,
+                    scale,
+                    rows_per_chunk,
+                    precision,
+                };
                 forward::<Self>(&inputs).0
             }
         }
@@ -310,15 +296,15 @@ impl<B: Backend, C: CheckpointStrategy> LeanAttentionBackend for Autodiff<B, C> 
         // The bias is a constant (no gradient flows to it).
         let guards = [q.node(), k.node(), v.node()];
         let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
-        let inputs = Inputs::new(
+        let inputs = Inputs {
             q,
             k,
             v,
-            bias.into_primitive(),
+            bias: bias.into_primitive(),
             scale,
             rows_per_chunk,
             precision,
-        );
+        };
         let (out, lse) = forward::<B>(&inputs);
         match LeanBackward.prepare::<C>(guards).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(Saved { inputs, lse }, out),

@@ -1,8 +1,9 @@
 //! The Llama decoder stack and the causal language model on top of it.
 
-use crate::attention::{Attention, AttentionConfig, KeyMask, LayerCache};
+use crate::attention::{Attention, AttentionConfig, KeyMask};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
+use crate::kv_cache::{KvCache, LayerCache};
 use crate::layout::BatchLayout;
 use crate::mlp::{Mlp, MlpConfig};
 use crate::names::{
@@ -82,7 +83,7 @@ impl DecoderLayer {
         &self,
         x: Tensor<3>,
         ctx: &LayerInputs<'_>,
-        cache: Option<&mut Option<LayerCache>>,
+        cache: Option<&mut LayerCache>,
     ) -> Tensor<3> {
         self.mlp_block(self.attention_block(x, ctx, cache), ctx.precision)
     }
@@ -92,7 +93,7 @@ impl DecoderLayer {
         &self,
         x: Tensor<3>,
         ctx: &LayerInputs<'_>,
-        cache: Option<&mut Option<LayerCache>>,
+        cache: Option<&mut LayerCache>,
     ) -> Tensor<3> {
         let attn = self.self_attn.forward(
             crate::cpu_ops::rms_norm(&self.input_layernorm, x.clone(), ctx.precision),
@@ -145,40 +146,6 @@ impl DecoderLayer {
     }
 }
 
-/// Keys and values of every layer, grown by each decode step.
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    layers: Vec<Option<LayerCache>>,
-}
-
-impl KvCache {
-    pub fn new(num_layers: usize) -> Self {
-        Self {
-            layers: vec![None; num_layers],
-        }
-    }
-
-    /// Number of positions cached so far.
-    pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.as_ref())
-            .map_or(0, |l| l.keys.dims()[2])
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Keeps only the given batch rows (drops finished sequences during generation).
-    pub fn select_rows(&mut self, rows: &Tensor<1, Int>) {
-        for layer in self.layers.iter_mut().flatten() {
-            layer.keys = layer.keys.clone().select(0, rows.clone());
-            layer.values = layer.values.clone().select(0, rows.clone());
-        }
-    }
-}
-
 /// The decoder without a head: token ids to final (normed) hidden states.
 ///
 /// # Shapes
@@ -224,9 +191,7 @@ impl LlamaModel {
         let mut x = self.embed_tokens.forward(ids);
         match cache {
             Some(cache) => {
-                if cache.layers.len() != self.layers.len() {
-                    *cache = KvCache::new(self.layers.len());
-                }
+                cache.fit(self.layers.len());
                 for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
                     x = layer.forward(x, &ctx, Some(slot));
                 }

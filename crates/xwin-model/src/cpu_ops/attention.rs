@@ -58,8 +58,10 @@ pub fn fused_causal_attention(
 struct Operands {
     dims: AttentionDims,
     q: FlexTensor,
+    /// Keys and values in head blocks `kv_stride` apart ([`head_blocks`]).
     k: FlexTensor,
     v: FlexTensor,
+    kv_stride: usize,
     key_valid: Option<FlexTensor>,
     scale: f32,
 }
@@ -80,14 +82,21 @@ impl Operands {
             seq_k,
             head_dim,
         };
+        let (k, stride_k) = head_blocks(k);
+        let (v, stride_v) = head_blocks(v);
+        let (k, v, kv_stride) = if stride_k == stride_v {
+            (k, v, stride_k)
+        } else {
+            (k.to_contiguous(), v.to_contiguous(), seq_k * head_dim)
+        };
         Self {
             dims,
             q: q.to_contiguous(),
-            k: k.to_contiguous(),
-            v: v.to_contiguous(),
+            k,
+            v,
+            kv_stride,
             // All real: the kernel skips the padding test per key.
-            key_valid: Some(key_valid.to_contiguous())
-                .filter(|t| f32s(t).iter().any(|&x| x == 0.0)),
+            key_valid: Some(key_valid.to_contiguous()).filter(|t| f32s(t).contains(&0.0)),
             scale,
         }
     }
@@ -96,8 +105,9 @@ impl Operands {
         Inputs {
             dims: self.dims,
             q: f32s(&self.q),
-            k: f32s(&self.k),
-            v: f32s(&self.v),
+            k: from_start(&self.k),
+            v: from_start(&self.v),
+            kv_stride: self.kv_stride,
             key_valid: self.key_valid.as_ref().map(f32s),
             scale: self.scale,
         }
@@ -112,6 +122,32 @@ impl Operands {
         let d = self.dims;
         Shape::from([d.batch, d.kv_heads, d.seq_k, d.head_dim])
     }
+}
+
+/// `t` (`[batch, kv_heads, seq_k, head_dim]`) as equally spaced `[seq_k, head_dim]` blocks from
+/// the start of its buffer, and their spacing: a KV cache's filled prefix of a longer buffer
+/// as it is (decode steps would otherwise copy the whole cache each token), anything else made
+/// contiguous.
+fn head_blocks(t: FlexTensor) -> (FlexTensor, usize) {
+    let layout = t.layout();
+    let (shape, strides) = (layout.shape(), layout.strides());
+    let (kv_heads, seq_k, head_dim) = (shape[1], shape[2], shape[3]);
+    let block = strides[1];
+    let in_place = layout.start_offset() == 0
+        && strides[3] == 1
+        && strides[2] == head_dim as isize
+        && block >= (seq_k * head_dim) as isize
+        && strides[0] == block * kv_heads as isize;
+    if in_place {
+        (t, block as usize)
+    } else {
+        (t.to_contiguous(), seq_k * head_dim)
+    }
+}
+
+/// The f32 buffer behind `t` from its first element (which [`head_blocks`] puts at the start).
+fn from_start(t: &FlexTensor) -> &[f32] {
+    &t.storage::<f32>()[t.layout().start_offset()..]
 }
 
 impl CausalAttentionBackend for Flex {

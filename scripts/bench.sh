@@ -5,6 +5,7 @@
 # noisy (a side's own time moves by 30 % between minutes), so each ratio is the median of the
 # per-round ratios, each round comparing runs made back to back; every round is printed too.
 # SIZE (train and infer only: 21m, 143m, 760m, 7b-2l) picks the model on both sides.
+# ARGS: more flags that both sides take (e.g. ARGS="--new-tokens 512" for infer).
 # Needs: python3 with torch and transformers (pip install torch transformers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,11 +14,12 @@ repeats="${REPEATS:-5}"
 rounds="${ROUNDS:-3}"
 size=()
 if [ -n "${SIZE:-}" ]; then size=(--size "$SIZE"); fi
+read -r -a extra <<< "${ARGS:-}"
 cargo build -q -p xwin-bench
 runs=()
 for _ in $(seq "$rounds"); do
-    runs+=("$(./target/debug/xwin-bench "$what" --repeats "$repeats" "${size[@]}")")
-    runs+=("$(python3 "scripts/bench_${what//-/_}_torch.py" --repeats "$repeats" "${size[@]}")")
+    runs+=("$(./target/debug/xwin-bench "$what" --repeats "$repeats" "${size[@]}" "${extra[@]}")")
+    runs+=("$(python3 "scripts/bench_${what//-/_}_torch.py" --repeats "$repeats" "${size[@]}" "${extra[@]}")")
 done
 python3 - "${runs[@]}" <<'PY'
 import json, statistics, sys

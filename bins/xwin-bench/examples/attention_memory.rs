@@ -12,13 +12,7 @@ use xwin_model::attention::{attention_bias, attention_with_bias, attention_with_
 use xwin_model::lean_attention::lean_attention;
 
 fn rss_mib(key: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let line = status.lines().find(|l| l.starts_with(key)).expect(key);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse::<f64>().ok())
-        .expect("kB")
-        / 1024.0
+    xwin_bench::status_mib(key).expect("/proc/self/status")
 }
 
 fn main() {

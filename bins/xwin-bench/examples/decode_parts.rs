@@ -2,7 +2,7 @@
 //! a 32-token prompt, the 21M config): the decoder on one new token per row against the KV
 //! cache, the LM head on those rows, reading the logits, one decode-sized projection (ours and
 //! burn's), and the whole `generate` call. Medians in ms. `STEPS_ONLY=1` runs nothing but
-//! single-token decoder steps, for `perf record`.
+//! single-token decoder steps, for `perf record`; `NEW_TOKENS` sets the tokens per row (64).
 #[global_allocator]
 static GLOBAL: xwin_alloc::MiMalloc = xwin_alloc::MiMalloc;
 
@@ -14,7 +14,9 @@ fn main() {
     xwin_alloc::keep_freed_memory();
     let device = Device::flex();
     let config = bench_config();
-    let (batch, prompt_len, new_tokens) = (8, 32, 64);
+    // NEW_TOKENS=512 shows what a long generation's cache costs.
+    let new_tokens = std::env::var("NEW_TOKENS").map_or(64, |n| n.parse().expect("NEW_TOKENS"));
+    let (batch, prompt_len) = (8, 32);
     let model = LlamaForCausalLM::random(&config, &device);
     let prompts = token_ids(batch, prompt_len, config.vocab_size);
     let ms = |xs: Vec<f64>| median(xs) * 1e3;

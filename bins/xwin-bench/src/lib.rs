@@ -82,18 +82,9 @@ pub fn train_flops_per_token(config: &LlamaConfig, seq: usize) -> f64 {
 
 /// A step of `batch` full rows of `seq` tokens through the LM head, every next token scored.
 pub fn lm_step(batch: usize, seq: usize, grad_accum: usize) -> xwin_train::StepShape {
-    xwin_train::StepShape {
-        tokens: batch * seq,
-        head: xwin_train::Head::Lm {
-            scored: batch * seq.saturating_sub(1),
-        },
-        grad_accum,
-        adapters: None,
-        checkpointing: false,
-        score_elements: batch * seq * seq,
-        off_cpu: false,
-        half_precision: false,
-    }
+    let scored = batch * seq.saturating_sub(1);
+    let head = xwin_train::Head::Lm { scored };
+    xwin_train::StepShape::new(batch * seq, head, grad_accum, batch * seq * seq)
 }
 
 /// `batch` rows of `len` token ids spread over the vocabulary (above the special ids 0–2).
@@ -256,4 +247,13 @@ pub fn time<F: FnMut()>(repeats: usize, mut f: F) -> Vec<f64> {
             t.elapsed().as_secs_f64()
         })
         .collect()
+}
+
+/// A memory line of this process's `/proc/self/status` (`"VmRSS:"` resident now, `"VmHWM:"`
+/// its peak), in MiB; `None` where Linux's status file is missing.
+pub fn status_mib(key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -9,8 +9,8 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use xwin_bench::{
-    BenchSize, full_loss_batch, lm_step, median, time, token_ids, train_flops_per_token,
-    train_step_seconds, train_step_seconds_with,
+    BenchSize, full_loss_batch, lm_step, median, status_mib, time, token_ids,
+    train_flops_per_token, train_step_seconds, train_step_seconds_with,
 };
 use xwin_model::{BatchLayout, GenerationConfig, LlamaForCausalLM, generate, parse_device};
 use xwin_train::{Head, MemoryEstimate};
@@ -156,10 +156,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } = cli.command
     {
         // Nothing is allocated: the device's kind is enough, compiled in or not.
-        let on_cpu = cli.device.split(':').next() == Some("cpu");
         let config = cli.size.config();
         let mut shape = lm_step(batch, seq, grad_accum).trained_as(
-            !on_cpu,
+            !xwin_model::names_cpu(&cli.device),
             cli.precision,
             gradient_checkpointing,
         );
@@ -175,9 +174,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let device: Device = parse_device(&cli.device)?;
     // Which burn backend ran, for the labels: a wgpu run must not say "flex".
-    let backend = match cli.device.split(':').next().unwrap_or("cpu") {
-        "cpu" => "burn flex".to_string(),
-        other => format!("burn {other}"),
+    let backend = if xwin_model::is_cpu(&device) {
+        "burn flex".to_string()
+    } else {
+        format!("burn {}", cli.device.split(':').next().unwrap_or_default())
     };
     let backend = match cli.precision {
         xwin_model::Precision::F32 => backend,
@@ -210,7 +210,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "train_step": { "median_s": step_s, "tokens_per_s": tokens_per_s },
                     "model_tflops_per_s": model_tflops,
                     "mfu": cli.peak_tflops.map(|peak| model_tflops / peak),
-                    "peak_rss_mib": peak_rss_mib(),
+                    "peak_rss_mib": status_mib("VmHWM:"),
                     "estimated_peak_mib": estimate.peak() as f64 / MIB,
                 })
             );
@@ -228,7 +228,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "params": config.num_parameters() - config.vocab_size * config.hidden_size + config.hidden_size,
                     "pairs": pairs, "seq": seq,
                     "rm_step": { "median_s": s, "tokens_per_s": tokens / s, "pairs_per_s": pairs as f64 / s },
-                    "peak_rss_mib": peak_rss_mib(),
+                    "peak_rss_mib": status_mib("VmHWM:"),
                 })
             );
         }
@@ -255,7 +255,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "params": config.num_parameters(),
                     "pairs": pairs, "seq": seq,
                     name: { "median_s": s, "tokens_per_s": tokens / s, "pairs_per_s": pairs as f64 / s },
-                    "peak_rss_mib": peak_rss_mib(),
+                    "peak_rss_mib": status_mib("VmHWM:"),
                 })
             );
         }
@@ -401,11 +401,3 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 const MIB: f64 = (1u64 << 20) as f64;
-
-/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}

@@ -79,7 +79,10 @@ pub fn mt_bench(a: MtBenchArgs) -> Result<String, EvalError> {
         JudgeKind::Openai => {
             let client = a.judge.client(2048)?;
             let prompts = mt::read_judge_prompts(&a.judge_prompts)?;
-            mt::Grader::Llm { client, prompts }
+            mt::Grader::Llm {
+                client: Box::new(client),
+                prompts,
+            }
         }
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| setup(e.to_string()))?;

@@ -224,7 +224,7 @@ fn killed_run_resumes_as_if_never_stopped() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let resumed = summary["summary"]["resumed_from"].as_u64().unwrap();
-    assert!(resumed >= 12 && resumed % 4 == 0, "{resumed}");
+    assert!(resumed >= 12 && resumed.is_multiple_of(4), "{resumed}");
     assert_eq!(losses(&metrics), expected, "resumed from step {resumed}");
     // Only the newest two checkpoints are kept, the last one at the end.
     let mut kept: Vec<String> = std::fs::read_dir(cut.join("run/checkpoints"))

@@ -383,7 +383,6 @@ async fn annotate_stream<J: Judge>(
             break;
         }
     }
-    drop(results);
     (summary.duplicates, summary.already_done) = (duplicates.get(), already_done.get());
     summary.usage = judge.usage();
     if let Some(e) = fatal {

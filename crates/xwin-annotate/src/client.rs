@@ -167,8 +167,11 @@ impl ChatClient {
                 ))
             })?),
         };
-        if !(config.timeout_s > 0.0) {
-            return Err(CallError::Config("timeout_s must be > 0".into()));
+        // NaN and ∞ too: `Duration::from_secs_f64` panics on them.
+        if !config.timeout_s.is_finite() || config.timeout_s <= 0.0 {
+            return Err(CallError::Config(
+                "timeout_s must be a finite number > 0".into(),
+            ));
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(config.timeout_s))

@@ -161,14 +161,17 @@ impl ChatTemplate {
     }
 }
 
+/// Token ids and each one's byte span `(start, end)` in the encoded text.
+pub type Encoding = (Vec<u32>, Vec<(usize, usize)>);
+
 /// Anything that turns text into token ids with byte offsets (special tokens such as `<s>`
 /// and `</s>` written in the text must come out as their ids).
 pub trait TextEncoder {
-    fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)>;
+    fn encode_with_offsets(&self, text: &str) -> Result<Encoding>;
 }
 
 impl TextEncoder for tokenizers::Tokenizer {
-    fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    fn encode_with_offsets(&self, text: &str) -> Result<Encoding> {
         let enc = self
             .encode(text, false)
             .map_err(|e| DataError::Tokenizer(e.to_string()))?;

@@ -4,7 +4,6 @@
 
 use crate::DpoError;
 use crate::objective::DpoBatch;
-use std::collections::HashMap;
 use std::path::Path;
 use xwin_data::{
     ChatTemplate, PadSide, Padding, ReadOptions, TextEncoder, TokenizedConversation, TrainOn, Turn,
@@ -150,7 +149,7 @@ pub fn tokenize_pairs(
 /// its reference log-probabilities; a pair without them is an error naming it.
 pub fn dpo_batches(
     pairs: &[TokenPair],
-    reference: &HashMap<String, (f64, f64)>,
+    reference: &crate::ReferenceByKey,
     pairs_per_batch: usize,
     max_batch_tokens: usize,
     padding: Padding,

@@ -13,7 +13,7 @@ pub use calibrate::{CalibrateSection, Calibration, calibrate, closest_rank};
 pub use data::{Dropped, TokenPair, dpo_batches, tokenize_pairs, xwin_set_pairs};
 pub use loss::{LossConfig, LossType, PairLogps, PairLoss, pair_loss};
 pub use objective::{DpoBatch, DpoObjective};
-pub use reference::{ReferenceIdentity, ReferenceLogps, reference_logps};
+pub use reference::{ReferenceByKey, ReferenceIdentity, ReferenceLogps, reference_logps};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -170,6 +170,9 @@ pub struct DpoSummary {
     pub eval_after: Option<BTreeMap<String, f64>>,
 }
 
+/// The text pairs of a run, and the rank and calibration that chose them.
+type TextPairs = (Vec<xwin_rm::TextPair>, Option<usize>, Option<Calibration>);
+
 /// The text pairs of a run, and the rank and calibration that chose them. Calibration loads
 /// the policy frozen on `inference` into `frozen_policy`, where the reference can reuse it.
 fn text_pairs(
@@ -178,7 +181,7 @@ fn text_pairs(
     tokenizer: &tokenizers::Tokenizer,
     inference: &burn::tensor::Device,
     frozen_policy: &mut Option<xwin_model::LlamaForCausalLM>,
-) -> Result<(Vec<xwin_rm::TextPair>, Option<usize>, Option<Calibration>), DpoError> {
+) -> Result<TextPairs, DpoError> {
     match (&config.data.xwin_set, &config.data.pairs) {
         (Some(set), None) => {
             let (rank, calibration) = match (config.select.rejected_rank, &config.calibrate) {
@@ -225,7 +228,7 @@ fn text_pairs(
 }
 
 /// The log-probabilities of an artifact made elsewhere.
-fn read_reference(path: &std::path::Path) -> Result<HashMap<String, (f64, f64)>, DpoError> {
+fn read_reference(path: &std::path::Path) -> Result<ReferenceByKey, DpoError> {
     let mut out = HashMap::new();
     xwin_data::for_each_record(path, ReadOptions::default(), |r: ReferenceLogps| {
         out.insert(r.key, (r.chosen, r.rejected));
@@ -356,7 +359,7 @@ pub fn run_dpo(
     );
     let mut objective = DpoObjective::new(batches, eval, plan, config.loss, device.clone());
     let eval_before = xwin_train::Objective::evaluate(&mut objective, &model)
-        .map_err(|e| DpoError::Model(e))?
+        .map_err(DpoError::Model)?
         .as_ref()
         .map(eval_map);
     let mut summary = DpoSummary {

@@ -41,6 +41,9 @@ pub struct ReferenceIdentity {
     pub precision: xwin_model::Precision,
 }
 
+/// Each pair's reference log-probabilities `(chosen, rejected)`, by pair key.
+pub type ReferenceByKey = HashMap<String, (f64, f64)>;
+
 fn meta_path(artifact: &Path) -> PathBuf {
     xwin_data::sidecar(artifact, ".meta.json")
 }
@@ -58,7 +61,7 @@ pub fn reference_logps(
     max_batch_tokens: usize,
     device: &Device,
     mut on_progress: impl FnMut(usize),
-) -> Result<(HashMap<String, (f64, f64)>, usize), DpoError> {
+) -> Result<(ReferenceByKey, usize), DpoError> {
     let mut known = HashMap::new();
     let mut writer = match artifact {
         Some(artifact) => Some(open_artifact(artifact, identity, &mut known)?),
@@ -112,7 +115,7 @@ pub fn reference_logps(
 fn open_artifact(
     artifact: &Path,
     identity: &ReferenceIdentity,
-    known: &mut HashMap<String, (f64, f64)>,
+    known: &mut ReferenceByKey,
 ) -> Result<JsonlWriter, DpoError> {
     let meta = meta_path(artifact);
     match std::fs::read_to_string(&meta) {

@@ -40,7 +40,7 @@ pub fn length_controlled(rows: &[(usize, usize, Option<f64>)]) -> Option<LengthC
     let mean = deltas.iter().sum::<f64>() / deltas.len() as f64;
     let var = deltas.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (deltas.len() - 1) as f64;
     let std = var.sqrt();
-    if !(std > 0.0) {
+    if std.is_nan() || std <= 0.0 {
         return None;
     }
     let (x, y): (Vec<f64>, Vec<f64>) = deltas

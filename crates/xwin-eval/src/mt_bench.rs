@@ -109,7 +109,9 @@ fn mean(xs: &[f64]) -> Option<f64> {
 
 /// Per model: turn-1, turn-2 and overall means of the ratings (−1 excluded).
 pub fn single_scores(judgments: &[SingleJudgment]) -> BTreeMap<String, SingleScore> {
-    let mut by_model: BTreeMap<&str, (Vec<f64>, Vec<f64>, Vec<f64>, usize)> = BTreeMap::new();
+    // Per model: turn-1, turn-2 and all ratings, and the count of unrated judgments.
+    type Ratings = (Vec<f64>, Vec<f64>, Vec<f64>, usize);
+    let mut by_model: BTreeMap<&str, Ratings> = BTreeMap::new();
     for j in judgments {
         let entry = by_model.entry(&j.model).or_default();
         if j.score == -1.0 {

@@ -288,7 +288,8 @@ pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
 pub enum Grader {
     Oracle,
     Llm {
-        client: ChatClient,
+        /// Boxed: the client is ten times the size of the oracle variant.
+        client: Box<ChatClient>,
         prompts: HashMap<String, JudgePrompt>,
     },
 }

@@ -69,7 +69,7 @@ async fn both_orders_against_the_baseline() {
     .await
     .unwrap();
     let grader = Grader::Llm {
-        client: ChatClient::new(EndpointConfig::new(server.base_url(), "gpt-4")).unwrap(),
+        client: Box::new(ChatClient::new(EndpointConfig::new(server.base_url(), "gpt-4")).unwrap()),
         prompts,
     };
     let dir = tempfile::tempdir().unwrap();

@@ -119,7 +119,10 @@ async fn tiny_policy_end_to_end_with_a_judge_over_http() {
     .await
     .unwrap();
     let client = ChatClient::new(EndpointConfig::new(server.base_url(), "gpt-4")).unwrap();
-    let grader = Grader::Llm { client, prompts };
+    let grader = Grader::Llm {
+        client: Box::new(client),
+        prompts,
+    };
     let out = dir.path().join("model_judgment/gpt-4_single.jsonl");
     let records = grade_single(&grader, &questions, &answers, &refs, &out, 3)
         .await

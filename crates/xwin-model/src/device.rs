@@ -10,7 +10,7 @@ pub const DEVICE_NAMES: &str = "cpu, wgpu (feature `wgpu`), cuda[:N] (feature `c
 pub fn parse_device(name: &str) -> Result<Device> {
     let name = name.trim().to_ascii_lowercase();
     match name.as_str() {
-        "cpu" | "flex" => Ok(Device::flex()),
+        cpu if names_cpu(cpu) => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
         "wgpu" | "gpu" | "vulkan" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
@@ -24,6 +24,12 @@ pub fn parse_device(name: &str) -> Result<Device> {
             "unknown or not compiled-in device `{other}`; this build supports: {DEVICE_NAMES}"
         ))),
     }
+}
+
+/// Whether the device name `name` ([`parse_device`]'s) is the CPU's, without opening it (a
+/// GPU name need not be compiled in).
+pub fn names_cpu(name: &str) -> bool {
+    matches!(name.trim().to_ascii_lowercase().as_str(), "cpu" | "flex")
 }
 
 /// Whether `device` is the CPU backend (burn Flex), with or without autodiff.

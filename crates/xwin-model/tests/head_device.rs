@@ -11,8 +11,11 @@ use xwin_model::{
     sequence_logprobs_on,
 };
 
+/// Token ids, attention mask and loss mask, `[row][position]`.
+type Batch = (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>);
+
 /// Two rows, the second right-padded, targets on most positions.
-fn batch() -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
+fn batch() -> Batch {
     let ids = vec![
         vec![1, 45, 300, 17, 99, 5, 260, 7, 11, 400, 3, 2],
         vec![1, 80, 22, 500, 13, 14, 90, 2, 0, 0, 0, 0],

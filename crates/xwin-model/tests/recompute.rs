@@ -13,7 +13,10 @@ use xwin_model::{
     load_causal_lm,
 };
 
-fn batch() -> (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>) {
+/// Token ids, attention mask and loss mask, `[row][position]`.
+type Batch = (Vec<Vec<u32>>, Vec<Vec<bool>>, Vec<Vec<bool>>);
+
+fn batch() -> Batch {
     let ids = vec![
         vec![1, 45, 300, 17, 99, 5, 260, 7, 11, 400],
         vec![1, 80, 22, 500, 13, 14, 90, 2, 0, 0],

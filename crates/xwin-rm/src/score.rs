@@ -63,6 +63,7 @@ pub struct ScoreSummary {
 }
 
 /// Scores every prompt of `input` not yet in `output`; `on_progress(prompts done)`.
+#[allow(clippy::too_many_arguments)]
 pub fn score_samples(
     model: &LlamaForReward,
     encoder: &dyn TextEncoder,

@@ -28,6 +28,7 @@ pub enum Api {
 }
 
 /// Samples `spec` for every prompt not yet in `output` through `client`.
+#[allow(clippy::too_many_arguments)]
 pub async fn sample_external(
     client: &ChatClient,
     api: Api,

@@ -45,21 +45,6 @@ pub fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tol: f32) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nan_is_never_dropped() {
-        assert!(max_abs_diff(&[1.0, f32::NAN], &[1.0, 2.0]).is_nan());
-        assert!(max_abs_diff(&[f32::NAN, 1.0], &[1.0, 1.0]).is_nan());
-        assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
-        assert!(std::panic::catch_unwind(|| assert_close("x", &[f32::NAN], &[0.0], 1.0)).is_err());
-        assert!(std::panic::catch_unwind(|| assert_close("x", &[1e6 + 1.0], &[1e6], 1e-5)).is_ok());
-        assert!(std::panic::catch_unwind(|| assert_close("x", &[1.1], &[1.0], 1e-5)).is_err());
-    }
-}
-
 /// A parameter as HF stores it, on the host (a linear weight transposed back to `[out, in]`).
 pub fn hf_host(t: &xwin_model::params::HfTensor) -> Vec<f32> {
     use xwin_model::params::HfTensor;
@@ -87,4 +72,19 @@ pub fn assert_params_close(
         worst = nan_max(worst, max_abs_diff(&x, &y));
     }
     worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_is_never_dropped() {
+        assert!(max_abs_diff(&[1.0, f32::NAN], &[1.0, 2.0]).is_nan());
+        assert!(max_abs_diff(&[f32::NAN, 1.0], &[1.0, 1.0]).is_nan());
+        assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
+        assert!(std::panic::catch_unwind(|| assert_close("x", &[f32::NAN], &[0.0], 1.0)).is_err());
+        assert!(std::panic::catch_unwind(|| assert_close("x", &[1e6 + 1.0], &[1e6], 1e-5)).is_ok());
+        assert!(std::panic::catch_unwind(|| assert_close("x", &[1.1], &[1.0], 1e-5)).is_err());
+    }
 }

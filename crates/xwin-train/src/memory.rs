@@ -78,16 +78,7 @@ impl StepShape {
                     .sum(),
             );
         }
-        Self {
-            tokens,
-            head: Head::Lm { scored },
-            grad_accum,
-            adapters: None,
-            checkpointing: false,
-            score_elements,
-            off_cpu: false,
-            half_precision: false,
-        }
+        Self::new(tokens, Head::Lm { scored }, grad_accum, score_elements)
     }
 
     /// The largest micro-batch of rows `ids` trained through a reward model's score head.
@@ -97,9 +88,16 @@ impl StepShape {
             tokens = tokens.max(ids.iter().map(Vec::len).sum());
             score_elements = score_elements.max(square_lengths(ids));
         }
+        Self::new(tokens, Head::Score, grad_accum, score_elements)
+    }
+
+    /// A micro-batch of `tokens` (`score_elements` = `Σ rows padded_length²`) trained in f32
+    /// on the CPU, every weight trained, without checkpointing: [`StepShape::trained_as`] and
+    /// `adapters` say otherwise.
+    pub fn new(tokens: usize, head: Head, grad_accum: usize, score_elements: usize) -> Self {
         Self {
             tokens,
-            head: Head::Score,
+            head,
             grad_accum,
             adapters: None,
             checkpointing: false,

@@ -206,8 +206,7 @@ fn a_bad_lora_table_is_refused_by_name() {
         &mut objective,
         |_| {},
     )
-    .err()
-    .expect("refused")
+    .expect_err("refused")
     .1;
     assert!(matches!(err, TrainError::Config(_)), "{err}");
     assert!(err.to_string().contains("qkv_proj"), "{err}");

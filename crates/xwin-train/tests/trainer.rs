@@ -101,7 +101,7 @@ fn non_finite_loss_stops_with_the_last_good_parameters() {
     let result = train(model, &config, &run, &mut objective, |_| {
         steps.set(steps.get() + 1)
     });
-    let (model, err) = result.err().expect("must stop");
+    let (model, err) = result.expect_err("must stop");
     assert!(
         matches!(err, TrainError::NonFinite { step: 3, .. }),
         "{err}"
@@ -214,7 +214,7 @@ fn crashed_run_resumes_as_if_never_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let (crashed, first_half) =
         objective(device.clone(), Some(7))(start(&device), &config, &run_in(dir.path(), &device));
-    let err = crashed.err().expect("crashes").1;
+    let err = crashed.expect_err("crashes").1;
     assert!(err.to_string().contains("simulated crash"), "{err}");
     assert_eq!(first_half.len(), 7);
     // Fresh process: a freshly initialised model (other weights: the checkpoint must overwrite them).

@@ -218,7 +218,8 @@ impl MemoryEstimate {
             // The logits `[n, vocab]`, turned into probabilities minus one-hot in place (off
             // the CPU a chunk of them at a time, and the chunk's logits beside), the weight's
             // gradient block `[h, vocab]` (when it trains), the scored hidden rows and their
-            // gradient `[n, h]`.
+            // gradient `[n, h]`. In f32 on the CPU the products run on host copies of the
+            // weight and the scored rows (`xwin_model::head_host`), live beside the logits.
             Head::Lm { scored } => {
                 let n = scored as u64;
                 let logits = if shape.off_cpu {
@@ -226,7 +227,12 @@ impl MemoryEstimate {
                 } else {
                     n * vocab
                 };
-                F32 * (logits + if full { h * vocab } else { 0 } + 2 * n * h)
+                let host_copies = if shape.off_cpu || shape.half_precision {
+                    0
+                } else {
+                    h * vocab + n * h
+                };
+                F32 * (logits + if full { h * vocab } else { 0 } + 2 * n * h + host_copies)
             }
             Head::Score => 0,
         };

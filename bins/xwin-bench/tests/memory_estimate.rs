@@ -1,8 +1,8 @@
 //! The memory estimate every training stage logs at start against the measured peak resident
 //! memory of real training steps (`xwin-bench train`, one process per shape so that each
 //! peak is its own), at two batch sizes so that the per-token part is checked, not only the
-//! per-parameter part. Tolerance 12 % at 8 × 512 (measured 1,566–1,576 MiB over six runs
-//! against 1,632 estimated) and 20 % at 2 × 256: measured 617–712 MiB over eleven runs against
+//! per-parameter part. Tolerance 12 % at 8 × 512 (measured 1,552–1,576 MiB over seven runs
+//! against 1,632 estimated) and 20 % at 2 × 256: measured 617–712 MiB over twelve runs against
 //! 641 estimated, about one process in three peaking 54–90 MiB higher, near one more `[512,
 //! 32000]` f32 head buffer (62.5 MiB; likely freed on one thread's heap and allocated again on
 //! another's, which depends on Rayon's scheduling: with `RAYON_NUM_THREADS=1` every run peaks

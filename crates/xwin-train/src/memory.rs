@@ -118,6 +118,12 @@ impl StepShape {
         }
     }
 
+    /// Whether the step runs our f32 CPU kernels (`xwin_model::cpu_ops::fused_ops_apply`):
+    /// the fused attention (no score chunk kept) and the LM head's products on host copies.
+    fn fused_cpu_ops(&self) -> bool {
+        !self.off_cpu && !self.half_precision
+    }
+
     /// Logs the estimate for training `config` on steps of this shape with `train`'s
     /// settings (LoRA's adapters, activation checkpointing, the precision) on `device`,
     /// checked against the host's available memory when `device` is the CPU.
@@ -194,10 +200,10 @@ impl MemoryEstimate {
         // cache). The composite it replaced kept three f32 score matrices per layer (`cargo
         // run -p xwin-bench --example attention_memory`).
         let score_elements = config.num_attention_heads as u64 * shape.score_elements as u64;
-        let scores = if shape.off_cpu || shape.half_precision {
-            4 * F32 * score_elements.min(xwin_model::lean_attention::CHUNK_SCORES as u64)
-        } else {
+        let scores = if shape.fused_cpu_ops() {
             0
+        } else {
+            4 * F32 * score_elements.min(xwin_model::lean_attention::CHUNK_SCORES as u64)
         };
         // Half precision, as autocast's graph: each product keeps its operands cast to half —
         // the projections' weights, per token and layer the inputs of the seven projections
@@ -227,10 +233,10 @@ impl MemoryEstimate {
                 } else {
                     n * vocab
                 };
-                let host_copies = if shape.off_cpu || shape.half_precision {
-                    0
-                } else {
+                let host_copies = if shape.fused_cpu_ops() {
                     h * vocab + n * h
+                } else {
+                    0
                 };
                 F32 * (logits + if full { h * vocab } else { 0 } + 2 * n * h + host_copies)
             }
